@@ -1,0 +1,26 @@
+# cems: `make demo` and `make test` set everything up (idempotently) and run.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test unit integration bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m controller.demo
+
+test: setup
+	$(PY) -m pytest -v tests
+
+unit: setup
+	$(PY) -m pytest -v tests/unit
+
+integration: setup
+	$(PY) -m pytest -v tests/integration
+
+bench: setup
+	$(PY) bench/bench_stats.py
+
+clean:
+	rm -rf $(VENV) gen .pytest_cache .hypothesis

@@ -1,0 +1,92 @@
+"""StatusService servicer: answers from PublishedState snapshots, never touching the app (shell)."""
+
+import time
+
+import grpc
+from cems.v1 import status_pb2 as pb
+from cems.v1 import status_pb2_grpc as pb_grpc
+
+from controller import __version__
+from controller.api import convert
+from controller.openflow.pipeline import Component
+from controller.state import PublishedState
+
+_COMPONENTS = {c.name.lower() for c in Component}
+MAX_LIMIT = 1_000_000
+
+
+class StatusServicer(pb_grpc.StatusServiceServicer):
+    def __init__(self, state: PublishedState, stop_event=None):
+        self._state = state
+        self._stop = stop_event
+
+    def _check_dpid(self, request, context) -> int | None:
+        if not request.HasField("dpid"):
+            return None
+        if request.dpid not in {s.dpid for s in self._state.topology.switches}:
+            known = ", ".join(f"{s.dpid}" for s in self._state.topology.switches) or "none"
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"no switch with dpid {request.dpid} (0x{request.dpid:x}); "
+                          f"known dpids: {known}")
+        return request.dpid
+
+    def GetStatus(self, request, context):
+        state = self._state
+        topo = state.topology
+        return pb.GetStatusResponse(
+            version=__version__, uptime_s=time.monotonic() - state.started_monotonic,
+            switches_connected=len(state.connected), links=len(topo.links),
+            hosts=len(topo.hosts), flows=sum(len(f) for f in state.flows.values()),
+            openflow_errors_total=state.counters.openflow_errors_total,
+            poll_interval_s=state.poll_interval_s, openflow_runtime=state.runtime)
+
+    def GetTopology(self, request, context):
+        return convert.topology_pb(self._state.topology, self._state.connected)
+
+    def ListFlows(self, request, context):
+        if request.component and request.component not in _COMPONENTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"unknown component '{request.component}'; allowed: "
+                          f"{', '.join(sorted(_COMPONENTS))} (or empty for all)")
+        if request.limit > MAX_LIMIT:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"limit {request.limit} is above the maximum {MAX_LIMIT}; "
+                          "use 0 for no limit or filter by dpid")
+        dpid = self._check_dpid(request, context)
+        flows = [flow for key in sorted(self._state.flows) if dpid is None or key == dpid
+                 for flow in self._state.flows[key]]
+        if request.component:
+            flows = [f for f in flows
+                     if f.entry.component and f.entry.component.name.lower() == request.component]
+        flows.sort(key=lambda f: (f.dpid, f.entry.table_id, -f.entry.priority, f.entry.match))
+        if request.limit:
+            flows = flows[:request.limit]
+        return pb.ListFlowsResponse(flows=[convert.flow_pb(f) for f in flows],
+                                    poll_interval_s=self._state.poll_interval_s)
+
+    def ListPorts(self, request, context):
+        dpid = self._check_dpid(request, context)
+        ports = [port for key in sorted(self._state.ports) if dpid is None or key == dpid
+                 for port in self._state.ports[key]]
+        ports.sort(key=lambda p: (p.dpid, p.port_no))
+        return pb.ListPortsResponse(ports=[convert.port_stats_pb(p) for p in ports])
+
+    def WatchEvents(self, request, context):
+        kinds = set(request.kinds)
+        for kind in kinds:
+            if kind == pb.EVENT_KIND_UNSPECIFIED or kind not in pb.EventKind.values():
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"event kind {kind} is not allowed; allowed: "
+                              + ", ".join(n for n in pb.EventKind.keys()
+                                          if n != "EVENT_KIND_UNSPECIFIED"))
+        subscription = self._state.bus.subscribe()
+        try:
+            while context.is_active() and not (self._stop and self._stop.is_set()):
+                item = subscription.get(timeout_s=0.5)
+                if item is None:
+                    continue
+                event = convert.event_pb(item)
+                if event is not None and (not kinds or event.kind in kinds):
+                    yield event
+        finally:
+            subscription.close()

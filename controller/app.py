@@ -1,0 +1,413 @@
+"""The cems OpenFlow application: events in, core calls, OpenFlow messages out (shell).
+
+Each handler reads the clock once, calls the core (topology, forwarding, rates,
+reconciliation) and sends what comes back through _send(). Timers only post events; all
+work runs on the app's event thread. Start it with cems-controller (os-ken), or under Ryu
+with `python -m controller.ryu_launcher` and CEMS_CONFIG pointing at a config file.
+"""
+
+import collections
+import dataclasses
+import logging
+import math
+import threading
+import time
+
+import numpy as np
+
+from controller import compat
+from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event,
+                               set_ev_cls)
+from controller.compat import ofproto_v1_3 as ofp
+from controller.events import (FlowRates, FlowView, HostLearned, LinkChanged, PORT_COUNTERS,
+                               PortChanged, PortStatsView, SwitchChanged)
+from controller.network.discovery import build_lldp_frame
+from controller.network.forwarding import build_control_flows, compute_desired_flows
+from controller.network.packet_in import handle_packet_in
+from controller.network.rates import CounterRates
+from controller.network.topology import PortInfo, Topology
+from controller.openflow import messages
+from controller.openflow.pipeline import FlowEntry, diff_flows
+from controller.runtime import Runtime, take_runtime
+
+LOG = logging.getLogger("cems.app")
+_SENT_MEMORY = 256  # requests remembered per switch to explain OpenFlow errors
+
+
+class EventPollTick(compat.event.EventBase):
+    """Posted by the timer thread every poll interval."""
+
+
+class EventLldpTick(compat.event.EventBase):
+    """Posted by the timer thread every LLDP interval."""
+
+
+@dataclasses.dataclass
+class SwitchState:
+    """What the app knows of one connected switch."""
+
+    datapath: object
+    connected_at: float
+    believed: set = dataclasses.field(default_factory=set)  # cems flows we think are there
+    mods_sent: int = 0          # flow mods sent so far (orders replies against changes)
+    flow_request_mods: dict = dataclasses.field(default_factory=dict)  # xid -> mods_sent then
+    flow_parts: dict = dataclasses.field(default_factory=dict)         # xid -> stats so far
+    port_parts: dict = dataclasses.field(default_factory=dict)
+    sent: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
+    reconciled_once: bool = False
+
+
+def port_info_from_ofp(port) -> PortInfo:
+    """OFPPort -> PortInfo."""
+    name = port.name.decode(errors="replace") if isinstance(port.name, bytes) else str(port.name)
+    up = not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
+    return PortInfo(port.port_no, name, port.hw_addr, bool(up), port.curr_speed, port.max_speed)
+
+
+class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenApp")
+              else compat.app_manager.RyuApp):
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+    _EVENTS = [EventPollTick, EventLldpTick]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.runtime: Runtime = take_runtime()
+        self.config = self.runtime.config
+        self.state = self.runtime.state
+        self.metrics = self.runtime.metrics
+        self.topology = Topology()
+        for host in self.runtime.store.load_hosts():
+            self.topology.learn_host(host.mac, host.dpid, host.port_no)
+            for address in host.ipv4:
+                self.topology.learn_host(host.mac, host.dpid, host.port_no, address)
+        self.switches: dict[int, SwitchState] = {}
+        self.flow_rates = CounterRates(("packets", "bytes"), window=self.config.rate_window)
+        self.port_rates = CounterRates(PORT_COUNTERS, window=self.config.rate_window)
+        self._stop = threading.Event()
+        self._timer = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self):
+        thread = super().start()
+        self._timer = compat.hub.spawn(self._post_ticks)
+        return thread
+
+    def stop(self):
+        self._stop.set()
+        super().stop()
+
+    def _post_ticks(self):
+        """Timer: posts poll and LLDP ticks; the work itself runs on the event thread."""
+        next_poll = next_lldp = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_poll:
+                self.send_event(self.name, EventPollTick())
+                next_poll = now + self.config.poll_interval_s
+            if now >= next_lldp:
+                self.send_event(self.name, EventLldpTick())
+                next_lldp = now + self.config.lldp_interval_s
+            self._stop.wait(max(0.01, min(next_poll, next_lldp) - time.monotonic()))
+
+    # -- sending ------------------------------------------------------------------------
+    def _send(self, dpid: int, msgs) -> None:
+        """The one place messages leave the app: attach datapath, remember xid, send."""
+        switch = self.switches.get(dpid)
+        if switch is None:
+            return
+        datapath = switch.datapath
+        for msg in msgs:
+            msg.datapath = datapath
+            datapath.set_xid(msg)
+            switch.sent[msg.xid] = msg
+            while len(switch.sent) > _SENT_MEMORY:
+                switch.sent.popitem(last=False)
+            if isinstance(msg, compat.ofproto_v1_3_parser.OFPFlowMod):
+                switch.mods_sent += 1
+            datapath.send_msg(msg)
+
+    # -- reconciliation -----------------------------------------------------------------
+    def _settled(self, now: float) -> set[int]:
+        return {dpid for dpid, sw in self.switches.items()
+                if now - sw.connected_at >= self.config.settle_s}
+
+    def _apply(self, dpid: int, desired: frozenset, allow_delete: bool) -> None:
+        switch = self.switches[dpid]
+        to_add, to_delete = diff_flows(desired, switch.believed)
+        if not allow_delete:
+            to_delete = []
+        if not to_add and not to_delete:
+            return
+        self._send(dpid, [messages.build_flow_delete(e) for e in to_delete]
+                   + [messages.build_flow_add(e) for e in to_add])
+        switch.believed.difference_update(to_delete)
+        replaced = {(e.table_id, e.priority, e.match) for e in to_add}
+        switch.believed = {e for e in switch.believed
+                           if (e.table_id, e.priority, e.match) not in replaced}
+        switch.believed.update(to_add)
+        label = f"{dpid:016x}"
+        self.metrics.flow_changes.labels(label, "add").inc(len(to_add))
+        self.metrics.flow_changes.labels(label, "delete").inc(len(to_delete))
+        self.state.count(flows_added_total=len(to_add), flows_deleted_total=len(to_delete))
+        LOG.info("switch %016x: %d flows added, %d removed", dpid, len(to_add), len(to_delete))
+
+    def _converge(self, now: float) -> None:
+        """Make every settled switch hold exactly its desired flows; others get control flows."""
+        settled = sorted(self._settled(now))
+        desired = compute_desired_flows(self.topology, settled)
+        for dpid in settled:
+            self._apply(dpid, desired[dpid], allow_delete=True)
+        control = build_control_flows()
+        for dpid in self.switches:
+            if dpid not in desired:
+                self._apply(dpid, control | frozenset(self.switches[dpid].believed),
+                            allow_delete=False)
+
+    def _publish_topology(self) -> None:
+        self.state.topology = self.topology.snapshot()
+        self.state.connected = frozenset(self.switches)
+        self.metrics.switches.set(len(self.switches))
+        self.metrics.links.set(len(self.topology.links()))
+        self.metrics.hosts.set(len(self.topology.hosts()))
+
+    def _publish(self, item) -> None:
+        self.state.bus.publish(item)
+
+    # -- switch lifecycle ---------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _switch_features(self, ev):
+        datapath = ev.msg.datapath
+        now = time.monotonic()
+        address = "%s:%s" % datapath.address if datapath.address else ""
+        self.switches[datapath.id] = SwitchState(datapath, now)
+        self.topology.add_switch(datapath.id, now, address)
+        LOG.info("switch %016x connected from %s", datapath.id, address)
+        self._send(datapath.id, [messages.build_port_desc_request()])
+        self._apply(datapath.id, build_control_flows(), allow_delete=False)
+        self._request_flow_stats(datapath.id)
+        self._publish_topology()
+        self._publish(SwitchChanged(time.time(), datapath.id, True, address))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev):
+        datapath = ev.datapath
+        if ev.state != DEAD_DISPATCHER or datapath.id is None:
+            return
+        switch = self.switches.get(datapath.id)
+        if switch is None or switch.datapath is not datapath:
+            return  # an older connection of a switch that has already reconnected
+        del self.switches[datapath.id]
+        lost = self.topology.remove_switch(datapath.id)
+        self.flow_rates.retain([k for k in self._flow_rate_keys() if k[0] != datapath.id])
+        self.port_rates.retain([k for k in self._port_rate_keys() if k[0] != datapath.id])
+        self.state.drop_switch(datapath.id)
+        self.metrics.forget_switch(datapath.id)
+        LOG.warning("switch %016x disconnected; %d links lost", datapath.id, len(lost))
+        now_unix = time.time()
+        self._publish(SwitchChanged(now_unix, datapath.id, False))
+        for link in lost:
+            self._publish(LinkChanged(now_unix, link, False))
+        self._publish_topology()
+        self._converge(time.monotonic())
+
+    def _flow_rate_keys(self):
+        return list(self.flow_rates._index)  # pylint: disable=protected-access
+
+    def _port_rate_keys(self):
+        return list(self.port_rates._index)  # pylint: disable=protected-access
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc(self, ev):
+        dpid = ev.msg.datapath.id
+        ports = [port_info_from_ofp(p) for p in ev.msg.body if p.port_no <= ofp.OFPP_MAX]
+        lost = self.topology.set_ports(dpid, ports)
+        for port in ports:
+            self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
+        self._links_lost(lost)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id
+        port = port_info_from_ofp(msg.desc)
+        if port.port_no > ofp.OFPP_MAX:
+            return
+        if msg.reason == ofp.OFPPR_DELETE:
+            lost = self.topology.remove_port(dpid, port.port_no)
+            port = dataclasses.replace(port, up=False)
+        else:
+            lost = self.topology.set_port(dpid, port)
+        self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
+        LOG.info("switch %016x port %d (%s) is %s", dpid, port.port_no, port.name,
+                 "up" if port.up else "down")
+        self._publish(PortChanged(time.time(), dpid, port,
+                                  not self.topology.is_link_port(dpid, port.port_no)))
+        self._links_lost(lost)
+
+    def _links_lost(self, lost) -> None:
+        if not lost:
+            self._publish_topology()
+            return
+        now_unix = time.time()
+        for link in lost:
+            LOG.warning("link %016x:%d -> %016x:%d is down", link.src_dpid, link.src_port,
+                        link.dst_dpid, link.dst_port)
+            self._publish(LinkChanged(now_unix, link, False))
+        self._publish_topology()
+        self._converge(time.monotonic())
+
+    # -- packets ------------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id
+        if dpid not in self.switches:
+            return
+        now = time.monotonic()
+        label = f"{dpid:016x}"
+        self.metrics.packet_in.labels(label).inc()
+        self.state.count(packet_in_total=1)
+        result = handle_packet_in(self.topology, now, dpid, msg.match["in_port"], msg.data,
+                                  self._settled(now))
+        if result.malformed:
+            self.metrics.packet_in_malformed.labels(label).inc()
+            self.state.count(packet_in_malformed_total=1)
+            LOG.debug("switch %016x port %s: %s", dpid, msg.match["in_port"], result.malformed)
+        for out in result.outputs:
+            self._send(out.dpid, [messages.build_packet_out(None, list(out.out_ports), out.data)])
+        if result.new_link is not None:
+            link = result.new_link
+            LOG.info("link %016x:%d -> %016x:%d discovered", link.src_dpid, link.src_port,
+                     link.dst_dpid, link.dst_port)
+            self._publish(LinkChanged(time.time(), link, True))
+        if result.learned is not None:
+            host = result.learned
+            LOG.info("host %s %s learned at %016x:%d", host.mac, ",".join(host.ipv4),
+                     host.dpid, host.port_no)
+            self.runtime.store.save_host(host, time.time())
+            self._publish(HostLearned(time.time(), host))
+        if result.new_link is not None or result.learned is not None:
+            self._publish_topology()
+            self._converge(now)
+
+    # -- timers -------------------------------------------------------------------------
+    @set_ev_cls(EventLldpTick)
+    def _lldp_tick(self, _ev):
+        for dpid in list(self.switches):
+            frames = [messages.build_packet_out(None, [port.port_no],
+                                                build_lldp_frame(dpid, port.port_no, port.hw_addr))
+                      for port in self.topology.ports(dpid) if port.up]
+            self._send(dpid, frames)
+
+    @set_ev_cls(EventPollTick)
+    def _poll_tick(self, _ev):
+        now = time.monotonic()
+        lost = self.topology.expire_links(now, self.config.link_timeout_s)
+        if lost:
+            self._links_lost(lost)
+        for dpid, switch in self.switches.items():
+            if not switch.reconciled_once and now - switch.connected_at >= self.config.settle_s:
+                switch.reconciled_once = True
+                self._converge(now)
+            self._send(dpid, [messages.build_port_stats_request(),
+                              messages.build_meter_stats_request()])
+            self._request_flow_stats(dpid)
+
+    def _request_flow_stats(self, dpid: int) -> None:
+        switch = self.switches[dpid]
+        request = messages.build_flow_stats_request()
+        mods_before = switch.mods_sent
+        self._send(dpid, [request])
+        switch.flow_request_mods[request.xid] = mods_before
+        while len(switch.flow_request_mods) > 16:
+            switch.flow_request_mods.pop(next(iter(switch.flow_request_mods)))
+
+    # -- statistics ---------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id
+        switch = self.switches.get(dpid)
+        if switch is None:
+            return
+        parts = switch.flow_parts.setdefault(msg.xid, [])
+        parts.extend(msg.body)
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        stats = switch.flow_parts.pop(msg.xid)
+        now = time.monotonic()
+        entries = [messages.entry_from_stats(stat) for stat in stats]
+        self._update_flow_rates(dpid, now, entries, stats)
+        mods_then = switch.flow_request_mods.pop(msg.xid, None)
+        if mods_then is not None and mods_then == switch.mods_sent:
+            # The reply reflects every flow mod sent so far: it is the switch's real state.
+            actual = set(entries)
+            if actual != switch.believed:
+                LOG.info("switch %016x: flow table differs from what cems believes "
+                         "(%d missing, %d unexpected); reconciling", dpid,
+                         len(switch.believed - actual), len(actual - switch.believed))
+            switch.believed = actual
+            self._converge(now)
+
+    def _update_flow_rates(self, dpid, now, entries, stats) -> None:
+        keys = [(dpid, entry) for entry in entries]
+        counters = np.array([(s.packet_count, s.byte_count) for s in stats],
+                            dtype=np.int64).reshape(len(stats), 2)
+        durations = np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats])
+        others = [k for k in self._flow_rate_keys() if k[0] != dpid]
+        rates = self.flow_rates.update(now, keys, counters, durations)
+        self.flow_rates.retain(others + keys)
+        views = tuple(
+            FlowView(dpid, entry, int(s.packet_count), int(s.byte_count), float(durations[i]),
+                     float(rates[i, 1]), float(rates[i, 0]))
+            for i, (entry, s) in enumerate(zip(entries, stats)))
+        self.state.set_flows(dpid, views)
+        self.metrics.update_flows(dpid, views)
+        self._publish(FlowRates(time.time(), dpid, views))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    def _port_stats(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id
+        switch = self.switches.get(dpid)
+        if switch is None:
+            return
+        parts = switch.port_parts.setdefault(msg.xid, [])
+        parts.extend(s for s in msg.body if s.port_no <= ofp.OFPP_MAX)
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return
+        stats = switch.port_parts.pop(msg.xid)
+        now = time.monotonic()
+        keys = [(dpid, s.port_no) for s in stats]
+        counters = np.array([[getattr(s, name) for name in PORT_COUNTERS] for s in stats],
+                            dtype=np.int64).reshape(len(stats), len(PORT_COUNTERS))
+        durations = np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats])
+        others = [k for k in self._port_rate_keys() if k[0] != dpid]
+        rates = self.port_rates.update(now, keys, counters, durations)
+        self.port_rates.retain(others + keys)
+        views = tuple(PortStatsView(dpid, s.port_no, tuple(int(c) for c in counters[i]),
+                                    tuple(float(r) for r in rates[i]))
+                      for i, s in enumerate(stats))
+        self.state.set_ports(dpid, views)
+        self.metrics.update_ports(dpid, views)
+
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    def _meter_stats(self, ev):
+        # No meters are installed yet (they come with customer service management); the
+        # request is polled so that meters appear in rates as soon as they exist.
+        LOG.debug("switch %016x: %d meter stats", ev.msg.datapath.id, len(ev.msg.body))
+
+    # -- errors -------------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id or 0
+        switch = self.switches.get(dpid)
+        offending = switch.sent.get(msg.xid) if switch else None
+        type_name = next((n for n in dir(ofp) if n.startswith("OFPET_")
+                          and getattr(ofp, n) == msg.type), str(msg.type))
+        self.metrics.openflow_errors.labels(f"{dpid:016x}", type_name).inc()
+        self.state.count(openflow_errors_total=1)
+        LOG.error("switch %016x rejected a request: %s code %d (xid %d); request: %s",
+                  dpid, type_name, msg.code, msg.xid,
+                  offending if offending is not None else f"not remembered, data {msg.data!r:.200}")

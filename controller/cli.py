@@ -1,0 +1,191 @@
+"""cemsctl: the command-line gRPC client of cems (shell).
+
+    cemsctl [--server HOST:PORT] [--json] status|topology|flows|ports|watch
+"""
+
+import argparse
+import json
+import sys
+
+import grpc
+from cems.v1 import status_pb2 as pb
+from cems.v1 import status_pb2_grpc as pb_grpc
+from google.protobuf import json_format
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _bits(bytes_per_second: float) -> str:
+    bps = bytes_per_second * 8
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bps >= scale:
+            return f"{bps / scale:.2f} {unit}"
+    return f"{bps:.0f} bit/s"
+
+
+def _dpid(dpid: int) -> str:
+    return f"{dpid:016x}"
+
+
+def _as_json(message) -> str:
+    return json_format.MessageToJson(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def show_status(stub, args) -> str:
+    r = stub.GetStatus(pb.GetStatusRequest(), timeout=args.timeout)
+    if args.json:
+        return _as_json(r)
+    return _table(["field", "value"], [
+        ["version", r.version], ["runtime", r.openflow_runtime], ["uptime", f"{r.uptime_s:.0f} s"],
+        ["switches connected", r.switches_connected], ["links", r.links], ["hosts", r.hosts],
+        ["flows", r.flows], ["openflow errors", r.openflow_errors_total],
+        ["poll interval", f"{r.poll_interval_s:g} s"]])
+
+
+def show_topology(stub, args) -> str:
+    r = stub.GetTopology(pb.GetTopologyRequest(), timeout=args.timeout)
+    if args.json:
+        return _as_json(r)
+    switches = _table(["dpid", "connected", "address", "ports"], [
+        [_dpid(s.dpid), "yes" if s.connected else "no", s.address,
+         " ".join(f"{p.port_no}:{p.name}{'' if p.up else '(down)'}" for p in s.ports)]
+        for s in r.switches])
+    links = _table(["from", "to"], [
+        [f"{_dpid(l.src_dpid)}:{l.src_port}", f"{_dpid(l.dst_dpid)}:{l.dst_port}"]
+        for l in r.links])
+    hosts = _table(["mac", "ipv4", "switch", "port"], [
+        [h.mac, ",".join(h.ipv4), _dpid(h.dpid), h.port_no] for h in r.hosts])
+    return (f"Switches ({len(r.switches)})\n{switches}\n\nLinks ({len(r.links)})\n{links}\n\n"
+            f"Hosts ({len(r.hosts)})\n{hosts}")
+
+
+def _flow_rows(flows) -> list[list]:
+    return [[_dpid(f.dpid), f.priority, f.component, f.match, f.actions, f.packet_count,
+             f.byte_count, _bits(f.bytes_per_second) if f.rate_known else "-",
+             f"{f.packets_per_second:.1f}" if f.rate_known else "-"] for f in flows]
+
+
+_FLOW_HEADERS = ["switch", "prio", "component", "match", "actions", "packets", "bytes", "rate",
+                 "pkt/s"]
+
+
+def show_flows(stub, args) -> str:
+    request = pb.ListFlowsRequest(component=args.component or "", limit=args.limit)
+    if args.dpid is not None:
+        request.dpid = args.dpid
+    r = stub.ListFlows(request, timeout=args.timeout)
+    if args.json:
+        return _as_json(r)
+    flows = [f for f in r.flows if not args.active or f.bytes_per_second > 0]
+    return _table(_FLOW_HEADERS, _flow_rows(flows))
+
+
+def show_ports(stub, args) -> str:
+    request = pb.ListPortsRequest()
+    if args.dpid is not None:
+        request.dpid = args.dpid
+    r = stub.ListPorts(request, timeout=args.timeout)
+    if args.json:
+        return _as_json(r)
+    return _table(["switch", "port", "rx", "tx", "rx pkt/s", "tx pkt/s", "drops/s", "errors/s",
+                   "rx bytes", "tx bytes"], [
+        [_dpid(p.dpid), p.port_no, _bits(p.rx_bytes_per_second), _bits(p.tx_bytes_per_second),
+         f"{p.rx_packets_per_second:.1f}", f"{p.tx_packets_per_second:.1f}",
+         f"{p.rx_dropped_per_second + p.tx_dropped_per_second:.1f}",
+         f"{p.rx_errors_per_second + p.tx_errors_per_second:.1f}", p.rx_bytes, p.tx_bytes]
+        for p in r.ports])
+
+
+def watch(stub, args, out) -> None:
+    kinds = [pb.EventKind.Value("EVENT_KIND_" + k.upper()) for k in args.kinds or []]
+    stream = stub.WatchEvents(pb.WatchEventsRequest(kinds=kinds))
+    count = 0
+    for event in stream:
+        if args.json:
+            out.write(json_format.MessageToJson(event, preserving_proto_field_name=True,
+                                                indent=None) + "\n")
+        else:
+            out.write(_describe(event) + "\n")
+        out.flush()
+        count += 1
+        if args.count and count >= args.count:
+            stream.cancel()
+            return
+
+
+def _describe(event) -> str:
+    body = event.WhichOneof("body")
+    if body == "switch":
+        s = event.switch
+        return f"switch {_dpid(s.dpid)} {'up' if s.up else 'down'} {s.address}"
+    if body == "link":
+        l = event.link.link
+        return (f"link {_dpid(l.src_dpid)}:{l.src_port} -> {_dpid(l.dst_dpid)}:{l.dst_port} "
+                f"{'up' if event.link.up else 'down'}")
+    if body == "host":
+        h = event.host.host
+        return f"host {h.mac} {','.join(h.ipv4)} at {_dpid(h.dpid)}:{h.port_no}"
+    if body == "port":
+        p = event.port.port
+        return f"port {_dpid(p.dpid)}:{p.port_no} {p.name} {'up' if p.up else 'down'}"
+    if body == "flow_rates":
+        active = [f for f in event.flow_rates.flows if f.bytes_per_second > 0]
+        lines = [f"flow rates {_dpid(event.flow_rates.dpid)}: {len(active)} active of "
+                 f"{len(event.flow_rates.flows)}"]
+        lines += [f"  {f.match} -> {f.actions}: {_bits(f.bytes_per_second)}" for f in active]
+        return "\n".join(lines)
+    return str(event)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cemsctl", description="Query a cems controller.")
+    parser.add_argument("--server", default="127.0.0.1:50051", help="gRPC address of cems")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="controller summary")
+    sub.add_parser("topology", help="switches, links and hosts")
+    flows = sub.add_parser("flows", help="cems flows with their rates")
+    flows.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
+    flows.add_argument("--component", help="control, forwarding, ...")
+    flows.add_argument("--limit", type=int, default=0)
+    flows.add_argument("--active", action="store_true", help="only flows with traffic now")
+    ports = sub.add_parser("ports", help="port counters and rates")
+    ports.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
+    watch_parser = sub.add_parser("watch", help="stream live events")
+    watch_parser.add_argument("--kind", dest="kinds", action="append",
+                              choices=["switch", "link", "host", "port", "flow_rates"],
+                              help="only these kinds (repeatable)")
+    watch_parser.add_argument("--count", type=int, default=0, help="stop after N events")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    with grpc.insecure_channel(args.server) as channel:
+        stub = pb_grpc.StatusServiceStub(channel)
+        try:
+            if args.command == "watch":
+                watch(stub, args, sys.stdout)
+                return 0
+            show = {"status": show_status, "topology": show_topology, "flows": show_flows,
+                    "ports": show_ports}[args.command]
+            print(show(stub, args))
+        except grpc.RpcError as err:
+            print(f"cemsctl: {args.command} failed: {err.code().name}: {err.details()}",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Controller configuration: defaults, validation and loading from TOML or YAML (core).
+
+A configuration is validated in one place and frozen. Every problem raises ConfigError
+naming the key (dotted path as in the file) and what would have been allowed.
+"""
+
+import dataclasses
+import ipaddress
+import tomllib
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; `key` names it as written in the file."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config key '{key}': {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    """A host and port to listen on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerConfig:
+    """Everything the controller needs to start; build it with parse_config()."""
+
+    openflow_listen: Address = Address("127.0.0.1", 6653)
+    grpc_listen: Address = Address("127.0.0.1", 50051)
+    metrics_listen: Address | None = Address("127.0.0.1", 9302)
+    poll_interval_s: float = 1.0
+    rate_window: int = 60
+    store_path: str = "/var/lib/cems/cems.sqlite"
+    lldp_interval_s: float = 1.0
+    link_timeout_s: float = 3.5
+    settle_s: float = 2.5
+    log_level: str = "info"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_address(key: str, value: Any, allow_port_zero: bool = False) -> Address:
+    """'HOST:PORT' (IPv6 as '[::1]:PORT') -> Address; HOST must be an IP literal."""
+    allowed = "'HOST:PORT' with an IP address, for example '127.0.0.1:6653'"
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string {allowed}, got {value!r}")
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(key, f"expected {allowed}, got {value!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(key, f"'{host}' is not an IP address; expected {allowed}") from None
+    low = 0 if allow_port_zero else 1
+    if not port_text.isdigit() or not low <= int(port_text) <= 65535:
+        raise ConfigError(key, f"port '{port_text}' must be an integer {low}..65535")
+    return Address(host, int(port_text))
+
+
+def _number(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ConfigError(key, f"must be a number from {lo} to {hi}, got {value!r}")
+        return float(value)
+    return check
+
+
+def _integer(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(key, f"must be an integer from {lo} to {hi}, got {value!r}")
+        return value
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(key, f"must be one of {', '.join(options)}; got {value!r}")
+        return value
+    return check
+
+
+def _path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"must be a non-empty file path (or ':memory:'), got {value!r}")
+    return value
+
+
+def _optional_address(key: str, value: Any) -> Address | None:
+    if value in ("", None):
+        return None
+    return parse_address(key, value)
+
+
+# file key -> (ControllerConfig field, validator)
+_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "openflow.listen": ("openflow_listen", parse_address),
+    "grpc.listen": ("grpc_listen", lambda k, v: parse_address(k, v, allow_port_zero=True)),
+    "metrics.listen": ("metrics_listen", _optional_address),
+    "stats.poll_interval_s": ("poll_interval_s", _number(0.1, 3600)),
+    "stats.rate_window": ("rate_window", _integer(2, 3600)),
+    "store.path": ("store_path", _path),
+    "discovery.lldp_interval_s": ("lldp_interval_s", _number(0.1, 60)),
+    "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
+    "discovery.settle_s": ("settle_s", _number(0, 600)),
+    "log.level": ("log_level", _choice(LOG_LEVELS)),
+}
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+                 ) -> ControllerConfig:
+    """Nested mapping (as read from a file) plus flat overrides (from flags) -> config.
+
+    Overrides use the same dotted keys as the file, for example {'stats.poll_interval_s': 2}.
+    Raises ConfigError for an unknown key or a wrong value.
+    """
+    flat = _flatten(data)
+    flat.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values = {}
+    for key, value in flat.items():
+        if key not in _KEYS:
+            raise ConfigError(key, f"unknown key; known keys are {', '.join(sorted(_KEYS))}")
+        field, check = _KEYS[key]
+        values[field] = check(key, value)
+    config = ControllerConfig(**values)
+    if config.link_timeout_s <= config.lldp_interval_s:
+        raise ConfigError("discovery.link_timeout_s",
+                          f"must be greater than discovery.lldp_interval_s "
+                          f"({config.lldp_interval_s}), got {config.link_timeout_s}")
+    return config
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a TOML (.toml) or YAML (.yaml/.yml) file into a nested mapping."""
+    if path.endswith(".toml"):
+        with open(path, "rb") as stream:
+            try:
+                return tomllib.load(stream)
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError("<file>", f"{path} is not valid TOML: {err}") from None
+    if path.endswith((".yaml", ".yml")):
+        import yaml  # pylint: disable=import-outside-toplevel
+        with open(path, encoding="utf-8") as stream:
+            try:
+                data = yaml.safe_load(stream) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError("<file>", f"{path} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("<file>", f"{path} must hold a mapping at the top level")
+        return data
+    raise ConfigError("<file>", f"{path}: allowed file types are .toml, .yaml and .yml")

@@ -1,0 +1,158 @@
+"""Run a cems controller process and an emulated Mininet network around it (shell).
+
+Used by the demo and the integration tests. The controller runs as its own process and is
+stopped by its own process id; the network uses Open vSwitch's userspace datapath.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+
+import grpc
+from cems.v1 import status_pb2 as pb
+from cems.v1 import status_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
+    """Call predicate until it returns a true value; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+
+
+class ControllerProcess:
+    """A cems-controller subprocess on free local ports, with a store that survives restarts."""
+
+    def __init__(self, workdir: str | None = None, poll_interval_s: float = 1.0,
+                 extra_args: tuple[str, ...] = ()):
+        self.workdir = workdir or tempfile.mkdtemp(prefix="cems-")
+        self.openflow_port = free_port()
+        self.metrics_port = free_port()
+        self.store_path = os.path.join(self.workdir, "cems.sqlite")
+        self.log_path = os.path.join(self.workdir, "controller.log")
+        self.poll_interval_s = poll_interval_s
+        self.extra_args = extra_args
+        self.grpc_port = 0
+        self.process: subprocess.Popen | None = None
+        self._channel = None
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout_s: float = 30.0) -> "ControllerProcess":
+        port_file = os.path.join(self.workdir, "grpc.port")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(port_file)
+        log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controller.main",
+             "--openflow-listen", f"127.0.0.1:{self.openflow_port}",
+             "--grpc-listen", f"127.0.0.1:{self.grpc_port}",
+             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+             "--poll-interval", str(self.poll_interval_s), "--store", self.store_path,
+             "--grpc-port-file", port_file, *self.extra_args],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+        def port_written():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.process.returncode}:\n"
+                                   + self.log_tail())
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                with open(port_file, encoding="utf-8") as stream:
+                    return int(stream.read())
+            return 0
+
+        self.grpc_port = wait_for(port_written, timeout_s, "the controller's gRPC port")
+        self._channel = grpc.insecure_channel(self.grpc_address)
+        health = health_pb2_grpc.HealthStub(self._channel)
+
+        def serving():
+            with contextlib.suppress(grpc.RpcError):
+                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+            return False
+
+        wait_for(serving, timeout_s, "gRPC health SERVING")
+        return self
+
+    def stub(self) -> pb_grpc.StatusServiceStub:
+        return pb_grpc.StatusServiceStub(self._channel)
+
+    def status(self) -> pb.GetStatusResponse:
+        return self.stub().GetStatus(pb.GetStatusRequest(), timeout=5)
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the process by its own id: SIGTERM (or SIGKILL), then wait."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            with open(self.log_path, encoding="utf-8", errors="replace") as stream:
+                return "".join(stream.readlines()[-lines:])
+        return ""
+
+
+def build_network(topo, openflow_port: int):
+    """Mininet network of `topo` on userspace-datapath OVS, controlled at 127.0.0.1:port.
+
+    The caller starts it (net.start()) and must stop it (net.stop()), also on failure.
+    Host MACs are 00:00:00:00:00:01, ... in host order.
+    """
+    from mininet.link import TCLink  # pylint: disable=import-outside-toplevel
+    from mininet.net import Mininet  # pylint: disable=import-outside-toplevel
+    from mininet.node import OVSSwitch, RemoteController  # pylint: disable=import-outside-toplevel
+
+    net = Mininet(topo=topo, switch=partial(OVSSwitch, datapath="user", protocols="OpenFlow13"),
+                  link=TCLink, controller=None, autoSetMacs=True, build=False)
+    net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=openflow_port)
+    net.build()
+    return net
+
+
+def wait_for_topology(controller: ControllerProcess, switches: int, links: int,
+                      timeout_s: float = 60.0) -> pb.GetStatusResponse:
+    """Wait until the controller sees `switches` switches and `links` directed links."""
+    def seen():
+        status = controller.status()
+        return status if (status.switches_connected == switches and status.links == links) else None
+    return wait_for(seen, timeout_s, f"{switches} switches and {links} directed links")
+
+
+def expected_counts(topo) -> tuple[int, int]:
+    """(switches, directed inter-switch links) of a Mininet Topo."""
+    switches = set(topo.switches())
+    links = sum(2 for a, b in topo.links() if a in switches and b in switches)
+    return len(switches), links

@@ -1,0 +1,138 @@
+"""What the controller tells watchers: domain events and a fan-out bus (core data, thread-safe bus).
+
+The app's event thread publishes; each gRPC watcher reads its own bounded queue. A watcher
+that falls behind loses its oldest events, and the loss is counted, never blocking the app.
+"""
+
+import dataclasses
+import math
+import queue
+import threading
+from typing import Any
+
+from controller.network.topology import HostInfo, LinkKey, PortInfo
+from controller.openflow.pipeline import FlowEntry
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowView:
+    """A cems flow on a switch with its counters and latest rates (NaN while unknown)."""
+
+    dpid: int
+    entry: FlowEntry
+    packet_count: int
+    byte_count: int
+    duration_s: float
+    bytes_per_second: float = math.nan
+    packets_per_second: float = math.nan
+
+
+PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped",
+                 "rx_errors", "tx_errors")
+
+
+@dataclasses.dataclass(frozen=True)
+class PortStatsView:
+    """Port counters (PORT_COUNTERS order) and their per-second rates (NaN while unknown)."""
+
+    dpid: int
+    port_no: int
+    counters: tuple[int, ...]
+    rates: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SwitchChanged:
+    time_unix_s: float
+    dpid: int
+    up: bool
+    address: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkChanged:
+    time_unix_s: float
+    link: LinkKey
+    up: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class HostLearned:
+    time_unix_s: float
+    host: HostInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class PortChanged:
+    time_unix_s: float
+    dpid: int
+    port: PortInfo
+    edge: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowRates:
+    time_unix_s: float
+    dpid: int
+    flows: tuple[FlowView, ...]
+
+
+class Subscription:
+    """One watcher's bounded queue of events."""
+
+    def __init__(self, bus: "EventBus", maxsize: int):
+        self._bus = bus
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.lost = 0
+
+    def offer(self, item: Any) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.lost += 1
+                except queue.Empty:
+                    pass
+
+    def get(self, timeout_s: float) -> Any | None:
+        """Next event, or None after timeout_s without one."""
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+
+class EventBus:
+    """Fan-out of events to any number of subscribers; publish never blocks."""
+
+    def __init__(self, maxsize: int = 1000):
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+        self._subscribers: list[Subscription] = []
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self, self._maxsize)
+        with self._lock:
+            self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+
+    def publish(self, item: Any) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            sub.offer(item)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._subscribers)

@@ -1,0 +1,95 @@
+"""cems-controller: parse config and flags, start gRPC, metrics and the OpenFlow app (shell)."""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from controller import compat
+from controller.config import ConfigError, parse_config, read_config_file
+from controller.runtime import Runtime, offer_runtime
+from controller.store import StoreError
+
+LOG = logging.getLogger("cems")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cems-controller",
+        description="cems OpenFlow 1.3 controller with gRPC API and Prometheus metrics.")
+    parser.add_argument("--config", help="TOML (.toml) or YAML (.yaml/.yml) config file")
+    parser.add_argument("--openflow-listen", metavar="HOST:PORT",
+                        help="OpenFlow listen address (default 127.0.0.1:6653)")
+    parser.add_argument("--grpc-listen", metavar="HOST:PORT",
+                        help="gRPC listen address (default 127.0.0.1:50051; port 0 picks one)")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="Prometheus metrics address (default 127.0.0.1:9302; '' disables)")
+    parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                        help="statistics poll interval (default 1)")
+    parser.add_argument("--store", metavar="PATH",
+                        help="SQLite store path (default /var/lib/cems/cems.sqlite)")
+    parser.add_argument("--log-level", help="debug, info, warning or error (default info)")
+    parser.add_argument("--grpc-port-file", metavar="PATH",
+                        help="write the bound gRPC port here once serving (for scripts)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        data = read_config_file(args.config) if args.config else {}
+        config = parse_config(data, {
+            "openflow.listen": args.openflow_listen, "grpc.listen": args.grpc_listen,
+            "metrics.listen": args.metrics_listen, "stats.poll_interval_s": args.poll_interval,
+            "store.path": args.store, "log.level": args.log_level})
+    except (ConfigError, OSError) as err:
+        print(f"cems-controller: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("os_ken", "ryu"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    try:
+        runtime = Runtime.build(config)
+        runtime.start_servers()
+    except (StoreError, OSError) as err:
+        print(f"cems-controller: {err}", file=sys.stderr)
+        return 1
+    if args.grpc_port_file:
+        with open(args.grpc_port_file, "w", encoding="utf-8") as stream:
+            stream.write(f"{runtime.grpc_port}\n")
+    offer_runtime(runtime)
+
+    def stop(signum, _frame):
+        LOG.info("signal %d: stopping", signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    compat.cfg.CONF(args=[
+        "--ofp-listen-host", config.openflow_listen.host,
+        "--ofp-tcp-listen-port", str(config.openflow_listen.port)], project=compat.RUNTIME)
+    LOG.info("cems controller on %s, OpenFlow on %s", compat.RUNTIME, config.openflow_listen)
+    # AppManager.run_apps() is not used: under native threads its cleanup calls kill(),
+    # which os-ken's HubThread does not have.
+    manager = compat.app_manager.AppManager.get_instance()
+    try:
+        manager.load_apps(["controller.app"])
+        services = manager.instantiate_apps(**manager.create_contexts())
+        compat.hub.joinall(services)
+    except SystemExit:
+        pass
+    finally:
+        try:
+            manager.close()
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception("error while closing the OpenFlow apps")
+        runtime.stop_servers()
+        logging.shutdown()
+    # os-ken's threads do not all end on their own; the process has nothing left to do.
+    os._exit(0)  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+    sys.exit(main())

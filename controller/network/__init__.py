@@ -1,0 +1,1 @@
+"""The network as cems sees it: topology, paths, forwarding and rates (core)."""

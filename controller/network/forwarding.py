@@ -1,0 +1,80 @@
+"""Desired flows per switch: control flows plus shortest-path unicast per host pair (core)."""
+
+import networkx as nx
+
+from controller.compat import ether_types
+from controller.compat import ofproto_v1_3 as ofp
+from controller.network.topology import HostInfo, Topology
+from controller.openflow.pipeline import PRIORITY, Component, FlowEntry, cookie_for
+
+CONTROL_COOKIE_TABLE_MISS = cookie_for(Component.CONTROL, "table-miss")
+CONTROL_COOKIE_LLDP = cookie_for(Component.CONTROL, "lldp")
+CONTROL_COOKIE_ARP = cookie_for(Component.CONTROL, "arp")
+
+
+def build_control_flows() -> frozenset[FlowEntry]:
+    """Flows every switch gets: LLDP and ARP to the controller, and table-miss to it.
+
+    ARP always goes through the controller, which answers or forwards it to edge ports only:
+    ARP is never flooded over inter-switch links, so loops in the topology cannot storm.
+    """
+    to_controller = (("controller", ofp.OFPCML_NO_BUFFER),)
+    return frozenset({
+        FlowEntry.make(0, PRIORITY["table_miss"], {}, to_controller, CONTROL_COOKIE_TABLE_MISS),
+        FlowEntry.make(0, PRIORITY["lldp_to_controller"], {"eth_type": ether_types.ETH_TYPE_LLDP},
+                       to_controller, CONTROL_COOKIE_LLDP),
+        FlowEntry.make(0, PRIORITY["arp_to_controller"], {"eth_type": ether_types.ETH_TYPE_ARP},
+                       to_controller, CONTROL_COOKIE_ARP),
+    })
+
+
+def forwarding_cookie(src_mac: str, dst_mac: str) -> int:
+    """Cookie shared by every flow of one host pair's path (one id across switches)."""
+    return cookie_for(Component.FORWARDING, f"{src_mac}>{dst_mac}")
+
+
+def _pair_flow(src: HostInfo, dst: HostInfo, out_port: int) -> FlowEntry:
+    return FlowEntry.make(0, PRIORITY["forwarding"], {"eth_src": src.mac, "eth_dst": dst.mac},
+                          (("output", out_port),), forwarding_cookie(src.mac, dst.mac))
+
+
+def compute_paths(graph: nx.DiGraph) -> dict[int, dict[int, list[int]]]:
+    """Switch graph -> shortest path (list of dpids) from every switch to every reachable one.
+
+    Ties are broken the same way every time (BFS over neighbours in dpid order), so the same
+    topology always gives the same flows.
+    """
+    ordered = nx.DiGraph()
+    ordered.add_nodes_from(sorted(graph.nodes))
+    ordered.add_edges_from(sorted(graph.edges(data=True)))
+    return {src: nx.single_source_shortest_path(ordered, src) for src in ordered.nodes}
+
+
+def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, set[FlowEntry]]:
+    """Unicast flows (match eth_src, eth_dst -> output) for every host pair with a path.
+
+    Only switches in `dpids` (connected ones) are used. Returns dpid -> flows.
+    """
+    flows: dict[int, set[FlowEntry]] = {dpid: set() for dpid in dpids}
+    graph = topology.graph().subgraph(dpids)
+    paths = compute_paths(graph)
+    hosts = [h for h in topology.hosts()
+             if h.dpid in flows and h.port_no in topology.edge_ports(h.dpid)]
+    for src in hosts:
+        for dst in hosts:
+            if src.mac == dst.mac or (src.dpid, src.port_no) == (dst.dpid, dst.port_no):
+                continue
+            path = paths.get(src.dpid, {}).get(dst.dpid)
+            if path is None:
+                continue
+            for here, nxt in zip(path, path[1:]):
+                flows[here].add(_pair_flow(src, dst, graph[here][nxt]["port"]))
+            flows[dst.dpid].add(_pair_flow(src, dst, dst.port_no))
+    return flows
+
+
+def compute_desired_flows(topology: Topology, dpids: list[int]) -> dict[int, frozenset[FlowEntry]]:
+    """Everything cems wants on each switch in `dpids`: control plus forwarding flows."""
+    control = build_control_flows()
+    forwarding = compute_forwarding_flows(topology, dpids)
+    return {dpid: control | frozenset(forwarding[dpid]) for dpid in dpids}

@@ -1,0 +1,151 @@
+"""Compile FlowEntry data into OpenFlow 1.3 messages and read flow stats back into it (core).
+
+Messages are built without a datapath (as FAUCET does); the app's one send method attaches
+the datapath and sends. Nothing here does I/O.
+"""
+
+from typing import Any
+
+from controller.compat import ofproto_v1_3 as ofp
+from controller.compat import ofproto_v1_3_parser as parser
+from controller.openflow.pipeline import COOKIE_BASE, COOKIE_BASE_MASK, FlowEntry
+
+_FULL_COOKIE_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def _build_action(action: tuple):
+    kind = action[0]
+    if kind == "output":
+        return parser.OFPActionOutput(action[1])
+    if kind == "controller":
+        return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, action[1])
+    if kind == "set_field":
+        return parser.OFPActionSetField(**{action[1]: action[2]})
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _build_instruction(instruction: tuple):
+    kind = instruction[0]
+    if kind == "apply_actions":
+        return parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [_build_action(a) for a in instruction[1]])
+    if kind == "meter":
+        return parser.OFPInstructionMeter(instruction[1], ofp.OFPIT_METER)
+    if kind == "goto_table":
+        return parser.OFPInstructionGotoTable(instruction[1])
+    raise ValueError(f"unknown instruction {instruction!r}")
+
+
+def build_flow_add(entry: FlowEntry):
+    """FlowEntry -> OFPFlowMod(ADD) that creates or overwrites it; datapath unset."""
+    return parser.OFPFlowMod(
+        datapath=None, cookie=entry.cookie, table_id=entry.table_id,
+        command=ofp.OFPFC_ADD, priority=entry.priority, buffer_id=ofp.OFP_NO_BUFFER,
+        match=parser.OFPMatch(**dict(entry.match)),
+        instructions=[_build_instruction(i) for i in entry.instructions])
+
+
+def build_flow_delete(entry: FlowEntry):
+    """FlowEntry -> OFPFlowMod(DELETE_STRICT) removing exactly it (same cookie)."""
+    return parser.OFPFlowMod(
+        datapath=None, cookie=entry.cookie, cookie_mask=_FULL_COOKIE_MASK,
+        table_id=entry.table_id, command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**dict(entry.match)))
+
+
+def build_delete_all_cems_flows():
+    """OFPFlowMod deleting every cems flow in every table (anything else stays)."""
+    return parser.OFPFlowMod(
+        datapath=None, cookie=COOKIE_BASE, cookie_mask=COOKIE_BASE_MASK,
+        table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+
+
+def build_flow_stats_request():
+    """Flow stats request for every cems flow in every table."""
+    return parser.OFPFlowStatsRequest(
+        datapath=None, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        cookie=COOKIE_BASE, cookie_mask=COOKIE_BASE_MASK, match=parser.OFPMatch())
+
+
+def build_port_stats_request():
+    return parser.OFPPortStatsRequest(datapath=None, port_no=ofp.OFPP_ANY)
+
+
+def build_meter_stats_request():
+    return parser.OFPMeterStatsRequest(datapath=None, meter_id=ofp.OFPM_ALL)
+
+
+def build_port_desc_request():
+    return parser.OFPPortDescStatsRequest(datapath=None)
+
+
+def build_barrier_request():
+    return parser.OFPBarrierRequest(datapath=None)
+
+
+def build_packet_out(in_port: int | None, out_ports: list[int], data: bytes):
+    """Packet-out of raw `data` to each of `out_ports` (no buffer)."""
+    return parser.OFPPacketOut(
+        datapath=None, buffer_id=ofp.OFP_NO_BUFFER,
+        in_port=ofp.OFPP_CONTROLLER if in_port is None else in_port,
+        actions=[parser.OFPActionOutput(port) for port in out_ports], data=data)
+
+
+def _normal_action(action) -> tuple:
+    if isinstance(action, parser.OFPActionOutput):
+        if action.port == ofp.OFPP_CONTROLLER:
+            return ("controller", action.max_len)
+        return ("output", action.port)
+    if isinstance(action, parser.OFPActionSetField):
+        return ("set_field", action.key, action.value)
+    return ("unknown", type(action).__name__)
+
+
+def _normal_instruction(instruction) -> tuple:
+    if isinstance(instruction, parser.OFPInstructionActions):
+        if instruction.type == ofp.OFPIT_APPLY_ACTIONS:
+            return ("apply_actions", tuple(_normal_action(a) for a in instruction.actions))
+        return ("write_actions", tuple(_normal_action(a) for a in instruction.actions))
+    if isinstance(instruction, parser.OFPInstructionMeter):
+        return ("meter", instruction.meter_id)
+    if isinstance(instruction, parser.OFPInstructionGotoTable):
+        return ("goto_table", instruction.table_id)
+    return ("unknown", type(instruction).__name__)
+
+
+def _normal_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def entry_from_stats(stat) -> FlowEntry:
+    """One OFPFlowStats -> the FlowEntry it represents (for reconciliation and rates)."""
+    match = tuple(sorted((k, _normal_value(v)) for k, v in stat.match.items()))
+    instructions = tuple(_normal_instruction(i) for i in stat.instructions)
+    # An apply-actions instruction with no actions is a drop, the same as no instruction.
+    instructions = tuple(i for i in instructions if i != ("apply_actions", ()))
+    return FlowEntry(stat.table_id, stat.priority, match, instructions, stat.cookie)
+
+
+def format_match(match) -> str:
+    """Readable match: 'eth_dst=00:00:00:00:00:02,eth_src=...' ('*' for match-all)."""
+    return ",".join(f"{k}={v}" for k, v in match) or "*"
+
+
+def format_actions(instructions) -> str:
+    """Readable instructions: 'output:2', 'controller:65535', 'meter:3,output:1', 'drop'."""
+    parts = []
+    for instruction in instructions:
+        if instruction[0] in ("apply_actions", "write_actions"):
+            for action in instruction[1]:
+                if action[0] == "set_field":
+                    parts.append(f"set_field:{action[2]}->{action[1]}")
+                else:
+                    parts.append(":".join(str(x) for x in action))
+        else:
+            parts.append(":".join(str(x) for x in instruction))
+    return ",".join(parts) or "drop"

@@ -1,0 +1,124 @@
+"""The cems OpenFlow pipeline: tables, priority bands, cookies and desired flows (core).
+
+A flow that cems installs is a FlowEntry: plain, hashable data with no datapath. Its cookie
+says which part of cems wants it:
+
+    bits 63..48  0xCE35, marks the flow as a cems flow (cookie mask COOKIE_BASE_MASK)
+    bits 47..40  the Component
+    bits 39..0   a stable id derived from what the flow is for (for example a host pair)
+
+Because the id is derived, not allocated, a restarted controller computes the same cookies
+and reconciliation finds nothing to change.
+"""
+
+import dataclasses
+import enum
+import hashlib
+from typing import Any, Iterable
+
+COOKIE_BASE = 0xCE35 << 48
+COOKIE_BASE_MASK = 0xFFFF << 48
+_COMPONENT_SHIFT = 40
+_ID_MASK = (1 << _COMPONENT_SHIFT) - 1
+
+
+class Component(enum.IntEnum):
+    """Which part of cems installed a flow (bits 47..40 of the cookie)."""
+
+    CONTROL = 1      # table-miss, LLDP and ARP to the controller
+    FORWARDING = 2   # shortest-path unicast per host pair
+    # Reserved for what comes next: policy, meters, mirroring, customer service mapping.
+    POLICY = 3
+    MIRROR = 4
+    CSM = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A flow table and the match fields flows in it may use."""
+
+    table_id: int
+    name: str
+    match_fields: frozenset[str]
+
+
+# Single-table pipeline for now; later stages (metering, policy) get their own tables.
+TABLES = {
+    0: Table(0, "forwarding", frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
+}
+
+PRIORITY = {
+    "table_miss": 0,
+    "forwarding": 1000,
+    "arp_to_controller": 50000,
+    "lldp_to_controller": 60000,
+}
+
+
+def cookie_for(component: Component, key: str) -> int:
+    """Stable cookie for a flow of `component` identified by `key` (same key, same cookie)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    flow_id = int.from_bytes(digest, "big") & _ID_MASK
+    return COOKIE_BASE | (int(component) << _COMPONENT_SHIFT) | flow_id
+
+
+def component_of(cookie: int) -> Component | None:
+    """Component that owns a cookie, or None when it is not a cems cookie."""
+    if cookie & COOKIE_BASE_MASK != COOKIE_BASE:
+        return None
+    try:
+        return Component((cookie >> _COMPONENT_SHIFT) & 0xFF)
+    except ValueError:
+        return None
+
+
+Match = tuple[tuple[str, Any], ...]
+# Actions: ("output", port) | ("controller", max_len) | ("set_field", field, value)
+Action = tuple
+# Instructions: ("apply_actions", (Action, ...)) | ("meter", meter_id) | ("goto_table", table)
+Instruction = tuple
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class FlowEntry:
+    """A flow as cems wants it on a switch. Equal entries are the same flow on the device."""
+
+    table_id: int
+    priority: int
+    match: Match
+    instructions: tuple[Instruction, ...]
+    cookie: int
+
+    @staticmethod
+    def make(table_id: int, priority: int, match: dict[str, Any],
+             actions: Iterable[Action], cookie: int) -> "FlowEntry":
+        """Build an entry with canonical (sorted) match and one apply-actions instruction."""
+        table = TABLES[table_id]
+        unknown = set(match) - table.match_fields
+        if unknown:
+            raise ValueError(f"table {table.name} does not declare match fields {sorted(unknown)}")
+        acts = tuple(actions)
+        instructions = (("apply_actions", acts),) if acts else ()
+        return FlowEntry(table_id, priority, tuple(sorted(match.items())), instructions, cookie)
+
+    @property
+    def component(self) -> Component | None:
+        return component_of(self.cookie)
+
+
+def diff_flows(desired: Iterable[FlowEntry], actual: Iterable[FlowEntry]
+               ) -> tuple[list[FlowEntry], list[FlowEntry]]:
+    """Desired and actual cems flows of one switch -> (to_add, to_delete), both sorted.
+
+    Only flows with a cems cookie in `actual` are considered: anything else on the switch
+    belongs to someone else and is left alone. A flow whose actions or cookie changed (same
+    table, match and priority) is replaced by its add (OFPFC_ADD overwrites), so it is not
+    also in to_delete.
+    """
+    want = set(desired)
+    have = {entry for entry in actual if entry.component is not None}
+    to_add = sorted(want - have)
+    replaced = {(entry.table_id, entry.priority, entry.match) for entry in to_add}
+    to_delete = sorted(entry for entry in have - want
+                       if (entry.table_id, entry.priority, entry.match) not in replaced)
+    return to_add, to_delete

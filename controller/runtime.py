@@ -1,0 +1,77 @@
+"""The objects one controller process shares between the OpenFlow app and its servers (shell).
+
+main() builds a Runtime and hands it to the app with offer_runtime(); under Ryu's own
+manager, where cems does not construct the app, the app builds one from the config file
+named by CEMS_CONFIG instead.
+"""
+
+import dataclasses
+import logging
+import os
+import threading
+
+from prometheus_client import CollectorRegistry
+
+from controller import compat
+from controller.config import ControllerConfig, parse_config, read_config_file
+from controller.metrics import ControllerMetrics, serve_metrics
+from controller.state import PublishedState
+from controller.store import Store
+
+LOG = logging.getLogger("cems.runtime")
+
+
+@dataclasses.dataclass
+class Runtime:
+    config: ControllerConfig
+    state: PublishedState
+    metrics: ControllerMetrics
+    store: Store
+    grpc_server: object = None
+    grpc_port: int = 0
+    metrics_server: object = None
+
+    @staticmethod
+    def build(config: ControllerConfig) -> "Runtime":
+        registry = CollectorRegistry()
+        return Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
+                       ControllerMetrics(registry), Store(config.store_path))
+
+    def start_servers(self) -> None:
+        """Start gRPC (and the metrics exporter if configured)."""
+        from controller.api.server import serve_grpc  # pylint: disable=import-outside-toplevel
+        self.grpc_server, self.grpc_port = serve_grpc(self.state, self.config.grpc_listen)
+        LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
+        if self.config.metrics_listen is not None:
+            self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)
+            LOG.info("Prometheus metrics on http://%s/metrics", self.config.metrics_listen)
+
+    def stop_servers(self) -> None:
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace=1.0).wait(2.0)
+        if self.metrics_server is not None:
+            server, _thread = self.metrics_server
+            server.shutdown()
+        self.store.close()
+
+
+_pending: list[Runtime] = []
+_lock = threading.Lock()
+
+
+def offer_runtime(runtime: Runtime) -> None:
+    """Give the next CemsApp instance its runtime."""
+    with _lock:
+        _pending.append(runtime)
+
+
+def take_runtime() -> Runtime:
+    """The runtime offered by main(), or one built from $CEMS_CONFIG (Ryu's manager)."""
+    with _lock:
+        if _pending:
+            return _pending.pop()
+    path = os.environ.get("CEMS_CONFIG")
+    config = parse_config(read_config_file(path) if path else {})
+    runtime = Runtime.build(config)
+    runtime.start_servers()
+    return runtime

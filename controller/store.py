@@ -1,0 +1,81 @@
+"""SQLite persistence of what the controller must remember across restarts (shell).
+
+Today: learned hosts, so that a restarted controller computes the same desired flows and
+reconciliation leaves forwarding untouched. WAL mode; the schema is versioned and migrated
+forward in order (user_version).
+"""
+
+import os
+import sqlite3
+import threading
+
+from controller.network.topology import HostInfo
+
+_MIGRATIONS = (
+    # 1: hosts learned from traffic
+    """
+    CREATE TABLE hosts (
+        mac TEXT PRIMARY KEY,
+        dpid INTEGER NOT NULL,
+        port_no INTEGER NOT NULL,
+        ipv4 TEXT NOT NULL DEFAULT '',
+        updated_unix_s REAL NOT NULL
+    );
+    """,
+)
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened or written; the message says which file and why."""
+
+
+class Store:
+    """The controller's SQLite database. Methods are safe to call from any thread."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if path != ":memory:":
+            directory = os.path.dirname(os.path.abspath(path))
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"cannot create directory {directory} for store {path}: {err}")
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._lock = threading.Lock()
+            self._migrate()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open store {path}: {err}") from None
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise StoreError(f"store {self.path} has schema version {version}, newer than this "
+                             f"cems knows ({len(_MIGRATIONS)}); upgrade cems or use another file")
+        for number, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.execute(sql)
+                self._db.execute(f"PRAGMA user_version={number}")
+                self._db.execute("COMMIT")
+
+    def save_host(self, host: HostInfo, now_unix_s: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO hosts (mac, dpid, port_no, ipv4, updated_unix_s) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(mac) DO UPDATE SET dpid=excluded.dpid, port_no=excluded.port_no, "
+                "ipv4=excluded.ipv4, updated_unix_s=excluded.updated_unix_s",
+                (host.mac, host.dpid, host.port_no, ",".join(host.ipv4), now_unix_s))
+
+    def load_hosts(self) -> list[HostInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT mac, dpid, port_no, ipv4 FROM hosts ORDER BY mac").fetchall()
+        return [HostInfo(mac, dpid, port_no, tuple(a for a in ipv4.split(",") if a))
+                for mac, dpid, port_no, ipv4 in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

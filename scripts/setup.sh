@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Prepare this machine for cems: Debian packages, a running Open vSwitch, the virtual
+# environment with pinned PyPI packages, and gRPC code generated from proto/.
+# Idempotent: every step checks first and reuses what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv"
+
+say() { printf '== setup: %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: must run as root (Open vSwitch, Mininet and namespaces need it)" >&2
+  exit 1
+fi
+
+missing=""
+for p in $DEB_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  say "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q $missing
+fi
+
+# Open vSwitch: the kernel here has no openvswitch module, so only the daemons are needed;
+# bridges use datapath_type=netdev (see ../shared/ENVIRONMENT.md).
+if ! timeout 5 ovs-vsctl show >/dev/null 2>&1; then
+  say "starting Open vSwitch"
+  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random 2>&1 | grep -v ulimit || true
+  timeout 10 ovs-vsctl show >/dev/null
+fi
+
+# The venv uses Debian's python3 with system site packages so that Debian's Mininet imports.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+req_hash=$(cat requirements.txt setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$VENV/.cems-req" 2>/dev/null)" != "$req_hash" ]; then
+  say "installing PyPI packages"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$req_hash" > "$VENV/.cems-req"
+fi
+
+# gRPC code: generated into gen/ (ignored by git). A .pth file puts gen/ and the checkout on
+# the venv's path, so new packages and regenerated code need no reinstall.
+proto_hash=$( (find proto -name '*.proto' -print0 | sort -z | xargs -0 cat; cat requirements.txt) | sha256sum | cut -d' ' -f1)
+if [ "$(cat gen/.proto-hash 2>/dev/null)" != "$proto_hash" ]; then
+  say "generating gRPC code from proto/"
+  rm -rf gen
+  mkdir -p gen
+  find proto -name '*.proto' -print0 | xargs -0 "$VENV/bin/python" -m grpc_tools.protoc \
+    -Iproto --python_out=gen --pyi_out=gen --grpc_python_out=gen
+  touch gen/cems/__init__.py gen/cems/v1/__init__.py
+  echo "$proto_hash" > gen/.proto-hash
+fi
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n%s\n' "$ROOT" "$ROOT/gen" > "$site/cems.pth"
+say "ready"
