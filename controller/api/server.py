@@ -5,13 +5,40 @@ from concurrent import futures
 
 import grpc
 from cems.v1 import status_pb2 as pb
-from cems.v1 import status_pb2_grpc as pb_grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.api.status import StatusServicer
 from controller.config import Address
 from controller.state import PublishedState
+
+
+def build_service_handler(servicer, service, messages_module) -> grpc.GenericRpcHandler:
+    """Handlers for every method of `service` that parse requests themselves.
+
+    gRPC's own deserialisation answers a malformed request with INTERNAL; parsing here lets
+    cems answer INVALID_ARGUMENT with the message type that was expected.
+    """
+    handlers = {}
+    for method in service.methods:
+        request_cls = getattr(messages_module, method.input_type.name)
+        response_cls = getattr(messages_module, method.output_type.name)
+        behaviour = getattr(servicer, method.name)
+
+        def call(raw, context, request_cls=request_cls, behaviour=behaviour):
+            try:
+                request = request_cls.FromString(raw)
+            except DecodeError as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"request is not a valid {request_cls.DESCRIPTOR.full_name}: {err}")
+            return behaviour(request, context)
+
+        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        handlers[method.name] = make(call, request_deserializer=None,
+                                     response_serializer=response_cls.SerializeToString)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 class GrpcServer:
@@ -34,10 +61,12 @@ def serve_grpc(state: PublishedState, address: Address, max_workers: int = 32
     stop_event = threading.Event()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"))
-    pb_grpc.add_StatusServiceServicer_to_server(StatusServicer(state, stop_event), server)
+    status_service = pb.DESCRIPTOR.services_by_name["StatusService"]
+    server.add_generic_rpc_handlers(
+        (build_service_handler(StatusServicer(state, stop_event), status_service, pb),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    service_names = (pb.DESCRIPTOR.services_by_name["StatusService"].full_name,
+    service_names = (status_service.full_name,
                      health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
     port = server.add_insecure_port(str(address))

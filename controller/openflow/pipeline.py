@@ -92,14 +92,17 @@ class FlowEntry:
     @staticmethod
     def make(table_id: int, priority: int, match: dict[str, Any],
              actions: Iterable[Action], cookie: int) -> "FlowEntry":
-        """Build an entry with canonical (sorted) match and one apply-actions instruction."""
+        """Build an entry with canonical match (sorted, lower-case strings, as flow stats
+        report it) and one apply-actions instruction."""
         table = TABLES[table_id]
         unknown = set(match) - table.match_fields
         if unknown:
             raise ValueError(f"table {table.name} does not declare match fields {sorted(unknown)}")
         acts = tuple(actions)
         instructions = (("apply_actions", acts),) if acts else ()
-        return FlowEntry(table_id, priority, tuple(sorted(match.items())), instructions, cookie)
+        canonical = tuple(sorted((k, v.lower() if isinstance(v, str) else v)
+                                 for k, v in match.items()))
+        return FlowEntry(table_id, priority, canonical, instructions, cookie)
 
     @property
     def component(self) -> Component | None:

@@ -1,0 +1,120 @@
+"""StatusService over real gRPC (port 0) on a PublishedState filled by the real cores."""
+
+import threading
+
+import grpc
+import pytest
+from cems.v1 import status_pb2 as pb
+from cems.v1 import status_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from controller.api.server import serve_grpc
+from controller.config import Address
+from controller.events import FlowView, HostLearned, PortStatsView
+from controller.network.forwarding import compute_desired_flows
+from controller.state import PublishedState
+
+from tests.unit.controller.fakes import build_topology, mac
+
+
+@pytest.fixture
+def state():
+    topology = build_topology({1: 3, 2: 3}, [(1, 2, 2, 2)])
+    topology.learn_host(mac(1), 1, 1, "10.0.0.1")
+    topology.learn_host(mac(2), 2, 1, "10.0.0.2")
+    published = PublishedState(poll_interval_s=1.0, runtime="os_ken")
+    published.topology = topology.snapshot()
+    published.connected = frozenset({1, 2})
+    for dpid, flows in compute_desired_flows(topology, [1, 2]).items():
+        published.set_flows(dpid, tuple(FlowView(dpid, e, 10, 1000, 5.0, 125.0, 1.0)
+                                        for e in sorted(flows)))
+        published.set_ports(dpid, (PortStatsView(dpid, 1, (1,) * 8, (2.0,) * 8),))
+    return published
+
+
+@pytest.fixture
+def channel(state):
+    server, port = serve_grpc(state, Address("127.0.0.1", 0))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
+        yield chan
+    server.stop(0)
+
+
+def test_status_topology_flows_ports(channel):
+    stub = pb_grpc.StatusServiceStub(channel)
+    status = stub.GetStatus(pb.GetStatusRequest())
+    assert (status.switches_connected, status.links, status.hosts) == (2, 2, 2)
+    assert status.flows == 10  # per switch: 3 control + one flow per direction of the pair
+    topo = stub.GetTopology(pb.GetTopologyRequest())
+    assert [s.dpid for s in topo.switches] == [1, 2]
+    assert {(l.src_dpid, l.src_port, l.dst_dpid, l.dst_port) for l in topo.links} == \
+        {(1, 2, 2, 2), (2, 2, 1, 2)}
+    edge = {(p.dpid, p.port_no): p.edge for s in topo.switches for p in s.ports}
+    assert edge[(1, 1)] and not edge[(1, 2)]
+    assert [(h.mac, list(h.ipv4)) for h in topo.hosts] == [(mac(1), ["10.0.0.1"]),
+                                                           (mac(2), ["10.0.0.2"])]
+    flows = stub.ListFlows(pb.ListFlowsRequest(dpid=1, component="forwarding")).flows
+    assert len(flows) == 2 and all(f.bytes_per_second == 125.0 and f.rate_known for f in flows)
+    assert stub.ListFlows(pb.ListFlowsRequest(limit=3)).flows[2].dpid == 1
+    ports = stub.ListPorts(pb.ListPortsRequest(dpid=2)).ports
+    assert [(p.dpid, p.port_no, p.rx_bytes_per_second) for p in ports] == [(2, 1, 2.0)]
+
+
+@pytest.mark.parametrize("call, request_msg, code, words", [
+    ("ListFlows", pb.ListFlowsRequest(dpid=99), grpc.StatusCode.NOT_FOUND, "no switch with dpid 99"),
+    ("ListPorts", pb.ListPortsRequest(dpid=99), grpc.StatusCode.NOT_FOUND, "known dpids: 1, 2"),
+    ("ListFlows", pb.ListFlowsRequest(component="bogus"), grpc.StatusCode.INVALID_ARGUMENT,
+     "allowed: control"),
+    ("ListFlows", pb.ListFlowsRequest(limit=2_000_000), grpc.StatusCode.INVALID_ARGUMENT,
+     "maximum"),
+])
+def test_bad_requests_get_clear_status(channel, call, request_msg, code, words):
+    stub = pb_grpc.StatusServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        getattr(stub, call)(request_msg)
+    assert err.value.code() == code
+    assert words in err.value.details()
+
+
+def test_malformed_and_unknown_requests(channel):
+    raw = channel.unary_unary("/cems.v1.StatusService/ListFlows")
+    with pytest.raises(grpc.RpcError) as err:
+        raw(b"\x0a\xff\x01")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cems.v1.ListFlowsRequest" in err.value.details()
+    unknown = channel.unary_unary("/cems.v1.StatusService/DropAllFlows")
+    with pytest.raises(grpc.RpcError) as err:
+        unknown(b"")
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_watch_filters_kinds_and_rejects_bad_ones(channel, state):
+    stub = pb_grpc.StatusServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        next(iter(stub.WatchEvents(pb.WatchEventsRequest(kinds=[0]))))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    stream = stub.WatchEvents(pb.WatchEventsRequest(kinds=[pb.EVENT_KIND_HOST]))
+    received = []
+    reader = threading.Thread(target=lambda: received.append(next(iter(stream))))
+    reader.start()
+    host = state.topology.hosts[0]
+    for _ in range(100):  # publish until the subscription exists and the event is read
+        state.bus.publish(HostLearned(1.0, host))
+        reader.join(0.05)
+        if received:
+            break
+    stream.cancel()
+    assert received[0].host.host.mac == host.mac
+    assert received[0].kind == pb.EVENT_KIND_HOST
+
+
+def test_health_and_reflection(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(service="cems.v1.StatusService")).status \
+        == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+        list_services="")])))
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"cems.v1.StatusService", "grpc.health.v1.Health"} <= names

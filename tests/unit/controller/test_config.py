@@ -1,0 +1,64 @@
+import pytest
+
+from controller.config import Address, ConfigError, ControllerConfig, parse_config, read_config_file
+
+
+def test_defaults_are_local_and_one_second():
+    config = parse_config({})
+    assert config == ControllerConfig()
+    assert config.openflow_listen == Address("127.0.0.1", 6653)
+    assert config.grpc_listen == Address("127.0.0.1", 50051)
+    assert config.poll_interval_s == 1.0
+
+
+def test_file_values_and_flag_overrides():
+    config = parse_config({"stats": {"poll_interval_s": 2}, "grpc": {"listen": "[::1]:7000"}},
+                          {"stats.poll_interval_s": 0.5, "store.path": None})
+    assert config.poll_interval_s == 0.5
+    assert config.grpc_listen == Address("::1", 7000)
+    assert str(config.grpc_listen) == "[::1]:7000"
+
+
+@pytest.mark.parametrize("data, key, words", [
+    ({"stats": {"poll_interval_s": 0}}, "stats.poll_interval_s", "0.1 to 3600"),
+    ({"stats": {"poll_interval_s": "fast"}}, "stats.poll_interval_s", "number"),
+    ({"openflow": {"listen": "localhost:6653"}}, "openflow.listen", "not an IP address"),
+    ({"openflow": {"listen": "127.0.0.1:70000"}}, "openflow.listen", "1..65535"),
+    ({"openflow": {"listen": "127.0.0.1"}}, "openflow.listen", "HOST:PORT"),
+    ({"log": {"level": "loud"}}, "log.level", "debug, info, warning, error"),
+    ({"stats": {"pol_interval_s": 1}}, "stats.pol_interval_s", "known keys"),
+    ({"discovery": {"lldp_interval_s": 2, "link_timeout_s": 1}}, "discovery.link_timeout_s",
+     "greater than"),
+])
+def test_wrong_values_name_the_key_and_what_is_allowed(data, key, words):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert err.value.key == key
+    assert key in str(err.value) and words in str(err.value)
+
+
+def test_grpc_may_ask_for_any_port_but_openflow_may_not():
+    assert parse_config({"grpc": {"listen": "127.0.0.1:0"}}).grpc_listen.port == 0
+    with pytest.raises(ConfigError):
+        parse_config({"openflow": {"listen": "127.0.0.1:0"}})
+
+
+def test_metrics_can_be_disabled():
+    assert parse_config({"metrics": {"listen": ""}}).metrics_listen is None
+
+
+def test_toml_and_yaml_files(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[stats]\npoll_interval_s = 3\n[store]\npath = "/tmp/x.sqlite"\n')
+    assert parse_config(read_config_file(str(toml))).poll_interval_s == 3
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("stats:\n  poll_interval_s: 4\n")
+    assert parse_config(read_config_file(str(yaml_file))).poll_interval_s == 4
+    bad = tmp_path / "c.toml.txt"
+    bad.write_text("")
+    with pytest.raises(ConfigError, match="allowed file types"):
+        read_config_file(str(bad))
+    broken = tmp_path / "b.toml"
+    broken.write_text("[stats\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_config_file(str(broken))

@@ -1,0 +1,106 @@
+from hypothesis import given, settings, strategies as st
+
+from controller.network.forwarding import (build_control_flows, compute_desired_flows,
+                                           compute_paths, forwarding_cookie)
+from controller.network.topology import LinkKey
+from controller.openflow.pipeline import Component
+
+from tests.unit.controller.fakes import FakeNetwork, build_topology, mac
+
+# Ring of 4 switches: port 1 host, port 2 to next, port 3 to previous.
+RING = ({1: 3, 2: 3, 3: 3, 4: 3}, [(1, 2, 2, 3), (2, 2, 3, 3), (3, 2, 4, 3), (4, 2, 1, 3)])
+
+
+def ring_with_hosts():
+    topology = build_topology(*RING)
+    for dpid in (1, 2, 3, 4):
+        topology.learn_host(mac(dpid), dpid, 1, f"10.0.0.{dpid}")
+    return topology
+
+
+def test_every_host_reaches_every_other_on_a_ring():
+    topology = ring_with_hosts()
+    flows = compute_desired_flows(topology, [1, 2, 3, 4])
+    net = FakeNetwork(topology, flows)
+    for src in (1, 2, 3, 4):
+        for dst in (1, 2, 3, 4):
+            if src != dst:
+                fields = {"eth_src": mac(src), "eth_dst": mac(dst), "eth_type": 0x0800}
+                assert net.deliver(src, fields) == ("host", dst, 1)
+
+
+def test_arp_and_lldp_always_go_to_the_controller_and_unknown_traffic_too():
+    topology = ring_with_hosts()
+    net = FakeNetwork(topology, compute_desired_flows(topology, [1, 2, 3, 4]))
+    arp = {"eth_src": mac(1), "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806}
+    assert net.deliver(1, arp) == ("controller", 1)
+    lldp = {"eth_src": mac(9), "eth_dst": "01:80:c2:00:00:0e", "eth_type": 0x88cc}
+    assert net.deliver(2, lldp) == ("controller", 2)
+    unknown = {"eth_src": mac(1), "eth_dst": mac(99), "eth_type": 0x0800}
+    assert net.deliver(1, unknown) == ("controller", 1)
+
+
+def test_link_down_reroutes_around_the_ring():
+    topology = ring_with_hosts()
+    before = compute_desired_flows(topology, [1, 2, 3, 4])
+    assert FakeNetwork(topology, before).deliver(1, {"eth_src": mac(1), "eth_dst": mac(2)}) \
+        == ("host", 2, 1)
+    lost = topology.set_port(1, topology.port(1, 2).__class__(2, "s1-eth2", mac(2), up=False))
+    assert set(lost) == {LinkKey(1, 2, 2, 3), LinkKey(2, 3, 1, 2)}
+    after = compute_desired_flows(topology, [1, 2, 3, 4])
+    net = FakeNetwork(topology, after)
+    assert net.deliver(1, {"eth_src": mac(1), "eth_dst": mac(2)}) == ("host", 2, 1)
+    out_s1 = [e for e in after[1] if dict(e.match).get("eth_dst") == mac(2)]
+    assert [e.instructions[0][1] for e in out_s1] == [(("output", 3),)]
+
+
+def test_same_topology_same_flows_and_one_cookie_per_pair():
+    a = compute_desired_flows(ring_with_hosts(), [1, 2, 3, 4])
+    b = compute_desired_flows(ring_with_hosts(), [1, 2, 3, 4])
+    assert a == b
+    cookie = forwarding_cookie(mac(1), mac(3))
+    carrying = [dpid for dpid, flows in a.items() if any(e.cookie == cookie for e in flows)]
+    assert len(carrying) == 3  # s1, one middle switch, s3
+    assert all(e.component in (Component.CONTROL, Component.FORWARDING)
+               for flows in a.values() for e in flows)
+
+
+def test_disconnected_switches_get_nothing_and_partitioned_pairs_no_flows():
+    topology = ring_with_hosts()
+    flows = compute_desired_flows(topology, [1, 2])
+    assert set(flows) == {1, 2}
+    pairs = {dict(e.match).get("eth_dst") for e in flows[1] | flows[2]}
+    assert mac(3) not in pairs and mac(4) not in pairs
+    assert build_control_flows() <= flows[1]
+
+
+def test_hosts_on_link_ports_are_not_used():
+    topology = ring_with_hosts()
+    topology.learn_host(mac(50), 1, 2)  # port 2 of s1 is an inter-switch port
+    flows = compute_desired_flows(topology, [1, 2, 3, 4])
+    assert all(dict(e.match).get("eth_dst") != mac(50) for f in flows.values() for e in f)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(3, 9), st.data())
+def test_random_meshes_deliver_without_loops(n, data):
+    edges = {(i, i + 1) for i in range(1, n)}  # a line keeps it connected
+    extra = data.draw(st.sets(st.tuples(st.integers(1, n), st.integers(1, n)), max_size=n))
+    edges |= {tuple(sorted(e)) for e in extra if e[0] != e[1]}
+    next_port = {d: 2 for d in range(1, n + 1)}
+    links = []
+    for a, b in sorted(edges):
+        links.append((a, next_port[a], b, next_port[b]))
+        next_port[a] += 1
+        next_port[b] += 1
+    topology = build_topology({d: next_port[d] - 1 for d in range(1, n + 1)}, links)
+    for d in range(1, n + 1):
+        topology.learn_host(mac(d), d, 1)
+    flows = compute_desired_flows(topology, list(range(1, n + 1)))
+    net = FakeNetwork(topology, flows)
+    paths = compute_paths(topology.graph())
+    for src in range(1, n + 1):
+        for dst in range(1, n + 1):
+            if src != dst:
+                assert net.deliver(src, {"eth_src": mac(src), "eth_dst": mac(dst)}) == ("host", dst, 1)
+                assert len(paths[src][dst]) - 1 == len(paths[dst][src]) - 1
