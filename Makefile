@@ -23,4 +23,4 @@ bench: setup
 	$(PY) bench/bench_stats.py
 
 clean:
-	rm -rf $(VENV) gen .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-ryu gen .pytest_cache .hypothesis

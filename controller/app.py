@@ -107,7 +107,9 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             if now >= next_lldp:
                 self.send_event(self.name, EventLldpTick())
                 next_lldp = now + self.config.lldp_interval_s
-            self._stop.wait(max(0.01, min(next_poll, next_lldp) - time.monotonic()))
+            # hub.sleep, not Event.wait: under Ryu this is a green thread, and a native
+            # wait would stall every other green thread of the process.
+            compat.hub.sleep(min(0.1, max(0.01, min(next_poll, next_lldp) - time.monotonic())))
 
     # -- sending ------------------------------------------------------------------------
     def _send(self, dpid: int, msgs) -> None:
@@ -166,6 +168,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _publish_topology(self) -> None:
         self.state.topology = self.topology.snapshot()
         self.state.connected = frozenset(self.switches)
+        self.state.ready = frozenset(dpid for dpid, sw in self.switches.items()
+                                     if sw.reconciled_once)
         self.metrics.switches.set(len(self.switches))
         self.metrics.links.set(len(self.topology.links()))
         self.metrics.hosts.set(len(self.topology.hosts()))
@@ -309,6 +313,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             if not switch.reconciled_once and now - switch.connected_at >= self.config.settle_s:
                 switch.reconciled_once = True
                 self._converge(now)
+                self._publish_topology()
             self._send(dpid, [messages.build_port_stats_request(),
                               messages.build_meter_stats_request()])
             self._request_flow_stats(dpid)

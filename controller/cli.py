@@ -44,7 +44,8 @@ def show_status(stub, args) -> str:
         return _as_json(r)
     return _table(["field", "value"], [
         ["version", r.version], ["runtime", r.openflow_runtime], ["uptime", f"{r.uptime_s:.0f} s"],
-        ["switches connected", r.switches_connected], ["links", r.links], ["hosts", r.hosts],
+        ["switches connected", r.switches_connected], ["switches ready", r.switches_ready],
+        ["links", r.links], ["hosts", r.hosts],
         ["flows", r.flows], ["openflow errors", r.openflow_errors_total],
         ["poll interval", f"{r.poll_interval_s:g} s"]])
 

@@ -20,6 +20,18 @@ from cems.v1 import status_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RYU_PYTHON = os.path.join(REPO, ".venv-ryu", "bin", "python")
+
+
+def ryu_unavailable_reason() -> str:
+    """Why the Ryu runtime cannot run here, or '' when it can."""
+    if not os.path.exists(RYU_PYTHON):
+        return f"{RYU_PYTHON} does not exist (scripts/setup.sh creates it unless CEMS_SKIP_RYU=1)"
+    probe = subprocess.run([RYU_PYTHON, "-c", "import ryu, eventlet"], capture_output=True,
+                           text=True, timeout=60)
+    if probe.returncode:
+        return f"Ryu is not importable in .venv-ryu: {probe.stderr.strip()[-300:]}"
+    return ""
 
 
 def free_port() -> int:
@@ -42,18 +54,26 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
 
 
 class ControllerProcess:
-    """A cems-controller subprocess on free local ports, with a store that survives restarts."""
+    """A cems controller subprocess on free local ports, with a store that survives restarts.
+
+    runtime "os_ken" runs cems-controller in this Python; "ryu" runs the Ryu launcher in
+    the .venv-ryu that setup creates. Both read the same generated TOML config file.
+    """
 
     def __init__(self, workdir: str | None = None, poll_interval_s: float = 1.0,
-                 extra_args: tuple[str, ...] = ()):
+                 runtime: str = "os_ken", extra_args: tuple[str, ...] = ()):
+        if runtime not in ("os_ken", "ryu"):
+            raise ValueError(f"runtime must be 'os_ken' or 'ryu', got {runtime!r}")
         self.workdir = workdir or tempfile.mkdtemp(prefix="cems-")
+        self.runtime = runtime
         self.openflow_port = free_port()
+        self.grpc_port = free_port()
         self.metrics_port = free_port()
         self.store_path = os.path.join(self.workdir, "cems.sqlite")
         self.log_path = os.path.join(self.workdir, "controller.log")
+        self.config_path = os.path.join(self.workdir, "cems.toml")
         self.poll_interval_s = poll_interval_s
         self.extra_args = extra_args
-        self.grpc_port = 0
         self.process: subprocess.Popen | None = None
         self._channel = None
 
@@ -61,35 +81,37 @@ class ControllerProcess:
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    def _write_config(self) -> None:
+        with open(self.config_path, "w", encoding="utf-8") as stream:
+            stream.write(
+                f'[openflow]\nlisten = "127.0.0.1:{self.openflow_port}"\n'
+                f'[grpc]\nlisten = "127.0.0.1:{self.grpc_port}"\n'
+                f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n'
+                f'[stats]\npoll_interval_s = {self.poll_interval_s}\n'
+                f'[store]\npath = "{self.store_path}"\n')
+
+    def _command(self) -> list[str]:
+        if self.runtime == "ryu":
+            return [RYU_PYTHON, "-m", "controller.ryu_launcher", "--ofp-listen-host",
+                    "127.0.0.1", "--ofp-tcp-listen-port", str(self.openflow_port),
+                    *self.extra_args, "controller.app"]
+        return [sys.executable, "-m", "controller.main", "--config", self.config_path,
+                *self.extra_args]
+
     def start(self, timeout_s: float = 30.0) -> "ControllerProcess":
-        port_file = os.path.join(self.workdir, "grpc.port")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(port_file)
+        self._write_config()
         log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "controller.main",
-             "--openflow-listen", f"127.0.0.1:{self.openflow_port}",
-             "--grpc-listen", f"127.0.0.1:{self.grpc_port}",
-             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-             "--poll-interval", str(self.poll_interval_s), "--store", self.store_path,
-             "--grpc-port-file", port_file, *self.extra_args],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "CEMS_CONFIG": self.config_path})
         log.close()
-
-        def port_written():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.process.returncode}:\n"
-                                   + self.log_tail())
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                with open(port_file, encoding="utf-8") as stream:
-                    return int(stream.read())
-            return 0
-
-        self.grpc_port = wait_for(port_written, timeout_s, "the controller's gRPC port")
         self._channel = grpc.insecure_channel(self.grpc_address)
         health = health_pb2_grpc.HealthStub(self._channel)
 
         def serving():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.process.returncode}:\n"
+                                   + self.log_tail())
             with contextlib.suppress(grpc.RpcError):
                 reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -144,11 +166,19 @@ def build_network(topo, openflow_port: int):
 
 def wait_for_topology(controller: ControllerProcess, switches: int, links: int,
                       timeout_s: float = 60.0) -> pb.GetStatusResponse:
-    """Wait until the controller sees `switches` switches and `links` directed links."""
+    """Wait until the controller sees `switches` ready switches and `links` directed links."""
+    last = []
+
     def seen():
         status = controller.status()
-        return status if (status.switches_connected == switches and status.links == links) else None
-    return wait_for(seen, timeout_s, f"{switches} switches and {links} directed links")
+        last[:] = [status]
+        done = (status.switches_connected == switches == status.switches_ready
+                and status.links == links)
+        return status if done else None
+    try:
+        return wait_for(seen, timeout_s, f"{switches} ready switches and {links} directed links")
+    except TimeoutError as err:
+        raise TimeoutError(f"{err}; controller status: {last[0] if last else 'none'}") from None
 
 
 def expected_counts(topo) -> tuple[int, int]:

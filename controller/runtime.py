@@ -70,6 +70,11 @@ def take_runtime() -> Runtime:
     with _lock:
         if _pending:
             return _pending.pop()
+    return build_runtime_from_environment()
+
+
+def build_runtime_from_environment() -> Runtime:
+    """Runtime from the config file named by $CEMS_CONFIG (defaults without it), started."""
     path = os.environ.get("CEMS_CONFIG")
     config = parse_config(read_config_file(path) if path else {})
     runtime = Runtime.build(config)

@@ -31,6 +31,7 @@ class PublishedState:
         self.bus = bus or EventBus()
         self.topology = TopologySnapshot()
         self.connected: frozenset[int] = frozenset()
+        self.ready: frozenset[int] = frozenset()
         self.flows: Mapping[int, tuple[FlowView, ...]] = {}
         self.ports: Mapping[int, tuple[PortStatsView, ...]] = {}
         self.counters = ControllerCounters()

@@ -61,4 +61,23 @@ if [ "$(cat gen/.proto-hash 2>/dev/null)" != "$proto_hash" ]; then
 fi
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$ROOT" "$ROOT/gen" > "$site/cems.pth"
+
+# The Ryu 4.34 runtime in a venv of its own (it cannot share setuptools with the main one).
+RYU_VENV="$ROOT/.venv-ryu"
+if [ "${CEMS_SKIP_RYU:-0}" != 1 ]; then
+  if [ ! -x "$RYU_VENV/bin/python" ]; then
+    say "creating $RYU_VENV"
+    /usr/bin/python3 -m venv --system-site-packages "$RYU_VENV"
+  fi
+  ryu_hash=$(sha256sum requirements-ryu.txt | cut -d' ' -f1)
+  if [ "$(cat "$RYU_VENV/.cems-req" 2>/dev/null)" != "$ryu_hash" ]; then
+    say "installing Ryu 4.34"
+    "$RYU_VENV/bin/pip" install -q --disable-pip-version-check 'setuptools<58' wheel
+    "$RYU_VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation \
+      -r requirements-ryu.txt
+    echo "$ryu_hash" > "$RYU_VENV/.cems-req"
+  fi
+  site=$("$RYU_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  printf '%s\n%s\n' "$ROOT" "$ROOT/gen" > "$site/cems.pth"
+fi
 say "ready"

@@ -35,7 +35,8 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         topo = state.topology
         return pb.GetStatusResponse(
             version=__version__, uptime_s=time.monotonic() - state.started_monotonic,
-            switches_connected=len(state.connected), links=len(topo.links),
+            switches_connected=len(state.connected), switches_ready=len(state.ready),
+            links=len(topo.links),
             hosts=len(topo.hosts), flows=sum(len(f) for f in state.flows.values()),
             openflow_errors_total=state.counters.openflow_errors_total,
             poll_interval_s=state.poll_interval_s, openflow_runtime=state.runtime)
