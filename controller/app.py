@@ -13,21 +13,19 @@ import math
 import threading
 import time
 
-import numpy as np
-
 from controller import compat
 from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event,
                                set_ev_cls)
 from controller.compat import ofproto_v1_3 as ofp
-from controller.events import (FlowRates, FlowView, HostLearned, LinkChanged, PORT_COUNTERS,
-                               PortChanged, PortStatsView, SwitchChanged)
+from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
 from controller.network.discovery import build_lldp_frame
 from controller.network.forwarding import build_control_flows, compute_desired_flows
 from controller.network.packet_in import handle_packet_in
-from controller.network.rates import CounterRates
+from controller.network.stats import (SwitchRates, compute_flow_views, compute_meter_views,
+                                      compute_port_views)
 from controller.network.topology import PortInfo, Topology
 from controller.openflow import messages
-from controller.openflow.pipeline import FlowEntry, diff_flows
+from controller.openflow.pipeline import diff_flows
 from controller.runtime import Runtime, take_runtime
 
 LOG = logging.getLogger("cems.app")
@@ -51,8 +49,7 @@ class SwitchState:
     believed: set = dataclasses.field(default_factory=set)  # cems flows we think are there
     mods_sent: int = 0          # flow mods sent so far (orders replies against changes)
     flow_request_mods: dict = dataclasses.field(default_factory=dict)  # xid -> mods_sent then
-    flow_parts: dict = dataclasses.field(default_factory=dict)         # xid -> stats so far
-    port_parts: dict = dataclasses.field(default_factory=dict)
+    parts: dict = dataclasses.field(default_factory=dict)  # xid -> multipart bodies so far
     sent: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
     reconciled_once: bool = False
 
@@ -81,8 +78,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             for address in host.ipv4:
                 self.topology.learn_host(host.mac, host.dpid, host.port_no, address)
         self.switches: dict[int, SwitchState] = {}
-        self.flow_rates = CounterRates(("packets", "bytes"), window=self.config.rate_window)
-        self.port_rates = CounterRates(PORT_COUNTERS, window=self.config.rate_window)
+        self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
+        self._errors_logged: set[tuple[int, int, int]] = set()
         self._stop = threading.Event()
         self._timer = None
 
@@ -184,6 +181,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         now = time.monotonic()
         address = "%s:%s" % datapath.address if datapath.address else ""
         self.switches[datapath.id] = SwitchState(datapath, now)
+        self.rates.setdefault(datapath.id, SwitchRates.create(self.config.rate_window))
         self.topology.add_switch(datapath.id, now, address)
         LOG.info("switch %016x connected from %s", datapath.id, address)
         self._send(datapath.id, [messages.build_port_desc_request()])
@@ -202,8 +200,6 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return  # an older connection of a switch that has already reconnected
         del self.switches[datapath.id]
         lost = self.topology.remove_switch(datapath.id)
-        self.flow_rates.retain([k for k in self._flow_rate_keys() if k[0] != datapath.id])
-        self.port_rates.retain([k for k in self._port_rate_keys() if k[0] != datapath.id])
         self.state.drop_switch(datapath.id)
         self.metrics.forget_switch(datapath.id)
         LOG.warning("switch %016x disconnected; %d links lost", datapath.id, len(lost))
@@ -213,12 +209,6 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._publish(LinkChanged(now_unix, link, False))
         self._publish_topology()
         self._converge(time.monotonic())
-
-    def _flow_rate_keys(self):
-        return list(self.flow_rates._index)  # pylint: disable=protected-access
-
-    def _port_rate_keys(self):
-        return list(self.port_rates._index)  # pylint: disable=protected-access
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def _port_desc(self, ev):
@@ -328,22 +318,29 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             switch.flow_request_mods.pop(next(iter(switch.flow_request_mods)))
 
     # -- statistics ---------------------------------------------------------------------
+    def _complete_reply(self, msg, keep=lambda body: True) -> list | None:
+        """Collect a multipart reply; returns all bodies once the last part arrived."""
+        switch = self.switches.get(msg.datapath.id)
+        if switch is None:
+            return None
+        switch.parts.setdefault(msg.xid, []).extend(b for b in msg.body if keep(b))
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return None
+        return switch.parts.pop(msg.xid)
+
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev):
-        msg = ev.msg
-        dpid = msg.datapath.id
-        switch = self.switches.get(dpid)
-        if switch is None:
+        stats = self._complete_reply(ev.msg)
+        if stats is None:
             return
-        parts = switch.flow_parts.setdefault(msg.xid, [])
-        parts.extend(msg.body)
-        if msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return
-        stats = switch.flow_parts.pop(msg.xid)
+        dpid = ev.msg.datapath.id
+        switch = self.switches[dpid]
         now = time.monotonic()
-        entries = [messages.entry_from_stats(stat) for stat in stats]
-        self._update_flow_rates(dpid, now, entries, stats)
-        mods_then = switch.flow_request_mods.pop(msg.xid, None)
+        entries, views = compute_flow_views(dpid, now, stats, self.rates[dpid].flows)
+        self.state.set_flows(dpid, views)
+        self.metrics.update_flows(dpid, views)
+        self._publish(FlowRates(time.time(), dpid, views))
+        mods_then = switch.flow_request_mods.pop(ev.msg.xid, None)
         if mods_then is not None and mods_then == switch.mods_sent:
             # The reply reflects every flow mod sent so far: it is the switch's real state.
             actual = set(entries)
@@ -354,53 +351,24 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             switch.believed = actual
             self._converge(now)
 
-    def _update_flow_rates(self, dpid, now, entries, stats) -> None:
-        keys = [(dpid, entry) for entry in entries]
-        counters = np.array([(s.packet_count, s.byte_count) for s in stats],
-                            dtype=np.int64).reshape(len(stats), 2)
-        durations = np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats])
-        others = [k for k in self._flow_rate_keys() if k[0] != dpid]
-        rates = self.flow_rates.update(now, keys, counters, durations)
-        self.flow_rates.retain(others + keys)
-        views = tuple(
-            FlowView(dpid, entry, int(s.packet_count), int(s.byte_count), float(durations[i]),
-                     float(rates[i, 1]), float(rates[i, 0]))
-            for i, (entry, s) in enumerate(zip(entries, stats)))
-        self.state.set_flows(dpid, views)
-        self.metrics.update_flows(dpid, views)
-        self._publish(FlowRates(time.time(), dpid, views))
-
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def _port_stats(self, ev):
-        msg = ev.msg
-        dpid = msg.datapath.id
-        switch = self.switches.get(dpid)
-        if switch is None:
+        stats = self._complete_reply(ev.msg, keep=lambda s: s.port_no <= ofp.OFPP_MAX)
+        if stats is None:
             return
-        parts = switch.port_parts.setdefault(msg.xid, [])
-        parts.extend(s for s in msg.body if s.port_no <= ofp.OFPP_MAX)
-        if msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return
-        stats = switch.port_parts.pop(msg.xid)
-        now = time.monotonic()
-        keys = [(dpid, s.port_no) for s in stats]
-        counters = np.array([[getattr(s, name) for name in PORT_COUNTERS] for s in stats],
-                            dtype=np.int64).reshape(len(stats), len(PORT_COUNTERS))
-        durations = np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats])
-        others = [k for k in self._port_rate_keys() if k[0] != dpid]
-        rates = self.port_rates.update(now, keys, counters, durations)
-        self.port_rates.retain(others + keys)
-        views = tuple(PortStatsView(dpid, s.port_no, tuple(int(c) for c in counters[i]),
-                                    tuple(float(r) for r in rates[i]))
-                      for i, s in enumerate(stats))
+        dpid = ev.msg.datapath.id
+        views = compute_port_views(dpid, time.monotonic(), stats, self.rates[dpid].ports)
         self.state.set_ports(dpid, views)
         self.metrics.update_ports(dpid, views)
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     def _meter_stats(self, ev):
-        # No meters are installed yet (they come with customer service management); the
-        # request is polled so that meters appear in rates as soon as they exist.
-        LOG.debug("switch %016x: %d meter stats", ev.msg.datapath.id, len(ev.msg.body))
+        stats = self._complete_reply(ev.msg)
+        if stats is None:
+            return
+        dpid = ev.msg.datapath.id
+        views = compute_meter_views(dpid, time.monotonic(), stats, self.rates[dpid].meters)
+        self.state.set_meters(dpid, views)
 
     # -- errors -------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
@@ -409,10 +377,15 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         dpid = msg.datapath.id or 0
         switch = self.switches.get(dpid)
         offending = switch.sent.get(msg.xid) if switch else None
-        type_name = next((n for n in dir(ofp) if n.startswith("OFPET_")
-                          and getattr(ofp, n) == msg.type), str(msg.type))
+        type_name, code_name = messages.describe_error(msg.type, msg.code)
         self.metrics.openflow_errors.labels(f"{dpid:016x}", type_name).inc()
         self.state.count(openflow_errors_total=1)
-        LOG.error("switch %016x rejected a request: %s code %d (xid %d); request: %s",
-                  dpid, type_name, msg.code, msg.xid,
-                  offending if offending is not None else f"not remembered, data {msg.data!r:.200}")
+        request = (offending if offending is not None
+                   else f"not remembered; first bytes {bytes(msg.data[:64]).hex()}")
+        first = (dpid, msg.type, msg.code) not in self._errors_logged
+        self._errors_logged.add((dpid, msg.type, msg.code))
+        # Logged in full once per switch and error; repeats (reconciliation retries) are
+        # counted in cems_openflow_errors_total and GetStatus.
+        (LOG.error if first else LOG.debug)(
+            "switch %016x rejected a request with %s/%s (xid %d)%s; request: %s", dpid,
+            type_name, code_name, msg.xid, "" if first else " again", request)

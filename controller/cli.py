@@ -1,6 +1,6 @@
 """cemsctl: the command-line gRPC client of cems (shell).
 
-    cemsctl [--server HOST:PORT] [--json] status|topology|flows|ports|watch
+    cemsctl [--server HOST:PORT] [--json] status|topology|flows|ports|meters|watch
 """
 
 import argparse
@@ -104,6 +104,20 @@ def show_ports(stub, args) -> str:
         for p in r.ports])
 
 
+def show_meters(stub, args) -> str:
+    request = pb.ListMetersRequest()
+    if args.dpid is not None:
+        request.dpid = args.dpid
+    r = stub.ListMeters(request, timeout=args.timeout)
+    if args.json:
+        return _as_json(r)
+    return _table(["switch", "meter", "flows", "in rate", "in pkt/s", "band drops/s",
+                   "packets in", "band packets"], [
+        [_dpid(m.dpid), m.meter_id, m.flow_count, _bits(m.bytes_in_per_second),
+         f"{m.packets_in_per_second:.1f}", f"{m.band_packets_per_second:.1f}", m.packets_in,
+         m.band_packets] for m in r.meters])
+
+
 def watch(stub, args, out) -> None:
     kinds = [pb.EventKind.Value("EVENT_KIND_" + k.upper()) for k in args.kinds or []]
     stream = stub.WatchEvents(pb.WatchEventsRequest(kinds=kinds))
@@ -160,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--active", action="store_true", help="only flows with traffic now")
     ports = sub.add_parser("ports", help="port counters and rates")
     ports.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
+    meters = sub.add_parser("meters", help="meter counters and rates")
+    meters.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
     watch_parser = sub.add_parser("watch", help="stream live events")
     watch_parser.add_argument("--kind", dest="kinds", action="append",
                               choices=["switch", "link", "host", "port", "flow_rates"],
@@ -177,7 +193,7 @@ def main(argv=None) -> int:
                 watch(stub, args, sys.stdout)
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,
-                    "ports": show_ports}[args.command]
+                    "ports": show_ports, "meters": show_meters}[args.command]
             print(show(stub, args))
         except grpc.RpcError as err:
             print(f"cemsctl: {args.command} failed: {err.code().name}: {err.details()}",

@@ -42,6 +42,18 @@ class PortStatsView:
 
 
 @dataclasses.dataclass(frozen=True)
+class MeterStatsView:
+    """Meter counters (packets_in, bytes_in, band_packets, band_bytes; band counters are what
+    the meter's bands dropped or remarked) and their per-second rates (NaN while unknown)."""
+
+    dpid: int
+    meter_id: int
+    flow_count: int
+    counters: tuple[int, ...]
+    rates: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class SwitchChanged:
     time_unix_s: float
     dpid: int

@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Mapping
 
-from controller.events import EventBus, FlowView, PortStatsView
+from controller.events import EventBus, FlowView, MeterStatsView, PortStatsView
 from controller.network.topology import TopologySnapshot
 
 
@@ -34,6 +34,7 @@ class PublishedState:
         self.ready: frozenset[int] = frozenset()
         self.flows: Mapping[int, tuple[FlowView, ...]] = {}
         self.ports: Mapping[int, tuple[PortStatsView, ...]] = {}
+        self.meters: Mapping[int, tuple[MeterStatsView, ...]] = {}
         self.counters = ControllerCounters()
 
     def set_flows(self, dpid: int, flows: tuple[FlowView, ...]) -> None:
@@ -42,9 +43,13 @@ class PublishedState:
     def set_ports(self, dpid: int, ports: tuple[PortStatsView, ...]) -> None:
         self.ports = {**self.ports, dpid: ports}
 
+    def set_meters(self, dpid: int, meters: tuple[MeterStatsView, ...]) -> None:
+        self.meters = {**self.meters, dpid: meters}
+
     def drop_switch(self, dpid: int) -> None:
         self.flows = {k: v for k, v in self.flows.items() if k != dpid}
         self.ports = {k: v for k, v in self.ports.items() if k != dpid}
+        self.meters = {k: v for k, v in self.meters.items() if k != dpid}
 
     def count(self, **increments: int) -> None:
         current = self.counters

@@ -4,8 +4,8 @@ import math
 
 from cems.v1 import status_pb2 as pb
 
-from controller.events import (FlowRates, FlowView, HostLearned, LinkChanged, PortChanged,
-                               PortStatsView, SwitchChanged)
+from controller.events import (FlowRates, FlowView, HostLearned, LinkChanged, MeterStatsView,
+                               PortChanged, PortStatsView, SwitchChanged)
 from controller.network.topology import HostInfo, LinkKey, PortInfo, TopologySnapshot
 from controller.openflow.messages import format_actions, format_match
 
@@ -63,6 +63,16 @@ def port_stats_pb(port: PortStatsView) -> pb.PortStats:
         rx_bytes_per_second=_rate(r[2]), tx_bytes_per_second=_rate(r[3]),
         rx_dropped_per_second=_rate(r[4]), tx_dropped_per_second=_rate(r[5]),
         rx_errors_per_second=_rate(r[6]), tx_errors_per_second=_rate(r[7]),
+        rate_known=not math.isnan(r[0]))
+
+
+def meter_stats_pb(meter: MeterStatsView) -> pb.MeterStats:
+    c, r = meter.counters, meter.rates
+    return pb.MeterStats(
+        dpid=meter.dpid, meter_id=meter.meter_id, flow_count=meter.flow_count,
+        packets_in=c[0], bytes_in=c[1], band_packets=c[2], band_bytes=c[3],
+        packets_in_per_second=_rate(r[0]), bytes_in_per_second=_rate(r[1]),
+        band_packets_per_second=_rate(r[2]), band_bytes_per_second=_rate(r[3]),
         rate_known=not math.isnan(r[0]))
 
 

@@ -72,6 +72,13 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         ports.sort(key=lambda p: (p.dpid, p.port_no))
         return pb.ListPortsResponse(ports=[convert.port_stats_pb(p) for p in ports])
 
+    def ListMeters(self, request, context):
+        dpid = self._check_dpid(request, context)
+        meters = [meter for key in sorted(self._state.meters) if dpid is None or key == dpid
+                  for meter in self._state.meters[key]]
+        meters.sort(key=lambda m: (m.dpid, m.meter_id))
+        return pb.ListMetersResponse(meters=[convert.meter_stats_pb(m) for m in meters])
+
     def WatchEvents(self, request, context):
         kinds = set(request.kinds)
         for kind in kinds:

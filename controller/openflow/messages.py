@@ -149,3 +149,24 @@ def format_actions(instructions) -> str:
         else:
             parts.append(":".join(str(x) for x in instruction))
     return ",".join(parts) or "drop"
+
+
+_ERROR_CODE_PREFIX = {
+    "OFPET_HELLO_FAILED": "OFPHFC_", "OFPET_BAD_REQUEST": "OFPBRC_",
+    "OFPET_BAD_ACTION": "OFPBAC_", "OFPET_BAD_INSTRUCTION": "OFPBIC_",
+    "OFPET_BAD_MATCH": "OFPBMC_", "OFPET_FLOW_MOD_FAILED": "OFPFMFC_",
+    "OFPET_GROUP_MOD_FAILED": "OFPGMFC_", "OFPET_PORT_MOD_FAILED": "OFPPMFC_",
+    "OFPET_TABLE_MOD_FAILED": "OFPTMFC_", "OFPET_QUEUE_OP_FAILED": "OFPQOFC_",
+    "OFPET_SWITCH_CONFIG_FAILED": "OFPSCFC_", "OFPET_ROLE_REQUEST_FAILED": "OFPRRFC_",
+    "OFPET_METER_MOD_FAILED": "OFPMMFC_", "OFPET_TABLE_FEATURES_FAILED": "OFPTFFC_",
+}
+
+
+def describe_error(error_type: int, code: int) -> tuple[str, str]:
+    """OpenFlow 1.3 error type and code numbers -> their names (numbers if unknown)."""
+    type_name = next((name for name in _ERROR_CODE_PREFIX if getattr(ofp, name) == error_type),
+                     f"type{error_type}")
+    prefix = _ERROR_CODE_PREFIX.get(type_name)
+    code_name = next((name for name in dir(ofp) if prefix and name.startswith(prefix)
+                      and getattr(ofp, name) == code), f"code{code}")
+    return type_name, code_name
