@@ -62,3 +62,9 @@ def test_toml_and_yaml_files(tmp_path):
     broken.write_text("[stats\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         read_config_file(str(broken))
+
+
+def test_the_example_file_holds_the_defaults():
+    import os
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "cems.example.toml")
+    assert parse_config(read_config_file(example)) == ControllerConfig()

@@ -101,3 +101,21 @@ def test_health_and_reflection(channel):
         list_services="")])))
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"cems.v1.StatusService", "grpc.health.v1.Health"} <= names
+
+
+def test_a_generic_client_calls_the_api_from_reflection_alone(channel):
+    """What grpcurl does: learn the service from reflection, build the request dynamically."""
+    from google.protobuf import descriptor_pool, json_format, message_factory
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import \
+        ProtoReflectionDescriptorDatabase
+
+    pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+    service = pool.FindServiceByName("cems.v1.StatusService")
+    method = service.methods_by_name["ListPorts"]
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    call = channel.unary_unary(f"/{service.full_name}/{method.name}",
+                               request_serializer=request_cls.SerializeToString,
+                               response_deserializer=response_cls.FromString)
+    reply = json_format.MessageToDict(call(json_format.ParseDict({"dpid": "1"}, request_cls())))
+    assert reply["ports"][0]["dpid"] == "1" and reply["ports"][0]["rxBytesPerSecond"] == 2.0
