@@ -47,6 +47,7 @@ def show_status(stub, args) -> str:
         ["switches connected", r.switches_connected], ["switches ready", r.switches_ready],
         ["links", r.links], ["hosts", r.hosts],
         ["flows", r.flows], ["openflow errors", r.openflow_errors_total],
+        ["packet-ins", f"{r.packet_in_total} ({r.packet_in_malformed_total} malformed)"],
         ["poll interval", f"{r.poll_interval_s:g} s"]])
 
 

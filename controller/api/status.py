@@ -39,6 +39,8 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             links=len(topo.links),
             hosts=len(topo.hosts), flows=sum(len(f) for f in state.flows.values()),
             openflow_errors_total=state.counters.openflow_errors_total,
+            packet_in_total=state.counters.packet_in_total,
+            packet_in_malformed_total=state.counters.packet_in_malformed_total,
             poll_interval_s=state.poll_interval_s, openflow_runtime=state.runtime)
 
     def GetTopology(self, request, context):
