@@ -80,6 +80,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.switches: dict[int, SwitchState] = {}
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
         self._errors_logged: set[tuple[int, int, int]] = set()
+        self._desired: tuple[tuple, dict] = ((), {})  # (topology version, settled) -> flows
         self._stop = threading.Event()
         self._timer = None
 
@@ -153,7 +154,10 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _converge(self, now: float) -> None:
         """Make every settled switch hold exactly its desired flows; others get control flows."""
         settled = sorted(self._settled(now))
-        desired = compute_desired_flows(self.topology, settled)
+        key = (self.topology.version, tuple(settled))
+        if self._desired[0] != key:  # flows follow from topology and settled switches only
+            self._desired = (key, compute_desired_flows(self.topology, settled))
+        desired = self._desired[1]
         for dpid in settled:
             self._apply(dpid, desired[dpid], allow_delete=True)
         control = build_control_flows()

@@ -78,11 +78,16 @@ _FLOW_HEADERS = ["switch", "prio", "component", "match", "actions", "packets", "
                  "pkt/s"]
 
 
-def show_flows(stub, args) -> str:
-    request = pb.ListFlowsRequest(component=args.component or "", limit=args.limit)
+def _for_switch(request, args):
+    """Set the optional dpid filter of a List*Request from --dpid."""
     if args.dpid is not None:
         request.dpid = args.dpid
-    r = stub.ListFlows(request, timeout=args.timeout)
+    return request
+
+
+def show_flows(stub, args) -> str:
+    request = pb.ListFlowsRequest(component=args.component or "", limit=args.limit)
+    r = stub.ListFlows(_for_switch(request, args), timeout=args.timeout)
     if args.json:
         return _as_json(r)
     flows = [f for f in r.flows if not args.active or f.bytes_per_second > 0]
@@ -90,10 +95,7 @@ def show_flows(stub, args) -> str:
 
 
 def show_ports(stub, args) -> str:
-    request = pb.ListPortsRequest()
-    if args.dpid is not None:
-        request.dpid = args.dpid
-    r = stub.ListPorts(request, timeout=args.timeout)
+    r = stub.ListPorts(_for_switch(pb.ListPortsRequest(), args), timeout=args.timeout)
     if args.json:
         return _as_json(r)
     return _table(["switch", "port", "rx", "tx", "rx pkt/s", "tx pkt/s", "drops/s", "errors/s",
@@ -106,10 +108,7 @@ def show_ports(stub, args) -> str:
 
 
 def show_meters(stub, args) -> str:
-    request = pb.ListMetersRequest()
-    if args.dpid is not None:
-        request.dpid = args.dpid
-    r = stub.ListMeters(request, timeout=args.timeout)
+    r = stub.ListMeters(_for_switch(pb.ListMetersRequest(), args), timeout=args.timeout)
     if args.json:
         return _as_json(r)
     return _table(["switch", "meter", "flows", "in rate", "in pkt/s", "band drops/s",

@@ -20,6 +20,12 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         self._state = state
         self._stop = stop_event
 
+    def _select(self, mapping, request, context) -> list:
+        """Values of a per-switch mapping, for the request's dpid (NOT_FOUND) or all."""
+        dpid = self._check_dpid(request, context)
+        return [item for key in sorted(mapping) if dpid is None or key == dpid
+                for item in mapping[key]]
+
     def _check_dpid(self, request, context) -> int | None:
         if not request.HasField("dpid"):
             return None
@@ -55,9 +61,7 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"limit {request.limit} is above the maximum {MAX_LIMIT}; "
                           "use 0 for no limit or filter by dpid")
-        dpid = self._check_dpid(request, context)
-        flows = [flow for key in sorted(self._state.flows) if dpid is None or key == dpid
-                 for flow in self._state.flows[key]]
+        flows = self._select(self._state.flows, request, context)
         if request.component:
             flows = [f for f in flows
                      if f.entry.component and f.entry.component.name.lower() == request.component]
@@ -68,16 +72,12 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
                                     poll_interval_s=self._state.poll_interval_s)
 
     def ListPorts(self, request, context):
-        dpid = self._check_dpid(request, context)
-        ports = [port for key in sorted(self._state.ports) if dpid is None or key == dpid
-                 for port in self._state.ports[key]]
+        ports = self._select(self._state.ports, request, context)
         ports.sort(key=lambda p: (p.dpid, p.port_no))
         return pb.ListPortsResponse(ports=[convert.port_stats_pb(p) for p in ports])
 
     def ListMeters(self, request, context):
-        dpid = self._check_dpid(request, context)
-        meters = [meter for key in sorted(self._state.meters) if dpid is None or key == dpid
-                  for meter in self._state.meters[key]]
+        meters = self._select(self._state.meters, request, context)
         meters.sort(key=lambda m: (m.dpid, m.meter_id))
         return pb.ListMetersResponse(meters=[convert.meter_stats_pb(m) for m in meters])
 

@@ -65,9 +65,13 @@ class TopologySnapshot:
 
 
 class Topology:
-    """The mutable topology. Methods that change it return what changed, for events."""
+    """The mutable topology. Methods that change it return what changed, for events.
+
+    `version` grows with every change, so derived data (desired flows) can be cached.
+    """
 
     def __init__(self):
+        self.version = 0
         self._switches: dict[int, dict[int, PortInfo]] = {}
         self._addresses: dict[int, str] = {}
         self._connected_at: dict[int, float] = {}
@@ -76,12 +80,14 @@ class Topology:
 
     # -- switches and ports -------------------------------------------------------------
     def add_switch(self, dpid: int, now: float, address: str = "") -> None:
+        self.version += 1
         self._switches.setdefault(dpid, {})
         self._addresses[dpid] = address
         self._connected_at[dpid] = now
 
     def remove_switch(self, dpid: int) -> list[LinkKey]:
         """Forget a switch; returns the links that went with it (hosts on it are kept)."""
+        self.version += 1
         self._switches.pop(dpid, None)
         self._addresses.pop(dpid, None)
         self._connected_at.pop(dpid, None)
@@ -101,15 +107,18 @@ class Topology:
 
     def set_ports(self, dpid: int, ports: Iterable[PortInfo]) -> list[LinkKey]:
         """Replace a switch's port list; returns links lost on ports that vanished or are down."""
+        self.version += 1
         self._switches[dpid] = {port.port_no: port for port in ports}
         return self._drop_links_on_dead_ports(dpid)
 
     def set_port(self, dpid: int, port: PortInfo) -> list[LinkKey]:
         """Add or update one port; returns links lost if it went down."""
+        self.version += 1
         self._switches.setdefault(dpid, {})[port.port_no] = port
         return self._drop_links_on_dead_ports(dpid)
 
     def remove_port(self, dpid: int, port_no: int) -> list[LinkKey]:
+        self.version += 1
         self._switches.get(dpid, {}).pop(port_no, None)
         return self._drop_links_on_dead_ports(dpid)
 
@@ -139,6 +148,7 @@ class Topology:
             return False
         new = key not in self._links
         self._links[key] = now
+        self.version += new
         return new
 
     def expire_links(self, now: float, timeout_s: float) -> list[LinkKey]:
@@ -146,6 +156,7 @@ class Topology:
         gone = [key for key, seen in self._links.items() if now - seen > timeout_s]
         for key in gone:
             del self._links[key]
+        self.version += bool(gone)
         return gone
 
     def links(self) -> list[LinkKey]:
@@ -174,6 +185,7 @@ class Topology:
         if new == old:
             return None
         self._hosts[mac] = new
+        self.version += 1
         return new
 
     def host(self, mac: str) -> HostInfo | None:

@@ -50,3 +50,16 @@ def test_snapshot_is_a_frozen_copy():
     topology.remove_switch(2)
     assert len(snap.switches) == 2 and len(snap.links) == 2 and snap.hosts[0].mac == mac(9)
     assert snap.switch(2) is not None and snap.switch(7) is None
+
+
+def test_version_changes_exactly_when_the_topology_does():
+    topology = build_topology({1: 2, 2: 2}, [(1, 2, 2, 2)])
+    start = topology.version
+    topology.observe_link(LinkKey(1, 2, 2, 2), now=1.0)  # a refresh, nothing new
+    topology.learn_host(mac(1), 1, 1)
+    assert topology.version == start + 1
+    topology.learn_host(mac(1), 1, 1)
+    assert topology.expire_links(now=1.5, timeout_s=3.0) == []
+    assert topology.version == start + 1
+    topology.expire_links(now=10.0, timeout_s=3.0)
+    assert topology.version == start + 2
