@@ -21,6 +21,7 @@ integration: setup
 
 bench: setup
 	$(PY) bench/bench_stats.py
+	$(PY) bench/bench_qoe.py
 
 clean:
 	rm -rf $(VENV) .venv-ryu gen .pytest_cache .hypothesis
