@@ -1,6 +1,7 @@
 """cemsctl: the command-line gRPC client of cems (shell).
 
     cemsctl [--server HOST:PORT] [--json] status|topology|flows|ports|meters|watch
+    cemsctl [--token TOKEN] customer|sla|sls|token ...   (customer service management)
 """
 
 import argparse
@@ -11,6 +12,8 @@ import grpc
 from cems.v1 import status_pb2 as pb
 from cems.v1 import status_pb2_grpc as pb_grpc
 from google.protobuf import json_format
+
+from controller import cli_csm
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", default="127.0.0.1:50051", help="gRPC address of cems")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument("--token", default="",
+                        help="bearer token for customer commands (default: $CEMS_TOKEN)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="controller summary")
     sub.add_parser("topology", help="switches, links and hosts")
@@ -181,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                               choices=["switch", "link", "host", "port", "flow_rates"],
                               help="only these kinds (repeatable)")
     watch_parser.add_argument("--count", type=int, default=0, help="stop after N events")
+    cli_csm.add_commands(sub)
     return parser
 
 
@@ -191,6 +197,9 @@ def main(argv=None) -> int:
         try:
             if args.command == "watch":
                 watch(stub, args, sys.stdout)
+                return 0
+            if args.command in ("customer", "sla", "sls", "token"):
+                print(cli_csm.run(channel, args, _as_json))
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,
                     "ports": show_ports, "meters": show_meters}[args.command]

@@ -45,6 +45,8 @@ class ControllerConfig:
     link_timeout_s: float = 3.5
     settle_s: float = 2.5
     log_level: str = "info"
+    gateway_dpid: int = 0  # where customers' paths lead (admission); 0: access links only
+    link_capacity_bps: tuple = ()  # ((dpid, port), bps) overriding reported port speeds
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -99,6 +101,24 @@ def _path(key: str, value: Any) -> str:
     return value
 
 
+def _capacities(key: str, value: Any) -> tuple:
+    allowed = ("a table of \"DPID:PORT\" = bit/s, for example "
+               "{ \"1:4\" = 1000000000 } (DPID decimal or 0x hex)")
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be {allowed}")
+    out = []
+    for name, bps in value.items():
+        dpid_text, sep, port_text = str(name).partition(":")
+        try:
+            dpid, port = int(dpid_text, 0), int(port_text)
+        except ValueError:
+            raise ConfigError(f"{key}.{name}", f"must be named DPID:PORT; {allowed}") from None
+        if not sep or isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0:
+            raise ConfigError(f"{key}.{name}", f"must be a positive integer bit/s; {allowed}")
+        out.append(((dpid, port), bps))
+    return tuple(sorted(out))
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -117,6 +137,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
     "discovery.settle_s": ("settle_s", _number(0, 600)),
     "log.level": ("log_level", _choice(LOG_LEVELS)),
+    "csm.gateway_dpid": ("gateway_dpid", _integer(0, 2 ** 64 - 1)),
+    "csm.link_capacity_bps": ("link_capacity_bps", _capacities),
 }
 
 
@@ -124,7 +146,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and key not in _KEYS:
             flat.update(_flatten(value, key + "."))
         else:
             flat[key] = value

@@ -9,7 +9,10 @@ import sys
 from controller import compat
 from controller.config import ConfigError, parse_config, read_config_file
 from controller.runtime import Runtime, offer_runtime
-from controller.store import StoreError
+from controller.csm.model import Role
+from controller.csm.rules import Refused
+from controller.csm.store import CsmStore
+from controller.store import Store, StoreError
 
 LOG = logging.getLogger("cems")
 
@@ -32,7 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", help="debug, info, warning or error (default info)")
     parser.add_argument("--grpc-port-file", metavar="PATH",
                         help="write the bound gRPC port here once serving (for scripts)")
+    parser.add_argument("--create-token", metavar="ROLE[:CUSTOMER]",
+                        help="create a bearer token in the store (roles: domain-manager, "
+                             "customer, peer-domain), print it once and exit")
     return parser
+
+
+def create_token(config, spec: str) -> int:
+    """--create-token: the bootstrap for the first domain-manager token."""
+    role_text, _, customer_id = spec.partition(":")
+    roles = {r.value: r for r in Role}
+    if role_text not in roles:
+        print(f"cems-controller: --create-token: role {role_text!r} is not one of "
+              f"{', '.join(roles)}", file=sys.stderr)
+        return 2
+    try:
+        token_id, token = CsmStore(Store(config.store_path)).create_token(roles[role_text],
+                                                                         customer_id)
+    except (Refused, StoreError) as err:
+        print(f"cems-controller: --create-token: {err}", file=sys.stderr)
+        return 1
+    print(f"token id {token_id} ({role_text}{':' + customer_id if customer_id else ''}); "
+          f"the token is shown only now:\n{token}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -46,6 +71,8 @@ def main(argv=None) -> int:
     except (ConfigError, OSError) as err:
         print(f"cems-controller: {err}", file=sys.stderr)
         return 2
+    if args.create_token:
+        return create_token(config, args.create_token)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("os_ken", "ryu"):

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
+from controller.csm.store import CsmStore
 from controller.metrics import ControllerMetrics, serve_metrics
 from controller.state import PublishedState
 from controller.store import Store
@@ -40,7 +41,10 @@ class Runtime:
     def start_servers(self) -> None:
         """Start gRPC (and the metrics exporter if configured)."""
         from controller.api.server import serve_grpc  # pylint: disable=import-outside-toplevel
-        self.grpc_server, self.grpc_port = serve_grpc(self.state, self.config.grpc_listen)
+        self.grpc_server, self.grpc_port = serve_grpc(
+            self.state, self.config.grpc_listen, csm=CsmStore(self.store),
+            gateway_dpid=self.config.gateway_dpid,
+            capacities=dict(self.config.link_capacity_bps))
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)

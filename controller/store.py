@@ -1,10 +1,12 @@
 """SQLite persistence of what the controller must remember across restarts (shell).
 
-Today: learned hosts, so that a restarted controller computes the same desired flows and
-reconciliation leaves forwarding untouched. WAL mode; the schema is versioned and migrated
-forward in order (user_version).
+Learned hosts (so that a restarted controller computes the same desired flows and
+reconciliation leaves forwarding untouched) and the customer service management tables
+(controller/csm/store.py). WAL mode; the schema is versioned and migrated forward in order
+(user_version); writes go through transaction().
 """
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -20,6 +22,50 @@ _MIGRATIONS = (
         port_no INTEGER NOT NULL,
         ipv4 TEXT NOT NULL DEFAULT '',
         updated_unix_s REAL NOT NULL
+    );
+    """,
+    # 2: customer service management (SLA, SLS history, tokens, audit)
+    """
+    CREATE TABLE customers (
+        customer_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        vip INTEGER NOT NULL,
+        access_dpid INTEGER NOT NULL,
+        access_port INTEGER NOT NULL,
+        hosts TEXT NOT NULL
+    );
+    CREATE INDEX customers_access ON customers (access_dpid);
+    CREATE TABLE slas (
+        customer_id TEXT PRIMARY KEY REFERENCES customers (customer_id) ON DELETE CASCADE,
+        variant TEXT NOT NULL,
+        bounds TEXT NOT NULL,
+        availability_target REAL NOT NULL,
+        min_change_interval_s REAL NOT NULL,
+        committed_bps INTEGER NOT NULL
+    );
+    CREATE TABLE sls_history (
+        customer_id TEXT NOT NULL REFERENCES customers (customer_id) ON DELETE CASCADE,
+        changed_unix_s REAL NOT NULL,
+        service_class TEXT NOT NULL,
+        rate_bps INTEGER NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX sls_history_customer ON sls_history (customer_id, changed_unix_s);
+    CREATE TABLE tokens (
+        token_id TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        created_unix_s REAL NOT NULL
+    );
+    CREATE TABLE audit (
+        time_unix_s REAL NOT NULL,
+        principal TEXT NOT NULL,
+        action TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
     );
     """,
 )
@@ -44,6 +90,7 @@ class Store:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
             self._lock = threading.Lock()
             self._migrate()
         except sqlite3.Error as err:
@@ -55,11 +102,35 @@ class Store:
             raise StoreError(f"store {self.path} has schema version {version}, newer than this "
                              f"cems knows ({len(_MIGRATIONS)}); upgrade cems or use another file")
         for number, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
-            with self._lock:
-                self._db.execute("BEGIN")
-                self._db.execute(sql)
-                self._db.execute(f"PRAGMA user_version={number}")
-                self._db.execute("COMMIT")
+            with self.transaction() as db:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One write transaction (BEGIN IMMEDIATE): commits on success, rolls back on any
+        exception, so a failed request leaves nothing half-written."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading(self):
+        """The connection for reads that need not be atomic with a write."""
+        with self._lock:
+            yield self._db
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only query."""
+        with self.reading() as db:
+            return db.execute(sql, params).fetchall()
 
     def save_host(self, host: HostInfo, now_unix_s: float) -> None:
         with self._lock:

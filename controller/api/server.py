@@ -4,13 +4,17 @@ import threading
 from concurrent import futures
 
 import grpc
+from cems.v1 import customer_pb2
 from cems.v1 import status_pb2 as pb
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controller.api.auth import BearerAuthInterceptor
+from controller.api.customer import SlaServicer, SlsServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
+from controller.csm.store import CsmStore
 from controller.state import PublishedState
 
 
@@ -55,24 +59,37 @@ class GrpcServer:
         return self._server.stop(grace)
 
 
-def serve_grpc(state: PublishedState, address: Address, max_workers: int = 32
-               ) -> tuple[GrpcServer, int]:
-    """Serve StatusService (+ health, reflection) on address; returns (server, bound port)."""
+def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
+               gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
+               max_workers: int = 32) -> tuple[GrpcServer, int]:
+    """Serve StatusService, and with `csm` SlaService and SlsService behind bearer-token
+    authentication, plus health and reflection, on address; returns (server, bound port)."""
     stop_event = threading.Event()
+    services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
+                 pb)]
+    interceptors = []
+    if csm is not None:
+        options = {"gateway_dpid": gateway_dpid, "capacities": capacities, "on_change": on_change}
+        services += [(SlaServicer(csm, state, **options),
+                      customer_pb2.DESCRIPTOR.services_by_name["SlaService"], customer_pb2),
+                     (SlsServicer(csm, state, **options),
+                      customer_pb2.DESCRIPTOR.services_by_name["SlsService"], customer_pb2)]
+        interceptors.append(BearerAuthInterceptor(
+            csm.principal_for, tuple(d.full_name for _, d, _ in services[1:])))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
-                                                    thread_name_prefix="cems-grpc"))
-    status_service = pb.DESCRIPTOR.services_by_name["StatusService"]
-    server.add_generic_rpc_handlers(
-        (build_service_handler(StatusServicer(state, stop_event), status_service, pb),))
+                                                    thread_name_prefix="cems-grpc"),
+                         interceptors=interceptors)
+    server.add_generic_rpc_handlers(tuple(build_service_handler(servicer, descriptor, module)
+                                          for servicer, descriptor, module in services))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    service_names = (status_service.full_name,
-                     health.SERVICE_NAME, reflection.SERVICE_NAME)
+    service_names = tuple(d.full_name for _, d, _ in services) + (
+        health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
     port = server.add_insecure_port(str(address))
     if port == 0:
         raise OSError(f"cannot listen for gRPC on {address}")
     server.start()
-    for name in ("", service_names[0]):
+    for name in ("",) + service_names[:len(services)]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return GrpcServer(server, stop_event, health_servicer), port

@@ -68,3 +68,14 @@ def test_the_example_file_holds_the_defaults():
     import os
     example = os.path.join(os.path.dirname(__file__), "..", "..", "..", "cems.example.toml")
     assert parse_config(read_config_file(example)) == ControllerConfig()
+
+
+def test_link_capacities_and_gateway():
+    config = parse_config({"csm": {"gateway_dpid": 1,
+                                   "link_capacity_bps": {"0x5:1": 100_000_000, "3:2": 10**9}}})
+    assert config.gateway_dpid == 1
+    assert config.link_capacity_bps == (((3, 2), 10**9), ((5, 1), 100_000_000))
+    with pytest.raises(ConfigError, match="csm.link_capacity_bps.x"):
+        parse_config({"csm": {"link_capacity_bps": {"x": 5}}})
+    with pytest.raises(ConfigError, match="positive integer"):
+        parse_config({"csm": {"link_capacity_bps": {"1:2": -5}}})

@@ -1,0 +1,58 @@
+"""Bearer-token authentication as a gRPC server interceptor (shell).
+
+The interceptor turns the request's "authorization: Bearer <token>" into a Principal (or
+None) and makes it available to the servicer through current_principal(); deciding what the
+principal may do is the core's job (controller.csm.rules.authorize).
+"""
+
+import contextvars
+from typing import Callable
+
+import grpc
+
+from controller.csm.model import Principal
+
+_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "cems_principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    return _PRINCIPAL.get()
+
+
+def _bearer(metadata) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and value.startswith("Bearer "):
+            return value[len("Bearer "):].strip()
+    return None
+
+
+class BearerAuthInterceptor(grpc.ServerInterceptor):
+    """Resolves bearer tokens for the methods of `services` (full service names)."""
+
+    def __init__(self, resolve: Callable[[str], Principal | None], services: tuple[str, ...]):
+        self._resolve = resolve
+        self._prefixes = tuple(f"/{name}/" for name in services)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(self._prefixes):
+            return handler
+        token = _bearer(handler_call_details.invocation_metadata)
+        resolve = self._resolve
+
+        def wrap(behaviour):
+            def with_principal(request, context):
+                principal = resolve(token) if token else None
+                reset = _PRINCIPAL.set(principal)
+                try:
+                    return behaviour(request, context)
+                finally:
+                    _PRINCIPAL.reset(reset)
+            return with_principal
+
+        if handler.unary_unary is None:
+            raise TypeError(f"{handler_call_details.method}: only unary methods are protected")
+        return grpc.unary_unary_rpc_method_handler(
+            wrap(handler.unary_unary), request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)

@@ -1,0 +1,180 @@
+"""cemsctl commands of customer service management: customers, SLAs, SLSs, tokens (shell).
+
+The token comes from --token or $CEMS_TOKEN and travels as "authorization: Bearer <token>".
+"""
+
+import argparse
+import datetime
+import os
+
+from cems.v1 import customer_pb2 as pb
+from cems.v1 import customer_pb2_grpc as pb_grpc
+
+CLASSES = {"gold": pb.SERVICE_CLASS_GOLD, "silver": pb.SERVICE_CLASS_SILVER,
+           "bronze": pb.SERVICE_CLASS_BRONZE}
+CLASS_NAMES = {v: k for k, v in CLASSES.items()}
+ROLES = {"domain-manager": pb.ROLE_DOMAIN_MANAGER, "customer": pb.ROLE_CUSTOMER,
+         "peer-domain": pb.ROLE_PEER_DOMAIN}
+
+
+def parse_rate(text: str) -> int:
+    """'8M', '2.5M', '500k', '1G' or bit/s -> bit/s."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower())
+    try:
+        value = float(text[:-1]) * scale if scale else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate {text!r}: use bit/s or a k/M/G suffix, "
+                                         "for example 8M") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"rate {text!r} must be positive")
+    return int(value)
+
+
+def parse_class_bounds(text: str) -> pb.ClassBounds:
+    """'gold:2M:8M' -> ClassBounds."""
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] not in CLASSES:
+        raise argparse.ArgumentTypeError(f"{text!r}: use CLASS:MIN:MAX with CLASS one of "
+                                         f"{', '.join(CLASSES)}, for example gold:2M:8M")
+    return pb.ClassBounds(service_class=CLASSES[parts[0]], min_bps=parse_rate(parts[1]),
+                          max_bps=parse_rate(parts[2]))
+
+
+def parse_access(text: str) -> tuple[int, int]:
+    dpid, sep, port = text.partition(":")
+    try:
+        return int(dpid, 0), int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"access {text!r}: use DPID:PORT, for example 5:3 "
+                                         "or 0x5:3") from None
+
+
+def add_commands(sub) -> None:
+    customer = sub.add_parser("customer", help="customers and their SLAs (domain manager)")
+    csub = customer.add_subparsers(dest="action", required=True)
+    create = csub.add_parser("create", help="a customer with its SLA")
+    create.add_argument("customer_id")
+    create.add_argument("--name", required=True)
+    create.add_argument("--segment", default="residential",
+                        choices=["residential", "soho", "business"])
+    create.add_argument("--vip", action="store_true")
+    create.add_argument("--access", type=parse_access, required=True, metavar="DPID:PORT")
+    create.add_argument("--host", action="append", default=[], metavar="MAC")
+    _sla_arguments(create)
+    for name in ("show", "delete"):
+        csub.add_parser(name).add_argument("customer_id")
+    listing = csub.add_parser("list")
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=int, default=0)
+
+    sla = sub.add_parser("sla", help="show or change an SLA")
+    ssub = sla.add_subparsers(dest="action", required=True)
+    ssub.add_parser("show", help="an SLA (your own as a customer)").add_argument(
+        "customer_id", nargs="?", default="")
+    update = ssub.add_parser("update", help="replace a customer's SLA (domain manager)")
+    update.add_argument("customer_id")
+    _sla_arguments(update)
+
+    sls = sub.add_parser("sls", help="show or change an SLS (class and bandwidth)")
+    lsub = sls.add_subparsers(dest="action", required=True)
+    lsub.add_parser("show").add_argument("customer_id", nargs="?", default="")
+    change = lsub.add_parser("change", help="for example: cemsctl sls change gold 8M")
+    change.add_argument("service_class", choices=list(CLASSES))
+    change.add_argument("rate", type=parse_rate)
+    change.add_argument("--customer", default="", help="whose SLS (default: your own)")
+
+    token = sub.add_parser("token", help="create bearer tokens (domain manager)")
+    tsub = token.add_subparsers(dest="action", required=True)
+    tcreate = tsub.add_parser("create")
+    tcreate.add_argument("role", choices=list(ROLES))
+    tcreate.add_argument("--customer", default="")
+
+
+def _sla_arguments(parser) -> None:
+    parser.add_argument("--variant", required=True, choices=["gsb-business", "gsb-economy"])
+    parser.add_argument("--class", dest="bounds", action="append", type=parse_class_bounds,
+                        required=True, metavar="CLASS:MIN:MAX",
+                        help="an allowed class and its bandwidth bounds (repeat)")
+    parser.add_argument("--availability", type=float, default=0.999)
+    parser.add_argument("--min-change-interval", type=float, default=60.0, metavar="SECONDS")
+
+
+def _sla_from_args(args, customer_id: str) -> pb.Sla:
+    return pb.Sla(customer_id=customer_id, variant=args.variant, bounds=args.bounds,
+                  availability_target=args.availability,
+                  min_change_interval_s=args.min_change_interval)
+
+
+def _when(unix_s: float) -> str:
+    return datetime.datetime.fromtimestamp(unix_s, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S UTC")
+
+
+def describe_sla(sla: pb.Sla) -> str:
+    lines = [f"SLA of {sla.customer_id}: {sla.variant}, availability "
+             f"{sla.availability_target:.3%}, one SLS change per {sla.min_change_interval_s:g} s"]
+    for b in sla.bounds:
+        lines.append(f"  {CLASS_NAMES[b.service_class]:<7} {b.min_bps / 1e6:g} to "
+                     f"{b.max_bps / 1e6:g} Mbit/s")
+    return "\n".join(lines)
+
+
+def describe_sls(sls: pb.Sls) -> str:
+    return (f"SLS of {sls.customer_id}: {CLASS_NAMES[sls.service_class]} at "
+            f"{sls.rate_bps / 1e6:g} Mbit/s since {_when(sls.changed_unix_s)}")
+
+
+def run(channel, args, as_json) -> str:
+    """Run one CSM command; returns what to print."""
+    token = args.token or os.environ.get("CEMS_TOKEN", "")
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    sla_stub, sls_stub = pb_grpc.SlaServiceStub(channel), pb_grpc.SlsServiceStub(channel)
+    call = {"timeout": args.timeout, "metadata": metadata}
+    command, action = args.command, args.action
+    if command == "customer" and action == "create":
+        dpid, port = args.access
+        reply = sla_stub.CreateCustomer(pb.CreateCustomerRequest(
+            customer=pb.Customer(customer_id=args.customer_id, name=args.name,
+                                 segment=args.segment, vip=args.vip, access_dpid=dpid,
+                                 access_port=port, hosts=args.host),
+            sla=_sla_from_args(args, args.customer_id)), **call)
+        text = f"created {args.customer_id}\n{describe_sla(reply.sla)}\n{describe_sls(reply.sls)}"
+    elif command == "customer" and action == "show":
+        reply = sla_stub.GetCustomer(pb.GetCustomerRequest(customer_id=args.customer_id), **call)
+        c = reply.customer
+        text = (f"{c.customer_id}: {c.name} ({c.segment}{', VIP' if c.vip else ''}), access "
+                f"{c.access_dpid:016x}:{c.access_port}, hosts {', '.join(c.hosts) or '-'}\n"
+                f"{describe_sla(reply.sla)}\n{describe_sls(reply.sls)}")
+    elif command == "customer" and action == "list":
+        reply = sla_stub.ListCustomers(pb.ListCustomersRequest(offset=args.offset,
+                                                               limit=args.limit), **call)
+        text = "\n".join([f"{reply.total} customers"] + [
+            f"  {c.customer_id:<12} {c.name:<24} {c.segment:<12} {c.access_dpid:016x}:"
+            f"{c.access_port}" for c in reply.customers])
+    elif command == "customer" and action == "delete":
+        reply = sla_stub.DeleteCustomer(pb.DeleteCustomerRequest(customer_id=args.customer_id),
+                                        **call)
+        text = f"deleted {args.customer_id}"
+    elif command == "sla" and action == "show":
+        reply = sls_stub.GetSla(pb.GetSlaRequest(customer_id=args.customer_id), **call)
+        text = describe_sla(reply.sla)
+    elif command == "sla" and action == "update":
+        reply = sla_stub.UpdateSla(pb.UpdateSlaRequest(
+            sla=_sla_from_args(args, args.customer_id)), **call)
+        text = f"{describe_sla(reply.sla)}\n{describe_sls(reply.sls)}"
+    elif command == "sls" and action == "show":
+        reply = sls_stub.GetSls(pb.GetSlsRequest(customer_id=args.customer_id), **call)
+        text = describe_sls(reply.sls)
+    elif command == "sls" and action == "change":
+        reply = sls_stub.ChangeSls(pb.ChangeSlsRequest(
+            customer_id=args.customer, service_class=CLASSES[args.service_class],
+            rate_bps=args.rate), **call)
+        text = (f"{describe_sls(reply.sls)}\nnext change allowed from "
+                f"{_when(reply.next_change_allowed_unix_s)}")
+    elif command == "token" and action == "create":
+        reply = sla_stub.CreateToken(pb.CreateTokenRequest(role=ROLES[args.role],
+                                                           customer_id=args.customer), **call)
+        text = f"token id {reply.token_id}; the token is shown only now:\n{reply.token}"
+    else:
+        raise ValueError(f"unknown command {command} {action}")
+    return as_json(reply) if args.json else text

@@ -1,0 +1,1 @@
+"""Customer service management: SLAs, SLSs, admission, authorization, accounting (core)."""

@@ -1,0 +1,96 @@
+"""The customer model of GSB (Gold/Silver/Bronze) IP transport: plain, frozen data (core).
+
+An SLA is the contract the domain manager sets; an SLS is the part the customer (or a peer
+domain) changes within it. Bandwidths are in bit/s, times in seconds (unix time where a
+wall-clock instant is meant, because contracts and bills are about calendar time).
+"""
+
+import dataclasses
+import enum
+
+
+class ServiceClass(str, enum.Enum):
+    GOLD = "gold"
+    SILVER = "silver"
+    BRONZE = "bronze"
+
+
+# ../shared/DESIGN.md "Service classes (GSB)": Gold EF (46), Silver AF41 (34), Bronze 0.
+DSCP = {ServiceClass.GOLD: 46, ServiceClass.SILVER: 34, ServiceClass.BRONZE: 0}
+
+
+class Role(str, enum.Enum):
+    DOMAIN_MANAGER = "domain-manager"
+    CUSTOMER = "customer"
+    PEER_DOMAIN = "peer-domain"
+
+
+SEGMENTS = ("residential", "soho", "business")
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who makes a request: a role and, for customers and peer domains, their customer id."""
+
+    role: Role
+    customer_id: str = ""
+    token_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A service variant (GSB business, GSB economy): default class, included hours per class
+    and month, and the price of each further hour (in the operator's currency unit)."""
+
+    name: str
+    default_class: ServiceClass
+    included_hours: dict  # ServiceClass -> hours per month; absent means unlimited
+    price_per_hour: dict  # ServiceClass -> price of an hour beyond the included ones
+
+
+GSB_VARIANTS = {
+    "gsb-business": Variant("gsb-business", ServiceClass.SILVER,
+                            {ServiceClass.GOLD: 10.0}, {ServiceClass.GOLD: 2.0}),
+    "gsb-economy": Variant("gsb-economy", ServiceClass.BRONZE,
+                           {ServiceClass.SILVER: 5.0, ServiceClass.GOLD: 0.0},
+                           {ServiceClass.SILVER: 1.0, ServiceClass.GOLD: 5.0}),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassBounds:
+    min_bps: int
+    max_bps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    name: str
+    segment: str = "residential"
+    vip: bool = False
+    access_dpid: int = 0
+    access_port: int = 0
+    hosts: tuple[str, ...] = ()  # MAC addresses of the customer's devices
+
+
+@dataclasses.dataclass(frozen=True)
+class Sla:
+    customer_id: str
+    variant: str
+    bounds: dict  # ServiceClass -> ClassBounds; its keys are the allowed classes
+    availability_target: float = 0.999
+    min_change_interval_s: float = 60.0
+
+    @property
+    def allowed_classes(self) -> tuple[ServiceClass, ...]:
+        return tuple(c for c in ServiceClass if c in self.bounds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sls:
+    customer_id: str
+    service_class: ServiceClass
+    rate_bps: int
+    changed_unix_s: float
+    source: str = "customer"  # "customer" (or peer domain) or "system" (creation, SLA update)

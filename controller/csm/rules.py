@@ -1,0 +1,175 @@
+"""Checks of SLAs and SLS changes, admission of contracts, and who may do what (core).
+
+Every check returns or raises with a message that says which constraint, where, and by how
+much: the message goes to the person who asked.
+"""
+
+import dataclasses
+
+from controller.csm.model import (GSB_VARIANTS, SEGMENTS, Customer, Principal, Role, ServiceClass,
+                                  Sla, Sls)
+
+
+class Refused(Exception):
+    """A request breaks a rule. `code` is the gRPC status name to answer with."""
+
+    def __init__(self, code: str, message: str, retry_after_unix_s: float | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after_unix_s = retry_after_unix_s
+
+
+def _mbps(bps: float) -> str:
+    return f"{bps / 1e6:g} Mbit/s"
+
+
+def check_customer(customer: Customer) -> None:
+    if not customer.customer_id or not customer.customer_id.replace("-", "").isalnum():
+        raise Refused("INVALID_ARGUMENT", f"customer id {customer.customer_id!r} must be "
+                      "letters, digits and '-'")
+    if customer.segment not in SEGMENTS:
+        raise Refused("INVALID_ARGUMENT", f"segment {customer.segment!r} is not one of "
+                      f"{', '.join(SEGMENTS)}")
+
+
+def check_sla(sla: Sla, access_speed_bps: int | None) -> None:
+    """An SLA's own consistency, and every class bound within the access link speed."""
+    if sla.variant not in GSB_VARIANTS:
+        raise Refused("INVALID_ARGUMENT", f"variant {sla.variant!r} is not one of "
+                      f"{', '.join(GSB_VARIANTS)}")
+    if not sla.bounds:
+        raise Refused("INVALID_ARGUMENT", "an SLA must allow at least one class")
+    default = GSB_VARIANTS[sla.variant].default_class
+    if default not in sla.bounds:
+        raise Refused("INVALID_ARGUMENT", f"variant {sla.variant} starts customers in "
+                      f"{default.value}, which the SLA must allow")
+    for service_class, bounds in sla.bounds.items():
+        if not 0 < bounds.min_bps <= bounds.max_bps:
+            raise Refused("INVALID_ARGUMENT", f"{service_class.value}: bounds must satisfy "
+                          f"0 < min ({bounds.min_bps} bit/s) <= max ({bounds.max_bps} bit/s)")
+        if access_speed_bps and bounds.max_bps > access_speed_bps:
+            raise Refused("FAILED_PRECONDITION", f"{service_class.value} maximum "
+                          f"{_mbps(bounds.max_bps)} is above the customer's access link speed "
+                          f"{_mbps(access_speed_bps)} by {_mbps(bounds.max_bps - access_speed_bps)}")
+    if not 0 < sla.availability_target < 1:
+        raise Refused("INVALID_ARGUMENT", f"availability_target {sla.availability_target} must "
+                      "be between 0 and 1 (for example 0.999)")
+    if sla.min_change_interval_s < 0:
+        raise Refused("INVALID_ARGUMENT", "min_change_interval_s must not be negative")
+
+
+def initial_sls(sla: Sla, now_unix_s: float) -> Sls:
+    """The SLS a new contract starts with: the variant's default class at its minimum rate."""
+    service_class = GSB_VARIANTS[sla.variant].default_class
+    return Sls(sla.customer_id, service_class, sla.bounds[service_class].min_bps, now_unix_s,
+               "system")
+
+
+def check_sls_change(sla: Sla, last_change_unix_s: float | None, service_class: ServiceClass,
+                     rate_bps: int, now_unix_s: float) -> Sls:
+    """A requested SLS -> the new Sls, or Refused saying which bound or when to retry.
+
+    `last_change_unix_s` is when the customer last changed its SLS (None if never): the
+    minimum interval runs from there, not from changes the system made.
+    """
+    if service_class not in sla.bounds:
+        allowed = ", ".join(c.value for c in sla.allowed_classes)
+        raise Refused("INVALID_ARGUMENT", f"class {service_class.value} is not in your SLA; "
+                      f"allowed: {allowed}")
+    bounds = sla.bounds[service_class]
+    if not bounds.min_bps <= rate_bps <= bounds.max_bps:
+        raise Refused("INVALID_ARGUMENT", f"{_mbps(rate_bps)} is outside your "
+                      f"{service_class.value} bounds {_mbps(bounds.min_bps)} to "
+                      f"{_mbps(bounds.max_bps)}")
+    if last_change_unix_s is not None:
+        next_allowed = last_change_unix_s + sla.min_change_interval_s
+        if now_unix_s < next_allowed:
+            raise Refused("RESOURCE_EXHAUSTED",
+                          f"the last change was {now_unix_s - last_change_unix_s:.0f} s ago; "
+                          f"your SLA allows one change every {sla.min_change_interval_s:g} s, "
+                          f"next at unix time {next_allowed:.0f} (in "
+                          f"{next_allowed - now_unix_s:.0f} s)", next_allowed)
+    return Sls(sla.customer_id, service_class, rate_bps, now_unix_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkLoad:
+    """A link on a customer's path: its capacity and the Gold+Silver already committed."""
+
+    name: str
+    capacity_bps: int
+    committed_bps: int
+
+
+def committed_bps(sla: Sla) -> int:
+    """What a contract commits on its path: the highest Gold or Silver maximum it allows."""
+    return max((sla.bounds[c].max_bps for c in (ServiceClass.GOLD, ServiceClass.SILVER)
+                if c in sla.bounds), default=0)
+
+
+def check_admission(sla: Sla, path: list[LinkLoad], replacing: Sla | None = None) -> None:
+    """Admission of a contract: its committed Gold/Silver on every path link fits the capacity.
+
+    `replacing` is the customer's current SLA when this one changes it (its commitment is
+    already counted in the links' committed_bps and is taken out).
+    """
+    extra = committed_bps(sla) - (committed_bps(replacing) if replacing else 0)
+    for link in path:
+        total = link.committed_bps + extra
+        if total > link.capacity_bps:
+            raise Refused("FAILED_PRECONDITION",
+                          f"link {link.name}: Gold/Silver committed would be {_mbps(total)}, "
+                          f"above its capacity {_mbps(link.capacity_bps)} by "
+                          f"{_mbps(total - link.capacity_bps)}")
+
+
+# action -> roles allowed; customer-scoped actions also need the principal's own customer
+_ACTIONS = {
+    "manage": {Role.DOMAIN_MANAGER},
+    "read_sla": {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN},
+    "read_sls": {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN},
+    "change_sls": {Role.CUSTOMER, Role.PEER_DOMAIN},
+    "read_report": {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN},
+}
+
+
+def authorize(principal: Principal | None, action: str, customer_id: str = "") -> None:
+    """Raise Refused(UNAUTHENTICATED/PERMISSION_DENIED) unless the principal may do this."""
+    if principal is None:
+        raise Refused("UNAUTHENTICATED", "no valid bearer token in the request metadata "
+                      "('authorization: Bearer <token>')")
+    if action not in _ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if principal.role not in _ACTIONS[action]:
+        raise Refused("PERMISSION_DENIED", f"role {principal.role.value} may not {action}")
+    if principal.role != Role.DOMAIN_MANAGER and customer_id and \
+            customer_id != principal.customer_id:
+        raise Refused("PERMISSION_DENIED", f"{principal.role.value} {principal.customer_id} "
+                      f"may not {action} of customer {customer_id}")
+
+
+def hours_per_class(history: list[Sls], start_unix_s: float, end_unix_s: float
+                    ) -> dict[ServiceClass, float]:
+    """Hours spent in each class in [start, end), from the SLS history (sorted by time)."""
+    hours = {c: 0.0 for c in ServiceClass}
+    for i, sls in enumerate(history):
+        begin = max(sls.changed_unix_s, start_unix_s)
+        finish = history[i + 1].changed_unix_s if i + 1 < len(history) else end_unix_s
+        finish = min(finish, end_unix_s)
+        if finish > begin:
+            hours[sls.service_class] += (finish - begin) / 3600
+    return hours
+
+
+def charges(variant_name: str, hours: dict[ServiceClass, float]) -> dict[ServiceClass, float]:
+    """Charges per class for a month's hours: hours beyond the included ones at the price."""
+    variant = GSB_VARIANTS[variant_name]
+    out = {}
+    for service_class, spent in hours.items():
+        included = variant.included_hours.get(service_class)
+        price = variant.price_per_hour.get(service_class, 0.0)
+        extra = 0.0 if included is None else max(0.0, spent - included)
+        out[service_class] = round(extra * price, 6)
+    return out
+

@@ -1,0 +1,218 @@
+"""Persistence of customers, SLAs, SLS history, tokens and the audit log in SQLite (shell).
+
+Every change runs in one Store.transaction(): the rule check that needs the current state
+(SLS change interval, admission) runs inside it, so two concurrent requests cannot both pass
+a check that only one of them may pass, and a refused or failed request writes nothing but
+its audit line.
+"""
+
+import hashlib
+import json
+import secrets
+import time
+from typing import Callable
+
+from controller.csm.model import ClassBounds, Customer, Principal, Role, ServiceClass, Sla, Sls
+from controller.csm.rules import Refused, committed_bps
+from controller.store import Store
+
+
+def _bounds_json(sla: Sla) -> str:
+    return json.dumps({c.value: [b.min_bps, b.max_bps] for c, b in sla.bounds.items()},
+                      sort_keys=True)
+
+
+def _sla_from_row(row) -> Sla:
+    customer_id, variant, bounds, availability, interval = row
+    return Sla(customer_id, variant,
+               {ServiceClass(c): ClassBounds(lo, hi) for c, (lo, hi) in json.loads(bounds).items()},
+               availability, interval)
+
+
+def _customer_from_row(row) -> Customer:
+    customer_id, name, segment, vip, dpid, port, hosts = row
+    return Customer(customer_id, name, segment, bool(vip), dpid, port,
+                    tuple(h for h in hosts.split(",") if h))
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class CsmStore:
+    """Customer service management data on top of the controller's Store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- tokens -------------------------------------------------------------------------
+    def create_token(self, role: Role, customer_id: str = "", now_unix_s: float | None = None
+                     ) -> tuple[str, str]:
+        """A new bearer token for a role (and customer); returns (token_id, token).
+
+        Only the SHA-256 of the token is stored: the token is shown once, here.
+        """
+        if role != Role.DOMAIN_MANAGER and not customer_id:
+            raise Refused("INVALID_ARGUMENT", f"a {role.value} token needs a customer id")
+        token_id = secrets.token_hex(4)
+        token = f"cems_{token_id}_{secrets.token_urlsafe(24)}"
+        with self.store.transaction() as db:
+            if customer_id and not db.execute("SELECT 1 FROM customers WHERE customer_id=?",
+                                              (customer_id,)).fetchone():
+                raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
+            db.execute("INSERT INTO tokens VALUES (?,?,?,?,?)",
+                       (token_id, hash_token(token), role.value, customer_id,
+                        time.time() if now_unix_s is None else now_unix_s))
+        return token_id, token
+
+    def principal_for(self, token: str) -> Principal | None:
+        rows = self.store.query("SELECT token_id, role, customer_id FROM tokens "
+                                "WHERE token_sha256=?", (hash_token(token),))
+        if not rows:
+            return None
+        token_id, role, customer_id = rows[0]
+        return Principal(Role(role), customer_id, token_id)
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self.store.transaction() as db:
+            return db.execute("DELETE FROM tokens WHERE token_id=?", (token_id,)).rowcount > 0
+
+    # -- audit --------------------------------------------------------------------------
+    def audit(self, principal: Principal | None, action: str, customer_id: str, outcome: str,
+              detail: str = "", now_unix_s: float | None = None) -> None:
+        who = "anonymous" if principal is None else \
+            f"{principal.role.value}:{principal.customer_id or '-'}:{principal.token_id}"
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?)",
+                       (time.time() if now_unix_s is None else now_unix_s, who, action,
+                        customer_id, outcome, detail))
+
+    def audit_log(self, customer_id: str = "", limit: int = 100) -> list[tuple]:
+        where, params = ("WHERE customer_id=?", (customer_id,)) if customer_id else ("", ())
+        return self.store.query(f"SELECT * FROM audit {where} ORDER BY rowid DESC LIMIT ?",
+                                params + (limit,))
+
+    # -- customers and SLAs -------------------------------------------------------------
+    def create_customer(self, customer: Customer, sla: Sla, first_sls: Sls,
+                        admit: Callable[[dict[int, int]], None]) -> None:
+        """Store a customer with its SLA and first SLS, if `admit` (given the Gold/Silver
+        committed per access switch, before this one) does not raise."""
+        with self.store.transaction() as db:
+            if db.execute("SELECT 1 FROM customers WHERE customer_id=?",
+                          (customer.customer_id,)).fetchone():
+                raise Refused("ALREADY_EXISTS", f"customer {customer.customer_id!r} exists")
+            admit(self._committed_by_access(db))
+            db.execute("INSERT INTO customers VALUES (?,?,?,?,?,?,?)",
+                       (customer.customer_id, customer.name, customer.segment, int(customer.vip),
+                        customer.access_dpid, customer.access_port, ",".join(customer.hosts)))
+            self._write_sla(db, sla)
+            self._write_sls(db, first_sls)
+
+    def update_sla(self, sla: Sla, admit: Callable[[dict[int, int], Sla], None],
+                   fix_sls: Callable[[Sla, Sls], Sls | None]) -> Sls | None:
+        """Replace a customer's SLA if `admit(committed_by_access, old_sla)` passes; if the
+        current SLS no longer fits, `fix_sls` gives the SLS to switch to (stored too)."""
+        with self.store.transaction() as db:
+            old = self._sla(db, sla.customer_id)
+            admit(self._committed_by_access(db), old)
+            db.execute("DELETE FROM slas WHERE customer_id=?", (sla.customer_id,))
+            self._write_sla(db, sla)
+            fixed = fix_sls(sla, self._current_sls(db, sla.customer_id))
+            if fixed is not None:
+                self._write_sls(db, fixed)
+            return fixed
+
+    def delete_customer(self, customer_id: str) -> None:
+        with self.store.transaction() as db:
+            if db.execute("DELETE FROM customers WHERE customer_id=?",
+                          (customer_id,)).rowcount == 0:
+                raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
+            db.execute("DELETE FROM tokens WHERE customer_id=?", (customer_id,))
+
+    def change_sls(self, customer_id: str, decide: Callable[[Sla, float | None], Sls]) -> Sls:
+        """Apply `decide(sla, last_customer_change_unix_s)` (which raises Refused or returns
+        the new SLS) atomically against the stored state."""
+        with self.store.transaction() as db:
+            sla = self._sla(db, customer_id)
+            last = db.execute("SELECT MAX(changed_unix_s) FROM sls_history WHERE customer_id=? "
+                              "AND source='customer'", (customer_id,)).fetchone()[0]
+            new = decide(sla, last)
+            self._write_sls(db, new)
+            return new
+
+    def customer(self, customer_id: str) -> Customer:
+        rows = self.store.query("SELECT * FROM customers WHERE customer_id=?", (customer_id,))
+        if not rows:
+            raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
+        return _customer_from_row(rows[0])
+
+    def committed_by_access(self) -> dict[int, int]:
+        with self.store.reading() as db:
+            return self._committed_by_access(db)
+
+    def customers(self, offset: int = 0, limit: int = 1000) -> list[Customer]:
+        return [_customer_from_row(r) for r in self.store.query(
+            "SELECT * FROM customers ORDER BY customer_id LIMIT ? OFFSET ?", (limit, offset))]
+
+    def count_customers(self) -> int:
+        return self.store.query("SELECT COUNT(*) FROM customers")[0][0]
+
+    def sla(self, customer_id: str) -> Sla:
+        with self.store.reading() as db:
+            return self._sla(db, customer_id)
+
+    def current_sls(self, customer_id: str) -> Sls:
+        with self.store.reading() as db:
+            current = self._current_sls(db, customer_id)
+        if current is None:
+            raise Refused("NOT_FOUND", f"no SLS for customer {customer_id!r}")
+        return current
+
+    def sls_history(self, customer_id: str) -> list[Sls]:
+        return [Sls(c, ServiceClass(k), r, t, src) for c, k, r, t, src in self.store.query(
+            "SELECT customer_id, service_class, rate_bps, changed_unix_s, source FROM sls_history "
+            "WHERE customer_id=? ORDER BY changed_unix_s, rowid", (customer_id,))]
+
+    def all_current_sls(self) -> list[tuple[Customer, Sls]]:
+        """Every customer with its current SLS (what the mapping function turns into devices)."""
+        rows = self.store.query(
+            "SELECT c.*, h.service_class, h.rate_bps, h.changed_unix_s, h.source FROM customers c "
+            "JOIN sls_history h ON h.rowid = (SELECT rowid FROM sls_history WHERE "
+            "customer_id = c.customer_id ORDER BY changed_unix_s DESC, rowid DESC LIMIT 1) "
+            "ORDER BY c.customer_id")
+        return [(_customer_from_row(r[:7]), Sls(r[0], ServiceClass(r[7]), r[8], r[9], r[10]))
+                for r in rows]
+
+    # -- inside transactions ------------------------------------------------------------
+    @staticmethod
+    def _committed_by_access(db) -> dict[int, int]:
+        return dict(db.execute("SELECT c.access_dpid, SUM(s.committed_bps) FROM slas s JOIN "
+                               "customers c USING (customer_id) GROUP BY c.access_dpid"))
+
+    @staticmethod
+    def _sla(db, customer_id: str) -> Sla:
+        row = db.execute("SELECT customer_id, variant, bounds, availability_target, "
+                         "min_change_interval_s FROM slas WHERE customer_id=?",
+                         (customer_id,)).fetchone()
+        if row is None:
+            raise Refused("NOT_FOUND", f"no SLA for customer {customer_id!r}")
+        return _sla_from_row(row)
+
+    @staticmethod
+    def _current_sls(db, customer_id: str) -> Sls | None:
+        row = db.execute("SELECT customer_id, service_class, rate_bps, changed_unix_s, source FROM "
+                         "sls_history WHERE customer_id=? ORDER BY changed_unix_s DESC, rowid "
+                         "DESC LIMIT 1", (customer_id,)).fetchone()
+        return None if row is None else Sls(row[0], ServiceClass(row[1]), *row[2:])
+
+    @staticmethod
+    def _write_sla(db, sla: Sla) -> None:
+        db.execute("INSERT INTO slas VALUES (?,?,?,?,?,?)",
+                   (sla.customer_id, sla.variant, _bounds_json(sla), sla.availability_target,
+                    sla.min_change_interval_s, committed_bps(sla)))
+
+    @staticmethod
+    def _write_sls(db, sls: Sls) -> None:
+        db.execute("INSERT INTO sls_history VALUES (?,?,?,?,?)",
+                   (sls.customer_id, sls.changed_unix_s, sls.service_class.value, sls.rate_bps,
+                    sls.source))
