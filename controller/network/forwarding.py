@@ -5,26 +5,32 @@ import networkx as nx
 from controller.compat import ether_types
 from controller.compat import ofproto_v1_3 as ofp
 from controller.network.topology import HostInfo, Topology
-from controller.openflow.pipeline import PRIORITY, Component, FlowEntry, cookie_for
+from controller.openflow.pipeline import (CLASSIFY_TABLE, FORWARDING_TABLE, PRIORITY, Component,
+                                          FlowEntry, cookie_for)
 
 CONTROL_COOKIE_TABLE_MISS = cookie_for(Component.CONTROL, "table-miss")
+CONTROL_COOKIE_TO_FORWARDING = cookie_for(Component.CONTROL, "classify-to-forwarding")
 CONTROL_COOKIE_LLDP = cookie_for(Component.CONTROL, "lldp")
 CONTROL_COOKIE_ARP = cookie_for(Component.CONTROL, "arp")
 
 
 def build_control_flows() -> frozenset[FlowEntry]:
-    """Flows every switch gets: LLDP and ARP to the controller, and table-miss to it.
+    """Flows every switch gets: LLDP and ARP to the controller; in table 0 everything else
+    goes on to the forwarding table, whose table-miss sends to the controller.
 
     ARP always goes through the controller, which answers or forwards it to edge ports only:
     ARP is never flooded over inter-switch links, so loops in the topology cannot storm.
     """
     to_controller = (("controller", ofp.OFPCML_NO_BUFFER),)
     return frozenset({
-        FlowEntry.make(0, PRIORITY["table_miss"], {}, to_controller, CONTROL_COOKIE_TABLE_MISS),
-        FlowEntry.make(0, PRIORITY["lldp_to_controller"], {"eth_type": ether_types.ETH_TYPE_LLDP},
-                       to_controller, CONTROL_COOKIE_LLDP),
-        FlowEntry.make(0, PRIORITY["arp_to_controller"], {"eth_type": ether_types.ETH_TYPE_ARP},
-                       to_controller, CONTROL_COOKIE_ARP),
+        FlowEntry.make(CLASSIFY_TABLE, PRIORITY["table_miss"], {}, (), CONTROL_COOKIE_TO_FORWARDING,
+                       (("goto_table", FORWARDING_TABLE),)),
+        FlowEntry.make(CLASSIFY_TABLE, PRIORITY["lldp_to_controller"],
+                       {"eth_type": ether_types.ETH_TYPE_LLDP}, to_controller, CONTROL_COOKIE_LLDP),
+        FlowEntry.make(CLASSIFY_TABLE, PRIORITY["arp_to_controller"],
+                       {"eth_type": ether_types.ETH_TYPE_ARP}, to_controller, CONTROL_COOKIE_ARP),
+        FlowEntry.make(FORWARDING_TABLE, PRIORITY["table_miss"], {}, to_controller,
+                       CONTROL_COOKIE_TABLE_MISS),
     })
 
 
@@ -34,7 +40,8 @@ def forwarding_cookie(src_mac: str, dst_mac: str) -> int:
 
 
 def _pair_flow(src: HostInfo, dst: HostInfo, out_port: int) -> FlowEntry:
-    return FlowEntry.make(0, PRIORITY["forwarding"], {"eth_src": src.mac, "eth_dst": dst.mac},
+    return FlowEntry.make(FORWARDING_TABLE, PRIORITY["forwarding"],
+                          {"eth_src": src.mac, "eth_dst": dst.mac},
                           (("output", out_port),), forwarding_cookie(src.mac, dst.mac))
 
 

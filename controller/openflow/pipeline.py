@@ -42,17 +42,30 @@ class Table:
     match_fields: frozenset[str]
 
 
-# Single-table pipeline for now; later stages (metering, policy) get their own tables.
+# Table 0 classifies: control traffic to the controller, customers' traffic metered and
+# marked (customer service management); everything goes on to table 1, which forwards.
+CLASSIFY_TABLE = 0
+FORWARDING_TABLE = 1
 TABLES = {
-    0: Table(0, "forwarding", frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
+    CLASSIFY_TABLE: Table(CLASSIFY_TABLE, "classify",
+                          frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
+    FORWARDING_TABLE: Table(FORWARDING_TABLE, "forwarding",
+                            frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
 }
 
 PRIORITY = {
     "table_miss": 0,
     "forwarding": 1000,
+    "customer_other": 1900,
+    "customer_ip": 2000,
     "arp_to_controller": 50000,
     "lldp_to_controller": 60000,
 }
+
+# OpenFlow 1.3 executes instructions in this order whatever order they are listed in, and
+# switches report them in it; desired entries use it too, so they compare equal.
+_INSTRUCTION_ORDER = {"meter": 0, "apply_actions": 1, "clear_actions": 2, "write_actions": 3,
+                      "write_metadata": 4, "goto_table": 5}
 
 
 def cookie_for(component: Component, key: str) -> int:
@@ -91,15 +104,21 @@ class FlowEntry:
 
     @staticmethod
     def make(table_id: int, priority: int, match: dict[str, Any],
-             actions: Iterable[Action], cookie: int) -> "FlowEntry":
+             actions: Iterable[Action], cookie: int,
+             instructions: Iterable[Instruction] = ()) -> "FlowEntry":
         """Build an entry with canonical match (sorted, lower-case strings, as flow stats
-        report it) and one apply-actions instruction."""
+        report it), an apply-actions instruction for `actions` (if any) and the other
+        `instructions` (meter, goto_table), in OpenFlow's execution order."""
         table = TABLES[table_id]
         unknown = set(match) - table.match_fields
         if unknown:
             raise ValueError(f"table {table.name} does not declare match fields {sorted(unknown)}")
         acts = tuple(actions)
-        instructions = (("apply_actions", acts),) if acts else ()
+        every = tuple(instructions) + ((("apply_actions", acts),) if acts else ())
+        for instruction in every:
+            if instruction[0] == "goto_table" and instruction[1] <= table_id:
+                raise ValueError(f"table {table.name} may only go to a later table")
+        instructions = tuple(sorted(every, key=lambda i: _INSTRUCTION_ORDER[i[0]]))
         canonical = tuple(sorted((k, v.lower() if isinstance(v, str) else v)
                                  for k, v in match.items()))
         return FlowEntry(table_id, priority, canonical, instructions, cookie)

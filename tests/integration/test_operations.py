@@ -69,12 +69,12 @@ def test_metrics_meters_and_openflow_errors(controller):
                           15, "meter 7 in ListMeters")
         assert [m.meter_id for m in meters] == [7]
 
-        # s1's table 0 refuses more flows than it holds now: cems' next adds are rejected.
-        held = len(subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s1"],
+        # s1's forwarding table refuses more flows than it holds now: cems' next adds fail.
+        held = len(subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s1", "table=1"],
                                   capture_output=True, text=True, check=True).stdout.splitlines()) - 1
         subprocess.run(["ovs-vsctl", "--", "--id=@ft", "create", "Flow_Table",
                         f"flow_limit={held}", "overflow_policy=refuse", "--", "set", "Bridge",
-                        "s1", "flow_tables:0=@ft"], check=True, timeout=10)
+                        "s1", "flow_tables:1=@ft"], check=True, timeout=10)
         try:
             new_host = net.addHost("l9")
             link = net.addLink(new_host, net.get("s1"), txo=False)

@@ -48,8 +48,8 @@ def test_controller_restart_converges_without_losing_forwarding(controller):
         assert net.pingAll(timeout=1) <= 50.0  # learning round
         assert net.pingAll(timeout=1) == 0.0
         before = {b: cems_flows(b) for b in ("s1", "s2")}
-        # 3 control flows + every ordered host pair but the two that stay on the other switch
-        assert all(len(flows) == 3 + 10 for flows in before.values())
+        # 4 control flows + every ordered host pair but the two that stay on the other switch
+        assert all(len(flows) == 4 + 10 for flows in before.values())
         controller.stop(kill=True)
         tamper("s1")
         controller.start()

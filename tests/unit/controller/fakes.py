@@ -22,31 +22,52 @@ def build_topology(switch_ports: dict[int, int], links: list[tuple[int, int, int
 
 
 class FakeNetwork:
-    """Walks a packet through desired flows and links, as the switches would forward it."""
+    """Walks a packet through desired flows and links, as the switches would forward it:
+    tables from 0, goto_table, set_field and meters (recorded, never dropping)."""
 
     def __init__(self, topology: Topology, flows: dict[int, frozenset[FlowEntry]]):
         self.links = {(k.src_dpid, k.src_port): (k.dst_dpid, k.dst_port) for k in topology.links()}
         self.flows = flows
+        self.meters_hit: list[tuple[int, int]] = []
 
-    def lookup(self, dpid: int, fields: dict) -> FlowEntry | None:
+    def lookup(self, dpid: int, table: int, fields: dict) -> FlowEntry | None:
         best = None
         for entry in self.flows[dpid]:
-            if all(fields.get(k) == v for k, v in entry.match):
+            if entry.table_id == table and all(fields.get(k) == v for k, v in entry.match):
                 if best is None or entry.priority > best.priority:
                     best = entry
         return best
 
     def deliver(self, dpid: int, fields: dict, max_hops: int = 32) -> tuple:
-        """Inject at a switch; returns ('host', dpid, port), ('controller', dpid) or ('drop', dpid)."""
+        """Inject at a switch; returns ('host', dpid, port), ('controller', dpid) or ('drop', dpid).
+
+        `fields` is updated by set_field actions on the way (for example ip_dscp).
+        """
         for _ in range(max_hops):
-            entry = self.lookup(dpid, fields)
-            if entry is None or not entry.instructions:
-                return ("drop", dpid)
-            actions = dict((a[0], a[1:]) for a in entry.instructions[0][1])
-            if "controller" in actions:
-                return ("controller", dpid)
-            port = actions["output"][0]
-            if (dpid, port) not in self.links:
-                return ("host", dpid, port)
-            dpid = self.links[(dpid, port)][0]
+            table, output = 0, None
+            while output is None:
+                entry = self.lookup(dpid, table, fields)
+                if entry is None:
+                    return ("drop", dpid)
+                goto = None
+                for instruction in entry.instructions:
+                    if instruction[0] == "meter":
+                        self.meters_hit.append((dpid, instruction[1]))
+                    elif instruction[0] == "apply_actions":
+                        for action in instruction[1]:
+                            if action[0] == "set_field":
+                                fields[action[1]] = action[2]
+                            elif action[0] == "controller":
+                                return ("controller", dpid)
+                            elif action[0] == "output":
+                                output = action[1]
+                    elif instruction[0] == "goto_table":
+                        goto = instruction[1]
+                if output is None:
+                    if goto is None:
+                        return ("drop", dpid)
+                    table = goto
+            if (dpid, output) not in self.links:
+                return ("host", dpid, output)
+            dpid = self.links[(dpid, output)][0]
         raise AssertionError(f"forwarding loop for {fields}")

@@ -37,7 +37,7 @@ def test_tables_for_people(server, capsys):
 def test_json_for_scripts(server, capsys):
     code, out, _ = run(capsys, "--server", server, "--json", "flows", "--dpid", "0x1")
     flows = json.loads(out)["flows"]
-    assert code == 0 and len(flows) == 5 and all(f["dpid"] == "1" for f in flows)
+    assert code == 0 and len(flows) == 6 and all(f["dpid"] == "1" for f in flows)
     code, out, _ = run(capsys, "--server", server, "--json", "meters")
     assert code == 0 and json.loads(out) == {"meters": []}
 

@@ -28,7 +28,7 @@ def test_status_topology_flows_ports(channel):
     stub = pb_grpc.StatusServiceStub(channel)
     status = stub.GetStatus(pb.GetStatusRequest())
     assert (status.switches_connected, status.links, status.hosts) == (2, 2, 2)
-    assert status.flows == 10  # per switch: 3 control + one flow per direction of the pair
+    assert status.flows == 12  # per switch: 4 control + one flow per direction of the pair
     topo = stub.GetTopology(pb.GetTopologyRequest())
     assert [s.dpid for s in topo.switches] == [1, 2]
     assert {(l.src_dpid, l.src_port, l.dst_dpid, l.dst_port) for l in topo.links} == \
