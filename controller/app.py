@@ -17,6 +17,9 @@ from controller import compat
 from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event,
                                set_ev_cls)
 from controller.compat import ofproto_v1_3 as ofp
+from controller.csm.mapping import (METER_BASE, CustomerState, MeterSpec, compute_customer_state,
+                                    diff_meters)
+from controller.csm.store import CsmStore
 from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
 from controller.network.discovery import build_lldp_frame
 from controller.network.forwarding import build_control_flows, compute_desired_flows
@@ -40,6 +43,10 @@ class EventLldpTick(compat.event.EventBase):
     """Posted by the timer thread every LLDP interval."""
 
 
+class EventCustomersChanged(compat.event.EventBase):
+    """Posted by the gRPC servicers after a customer, SLA or SLS change was stored."""
+
+
 @dataclasses.dataclass
 class SwitchState:
     """What the app knows of one connected switch."""
@@ -48,10 +55,14 @@ class SwitchState:
     connected_at: float
     believed: set = dataclasses.field(default_factory=set)  # cems flows we think are there
     mods_sent: int = 0          # flow mods sent so far (orders replies against changes)
-    flow_request_mods: dict = dataclasses.field(default_factory=dict)  # xid -> mods_sent then
+    state_request_mods: dict = dataclasses.field(default_factory=dict)  # xid -> mods_sent then
+    # (flow stats and meter config requests: a reply is the switch's state only if no mod
+    # was sent between the request and the reply)
     parts: dict = dataclasses.field(default_factory=dict)  # xid -> multipart bodies so far
     sent: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
     reconciled_once: bool = False
+    believed_meters: dict = dataclasses.field(default_factory=dict)  # cems meters: id -> spec
+    meters_known: bool = False  # a meter config reply has told what the switch holds
 
 
 def port_info_from_ofp(port) -> PortInfo:
@@ -64,7 +75,7 @@ def port_info_from_ofp(port) -> PortInfo:
 class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenApp")
               else compat.app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
-    _EVENTS = [EventPollTick, EventLldpTick]
+    _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,6 +92,11 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
         self._errors_logged: set[tuple[int, int, int]] = set()
         self._desired: tuple[tuple, dict] = ((), {})  # (topology version, settled) -> flows
+        self._customer_desired: tuple[tuple, tuple] = ((), ({}, {}))
+        self.csm = CsmStore(self.runtime.store)
+        self.customers: list[CustomerState] = self._load_customers()
+        self.runtime.customers_changed.append(
+            lambda: self.send_event(self.name, EventCustomersChanged()))
         self._stop = threading.Event()
         self._timer = None
 
@@ -122,7 +138,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             switch.sent[msg.xid] = msg
             while len(switch.sent) > _SENT_MEMORY:
                 switch.sent.popitem(last=False)
-            if isinstance(msg, compat.ofproto_v1_3_parser.OFPFlowMod):
+            if isinstance(msg, (compat.ofproto_v1_3_parser.OFPFlowMod,
+                                compat.ofproto_v1_3_parser.OFPMeterMod)):
                 switch.mods_sent += 1
             datapath.send_msg(msg)
 
@@ -131,15 +148,36 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         return {dpid for dpid, sw in self.switches.items()
                 if now - sw.connected_at >= self.config.settle_s}
 
-    def _apply(self, dpid: int, desired: frozenset, allow_delete: bool) -> None:
+    def _load_customers(self) -> list[CustomerState]:
+        return [CustomerState(customer, sls, METER_BASE + index)
+                for customer, sls, index in self.csm.all_current_sls()]
+
+    def _apply(self, dpid: int, desired: frozenset, allow_delete: bool,
+               meters: dict[int, MeterSpec] | None = None) -> None:
+        """Send what makes the switch hold `desired` flows (and `meters`, when given).
+
+        Order: meters added or changed, flows deleted, flows added, meters deleted (a switch
+        removes the flows of a meter it deletes, and refuses flows of a missing meter).
+        """
         switch = self.switches[dpid]
         to_add, to_delete = diff_flows(desired, switch.believed)
         if not allow_delete:
             to_delete = []
-        if not to_add and not to_delete:
+        meter_add, meter_modify, meter_delete = ([], [], []) if meters is None else \
+            diff_meters(meters, switch.believed_meters, allow_delete)
+        if not (to_add or to_delete or meter_add or meter_modify or meter_delete):
             return
-        self._send(dpid, [messages.build_flow_delete(e) for e in to_delete]
-                   + [messages.build_flow_add(e) for e in to_add])
+        self._send(dpid, [messages.build_meter_mod("add", m.meter_id, m.rate_kbps, m.burst_kbits)
+                          for m in meter_add]
+                   + [messages.build_meter_mod("modify", m.meter_id, m.rate_kbps, m.burst_kbits)
+                      for m in meter_modify]
+                   + [messages.build_flow_delete(e) for e in to_delete]
+                   + [messages.build_flow_add(e) for e in to_add]
+                   + [messages.build_meter_mod("delete", i) for i in meter_delete])
+        for meter in meter_add + meter_modify:
+            switch.believed_meters[meter.meter_id] = meter
+        for meter_id in meter_delete:
+            switch.believed_meters.pop(meter_id, None)
         switch.believed.difference_update(to_delete)
         replaced = {(e.table_id, e.priority, e.match) for e in to_add}
         switch.believed = {e for e in switch.believed
@@ -158,8 +196,16 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         if self._desired[0] != key:  # flows follow from topology and settled switches only
             self._desired = (key, compute_desired_flows(self.topology, settled))
         desired = self._desired[1]
+        # Customers' meters and marking only where the switch's meters are known, so that
+        # a meter is never added twice nor a flow sent before its meter.
+        mapped = {dpid for dpid in settled if self.switches[dpid].meters_known}
+        key = (id(self.customers), tuple(sorted(mapped)))
+        if self._customer_desired[0] != key:  # follows from the customers and switches only
+            self._customer_desired = (key, compute_customer_state(self.customers, mapped))
+        customer_flows, customer_meters = self._customer_desired[1]
         for dpid in settled:
-            self._apply(dpid, desired[dpid], allow_delete=True)
+            self._apply(dpid, desired[dpid] | frozenset(customer_flows.get(dpid, ())),
+                        allow_delete=True, meters=customer_meters.get(dpid))
         control = build_control_flows()
         for dpid in self.switches:
             if dpid not in desired:
@@ -191,6 +237,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._send(datapath.id, [messages.build_port_desc_request()])
         self._apply(datapath.id, build_control_flows(), allow_delete=False)
         self._request_flow_stats(datapath.id)
+        self._request_meter_config(datapath.id)
         self._publish_topology()
         self._publish(SwitchChanged(time.time(), datapath.id, True, address))
 
@@ -311,15 +358,27 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._send(dpid, [messages.build_port_stats_request(),
                               messages.build_meter_stats_request()])
             self._request_flow_stats(dpid)
+            self._request_meter_config(dpid)
+
+    @set_ev_cls(EventCustomersChanged)
+    def _customers_changed(self, _ev):
+        self.customers = self._load_customers()
+        self._converge(time.monotonic())
+
+    def _request_meter_config(self, dpid: int) -> None:
+        self._request_state(dpid, messages.build_meter_config_request())
 
     def _request_flow_stats(self, dpid: int) -> None:
+        self._request_state(dpid, messages.build_flow_stats_request())
+
+    def _request_state(self, dpid: int, request) -> None:
+        """Ask for flows or meters, remembering how many mods were sent before asking."""
         switch = self.switches[dpid]
-        request = messages.build_flow_stats_request()
         mods_before = switch.mods_sent
         self._send(dpid, [request])
-        switch.flow_request_mods[request.xid] = mods_before
-        while len(switch.flow_request_mods) > 16:
-            switch.flow_request_mods.pop(next(iter(switch.flow_request_mods)))
+        switch.state_request_mods[request.xid] = mods_before
+        while len(switch.state_request_mods) > 16:
+            switch.state_request_mods.pop(next(iter(switch.state_request_mods)))
 
     # -- statistics ---------------------------------------------------------------------
     def _complete_reply(self, msg, keep=lambda body: True) -> list | None:
@@ -344,7 +403,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.state.set_flows(dpid, views)
         self.metrics.update_flows(dpid, views)
         self._publish(FlowRates(time.time(), dpid, views))
-        mods_then = switch.flow_request_mods.pop(ev.msg.xid, None)
+        mods_then = switch.state_request_mods.pop(ev.msg.xid, None)
         if mods_then is not None and mods_then == switch.mods_sent:
             # The reply reflects every flow mod sent so far: it is the switch's real state.
             actual = set(entries)
@@ -354,6 +413,26 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
                          len(switch.believed - actual), len(actual - switch.believed))
             switch.believed = actual
             self._converge(now)
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def _meter_config(self, ev):
+        stats = self._complete_reply(ev.msg)
+        if stats is None:
+            return
+        switch = self.switches[ev.msg.datapath.id]
+        mods_then = switch.state_request_mods.pop(ev.msg.xid, None)
+        if mods_then is None or mods_then != switch.mods_sent:
+            return  # mods went out after the request: the reply may be stale
+        actual = {}
+        for stat in stats:
+            meter_id, rate_kbps, burst_kbits = messages.meter_from_config(stat)
+            if meter_id >= METER_BASE:
+                actual[meter_id] = MeterSpec(meter_id, rate_kbps, burst_kbits)
+        switch.believed_meters = actual
+        first = not switch.meters_known
+        switch.meters_known = True
+        if first or self.customers:
+            self._converge(time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def _port_stats(self, ev):

@@ -31,6 +31,12 @@ class Runtime:
     grpc_server: object = None
     grpc_port: int = 0
     metrics_server: object = None
+    # called (from gRPC threads) after a customer, SLA or SLS change was stored
+    customers_changed: list = dataclasses.field(default_factory=list)
+
+    def notify_customers_changed(self, _customer_id: str = "") -> None:
+        for callback in list(self.customers_changed):
+            callback()
 
     @staticmethod
     def build(config: ControllerConfig) -> "Runtime":
@@ -44,7 +50,8 @@ class Runtime:
         self.grpc_server, self.grpc_port = serve_grpc(
             self.state, self.config.grpc_listen, csm=CsmStore(self.store),
             gateway_dpid=self.config.gateway_dpid,
-            capacities=dict(self.config.link_capacity_bps))
+            capacities=dict(self.config.link_capacity_bps),
+            on_change=self.notify_customers_changed)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)

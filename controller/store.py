@@ -33,7 +33,8 @@ _MIGRATIONS = (
         vip INTEGER NOT NULL,
         access_dpid INTEGER NOT NULL,
         access_port INTEGER NOT NULL,
-        hosts TEXT NOT NULL
+        hosts TEXT NOT NULL,
+        idx INTEGER NOT NULL UNIQUE
     );
     CREATE INDEX customers_access ON customers (access_dpid);
     CREATE TABLE slas (

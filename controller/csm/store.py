@@ -30,7 +30,7 @@ def _sla_from_row(row) -> Sla:
 
 
 def _customer_from_row(row) -> Customer:
-    customer_id, name, segment, vip, dpid, port, hosts = row
+    customer_id, name, segment, vip, dpid, port, hosts = row[:7]
     return Customer(customer_id, name, segment, bool(vip), dpid, port,
                     tuple(h for h in hosts.split(",") if h))
 
@@ -102,7 +102,8 @@ class CsmStore:
                           (customer.customer_id,)).fetchone():
                 raise Refused("ALREADY_EXISTS", f"customer {customer.customer_id!r} exists")
             admit(self._committed_by_access(db))
-            db.execute("INSERT INTO customers VALUES (?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO customers VALUES (?,?,?,?,?,?,?,"
+                       "(SELECT COALESCE(MAX(idx), 0) + 1 FROM customers))",
                        (customer.customer_id, customer.name, customer.segment, int(customer.vip),
                         customer.access_dpid, customer.access_port, ",".join(customer.hosts)))
             self._write_sla(db, sla)
@@ -173,14 +174,15 @@ class CsmStore:
             "SELECT customer_id, service_class, rate_bps, changed_unix_s, source FROM sls_history "
             "WHERE customer_id=? ORDER BY changed_unix_s, rowid", (customer_id,))]
 
-    def all_current_sls(self) -> list[tuple[Customer, Sls]]:
-        """Every customer with its current SLS (what the mapping function turns into devices)."""
+    def all_current_sls(self) -> list[tuple[Customer, Sls, int]]:
+        """Every customer with its current SLS and its index (stable while it exists, the
+        base of its meter id): what the mapping function turns into device configuration."""
         rows = self.store.query(
-            "SELECT c.*, h.service_class, h.rate_bps, h.changed_unix_s, h.source FROM customers c "
-            "JOIN sls_history h ON h.rowid = (SELECT rowid FROM sls_history WHERE "
-            "customer_id = c.customer_id ORDER BY changed_unix_s DESC, rowid DESC LIMIT 1) "
+            "SELECT c.*, h.service_class, h.rate_bps, h.changed_unix_s, h.source "
+            "FROM customers c JOIN sls_history h ON h.rowid = (SELECT rowid FROM sls_history "
+            "WHERE customer_id = c.customer_id ORDER BY changed_unix_s DESC, rowid DESC LIMIT 1) "
             "ORDER BY c.customer_id")
-        return [(_customer_from_row(r[:7]), Sls(r[0], ServiceClass(r[7]), r[8], r[9], r[10]))
+        return [(_customer_from_row(r), Sls(r[0], ServiceClass(r[8]), r[9], r[10], r[11]), r[7])
                 for r in rows]
 
     # -- inside transactions ------------------------------------------------------------

@@ -170,3 +170,28 @@ def describe_error(error_type: int, code: int) -> tuple[str, str]:
     code_name = next((name for name in dir(ofp) if prefix and name.startswith(prefix)
                       and getattr(ofp, name) == code), f"code{code}")
     return type_name, code_name
+
+
+def build_meter_mod(command: str, meter_id: int, rate_kbps: int = 0, burst_kbits: int = 0):
+    """OFPMeterMod: command 'add', 'modify' or 'delete' of a drop-band kbit/s meter."""
+    commands = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
+    if command == "delete":
+        return parser.OFPMeterMod(datapath=None, command=ofp.OFPMC_DELETE, flags=0,
+                                  meter_id=meter_id, bands=[])
+    return parser.OFPMeterMod(
+        datapath=None, command=commands[command],
+        flags=ofp.OFPMF_KBPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS, meter_id=meter_id,
+        bands=[parser.OFPMeterBandDrop(rate=rate_kbps, burst_size=burst_kbits)])
+
+
+def build_meter_config_request():
+    return parser.OFPMeterConfigStatsRequest(datapath=None, meter_id=ofp.OFPM_ALL)
+
+
+def meter_from_config(stat) -> tuple[int, int, int]:
+    """One OFPMeterConfigStats -> (meter_id, rate_kbps, burst_kbits) of its drop band
+    (0, 0 when it has none: such a meter is not one cems made)."""
+    drops = [b for b in stat.bands if isinstance(b, parser.OFPMeterBandDrop)]
+    if not drops:
+        return stat.meter_id, 0, 0
+    return stat.meter_id, drops[0].rate, drops[0].burst_size

@@ -159,7 +159,7 @@ def test_restart_keeps_everything(env, tmp_path):
     again = CsmStore(Store(str(tmp_path / "cems.sqlite")))
     assert again.customer("alice").hosts == ("00:00:00:00:00:0a",)
     assert again.current_sls("alice").rate_bps == 2 * M
-    assert [c.customer_id for c, _ in again.all_current_sls()] == ["alice"]
+    assert [c.customer_id for c, _, _ in again.all_current_sls()] == ["alice"]
     env["store"] = again.store
 
 

@@ -1,0 +1,76 @@
+"""The mapping function, towards the network: SLSs -> desired flows and meters (core).
+
+For every customer device (host MAC) at its access switch, table 0 gets:
+- IPv4 from the device: meter (the customer's SLS rate), DSCP of the class (Gold EF 46,
+  Silver AF41 34, Bronze 0), on to forwarding;
+- anything else from the device: the same meter, on to forwarding.
+ARP and LLDP keep their higher-priority control flows. One meter per customer, on its
+access switch, shared by all its devices: the SLS rate is the customer's, not a device's.
+Meter ids are METER_BASE + the customer's index in the store, so they stay the same across
+restarts; meters below METER_BASE are someone else's and left alone.
+"""
+
+import dataclasses
+
+from controller.compat import ether_types
+from controller.csm.model import DSCP, Customer, Sls
+from controller.openflow.pipeline import (CLASSIFY_TABLE, FORWARDING_TABLE, PRIORITY, Component,
+                                          FlowEntry, cookie_for)
+
+METER_BASE = 0x10000
+BURST_S = 0.1  # meter burst: 100 ms at the rate
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterSpec:
+    meter_id: int
+    rate_kbps: int
+    burst_kbits: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerState:
+    """What the mapping needs of one customer: who, where, its SLS and its meter id."""
+
+    customer: Customer
+    sls: Sls
+    meter_id: int
+
+
+def meter_for(sls: Sls, meter_id: int) -> MeterSpec:
+    rate_kbps = max(1, sls.rate_bps // 1000)
+    return MeterSpec(meter_id, rate_kbps, max(16, int(rate_kbps * BURST_S)))
+
+
+def compute_customer_state(customers: list[CustomerState], dpids: set[int]
+                           ) -> tuple[dict[int, set[FlowEntry]], dict[int, dict[int, MeterSpec]]]:
+    """Customers -> (flows per switch, meters per switch), for the switches in `dpids`."""
+    flows: dict[int, set[FlowEntry]] = {dpid: set() for dpid in dpids}
+    meters: dict[int, dict[int, MeterSpec]] = {dpid: {} for dpid in dpids}
+    for state in customers:
+        dpid = state.customer.access_dpid
+        if dpid not in dpids or not state.customer.hosts:
+            continue
+        meters[dpid][state.meter_id] = meter_for(state.sls, state.meter_id)
+        dscp = DSCP[state.sls.service_class]
+        for mac in state.customer.hosts:
+            key = f"{state.customer.customer_id}:{mac}"
+            to_forwarding = (("meter", state.meter_id), ("goto_table", FORWARDING_TABLE))
+            flows[dpid].add(FlowEntry.make(
+                CLASSIFY_TABLE, PRIORITY["customer_ip"],
+                {"eth_type": ether_types.ETH_TYPE_IP, "eth_src": mac},
+                (("set_field", "ip_dscp", dscp),), cookie_for(Component.CSM, key + ":ip"),
+                to_forwarding))
+            flows[dpid].add(FlowEntry.make(
+                CLASSIFY_TABLE, PRIORITY["customer_other"], {"eth_src": mac}, (),
+                cookie_for(Component.CSM, key), to_forwarding))
+    return flows, meters
+
+
+def diff_meters(desired: dict[int, MeterSpec], actual: dict[int, MeterSpec], allow_delete: bool
+                ) -> tuple[list[MeterSpec], list[MeterSpec], list[int]]:
+    """(to_add, to_modify, to_delete) that make a switch's cems meters the desired ones."""
+    to_add = [m for i, m in sorted(desired.items()) if i not in actual]
+    to_modify = [m for i, m in sorted(desired.items()) if i in actual and actual[i] != m]
+    to_delete = sorted(i for i in actual if i not in desired) if allow_delete else []
+    return to_add, to_modify, to_delete

@@ -1,0 +1,121 @@
+"""Customer service management on real OVS: an SLS change reaches the meter and the DSCP mark,
+throughput follows it, and a controller restart re-applies every SLA and SLS."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from cems.v1 import customer_pb2 as pb
+from cems.v1 import customer_pb2_grpc as pb_grpc
+
+from controller.emulation import REPO, wait_for
+from mininet_topos import DumbbellTopo
+
+from tests.integration.conftest import running_network
+
+M = 1_000_000
+
+
+def ofctl(*args: str) -> str:
+    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", *args], check=True,
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+def create_token(controller, spec: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "controller.main", "--store",
+                          controller.store_path, "--create-token", spec], cwd=REPO,
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return out.strip().splitlines()[-1]
+
+
+def auth(token: str):
+    return (("authorization", f"Bearer {token}"),)
+
+
+def udp_rate_bps(client, server, port: int, offered: str = "9M", seconds: int = 4) -> float:
+    """Receiver's UDP payload rate of an iperf3 test from client to server."""
+    server_proc = server.popen(["iperf3", "-s", "-1", "-p", str(port)])
+    try:
+        wait_for(lambda: f":{port} " in server.cmd("ss -lun; ss -ltn"), 10, "iperf3 server")
+        out = client.cmd(f"iperf3 -c {server.IP()} -p {port} -u -b {offered} -l 1400 "
+                         f"-t {seconds} --json")
+        total = json.loads(out)["end"]["sum"]
+        return total["bits_per_second"] * (1 - total["lost_percent"] / 100)
+    finally:
+        server_proc.kill()
+        server_proc.wait()
+
+
+def meters_and_customer_flows(bridge: str) -> tuple[list[str], list[str]]:
+    meters = sorted(l.strip() for l in ofctl("dump-meters", bridge).splitlines() if "meter=" in l)
+    flows = sorted(l.strip() for l in ofctl("--no-stats", "dump-flows", bridge,
+                                            "cookie=0xce35050000000000/0xffffff0000000000")
+                   .splitlines() if "cookie=" in l)
+    return meters, flows
+
+
+def test_sls_change_reaches_the_network_and_survives_restart(controller):
+    with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), controller) as net:
+        net.pingAll(timeout=1)
+        assert net.pingAll(timeout=1) == 0.0
+        l1, r1, s1 = net.get("l1", "r1", "s1")
+        access_port = s1.ports[l1.defaultIntf().link.intf2]
+        channel = grpc.insecure_channel(controller.grpc_address)
+        manager = create_token(controller, "domain-manager")
+        pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
+            customer=pb.Customer(customer_id="alice", name="Alice", segment="soho",
+                                 access_dpid=1, access_port=access_port, hosts=[l1.MAC()]),
+            sla=pb.Sla(customer_id="alice", variant="gsb-economy", min_change_interval_s=1,
+                       bounds=[pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE,
+                                              min_bps=2 * M, max_bps=4 * M),
+                               pb.ClassBounds(service_class=pb.SERVICE_CLASS_GOLD,
+                                              min_bps=2 * M, max_bps=8 * M)])),
+            metadata=auth(manager))
+        token = pb_grpc.SlaServiceStub(channel).CreateToken(
+            pb.CreateTokenRequest(role=pb.ROLE_CUSTOMER, customer_id="alice"),
+            metadata=auth(manager)).token
+
+        wait_for(lambda: "rate=2000" in ofctl("dump-meters", "s1"), 15, "alice's 2 Mbit/s meter")
+        bronze = udp_rate_bps(l1, r1, 5301)
+        assert bronze == pytest.approx(2 * M, rel=0.10)
+
+        pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+            service_class=pb.SERVICE_CLASS_GOLD, rate_bps=8 * M), metadata=auth(token))
+        wait_for(lambda: "rate=8000" in ofctl("dump-meters", "s1"), 15, "the 8 Mbit/s meter")
+        gold = udp_rate_bps(l1, r1, 5302)
+        assert gold == pytest.approx(8 * M, rel=0.10)
+
+        # EF (46) on the wire at the far host: TOS byte 0xb8 on alice's echo requests; r1's
+        # own requests to alice are not alice's traffic and stay unmarked.
+        capture = r1.popen(["tcpdump", "-n", "-v", "-c", "6", "-i", r1.defaultIntf().name,
+                            "icmp[icmptype] == icmp-echo"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        time.sleep(1)  # tcpdump has no readiness signal on stdout before its first packet
+        l1.cmd(f"ping -c 3 -i 0.2 {r1.IP()}")
+        r1.cmd(f"ping -c 3 -i 0.2 {l1.IP()}")
+        out, _ = capture.communicate(timeout=20)
+        lines = out.splitlines()
+        tos_by_source = {}
+        for header, body in zip(lines, lines[1:]):
+            if "tos 0x" in header and " > " in body:
+                tos = header.split("tos ")[1].split(",")[0]
+                tos_by_source.setdefault(body.split()[0], set()).add(tos)
+        assert tos_by_source == {l1.IP(): {"0xb8"}, r1.IP(): {"0x0"}}, out
+
+        before = meters_and_customer_flows("s1")
+        assert len(before[1]) == 2 and len(before[0]) == 1
+        channel.close()
+        controller.stop(kill=True)
+        controller.start()
+        wait_for(lambda: controller.status().switches_ready == 2, 30, "switches ready again")
+        wait_for(lambda: meters_and_customer_flows("s1") == before, 30,
+                 "the same meters and customer flows after the restart")
+        channel = grpc.insecure_channel(controller.grpc_address)
+        sls = pb_grpc.SlsServiceStub(channel).GetSls(pb.GetSlsRequest(), metadata=auth(token)).sls
+        assert (sls.service_class, sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
+        assert re.search(r"rate=8000", ofctl("dump-meters", "s1"))
+        channel.close()
