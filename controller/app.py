@@ -239,6 +239,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._request_flow_stats(datapath.id)
         self._request_meter_config(datapath.id)
         self._publish_topology()
+        self.runtime.store.record_availability(datapath.id, 0, True, time.time())
         self._publish(SwitchChanged(time.time(), datapath.id, True, address))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -255,6 +256,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.metrics.forget_switch(datapath.id)
         LOG.warning("switch %016x disconnected; %d links lost", datapath.id, len(lost))
         now_unix = time.time()
+        self.runtime.store.record_availability(datapath.id, 0, False, now_unix)
         self._publish(SwitchChanged(now_unix, datapath.id, False))
         for link in lost:
             self._publish(LinkChanged(now_unix, link, False))
@@ -266,7 +268,9 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         dpid = ev.msg.datapath.id
         ports = [port_info_from_ofp(p) for p in ev.msg.body if p.port_no <= ofp.OFPP_MAX]
         lost = self.topology.set_ports(dpid, ports)
+        now_unix = time.time()
         for port in ports:
+            self.runtime.store.record_availability(dpid, port.port_no, port.up, now_unix)
             self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
         self._links_lost(lost)
 
@@ -283,6 +287,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         else:
             lost = self.topology.set_port(dpid, port)
         self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
+        self.runtime.store.record_availability(dpid, port.port_no, port.up, time.time())
         LOG.info("switch %016x port %d (%s) is %s", dpid, port.port_no, port.name,
                  "up" if port.up else "down")
         self._publish(PortChanged(time.time(), dpid, port,

@@ -198,7 +198,7 @@ def main(argv=None) -> int:
             if args.command == "watch":
                 watch(stub, args, sys.stdout)
                 return 0
-            if args.command in ("customer", "sla", "sls", "token"):
+            if args.command in ("customer", "sla", "sls", "token", "report"):
                 print(cli_csm.run(channel, args, _as_json))
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,

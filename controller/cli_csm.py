@@ -83,6 +83,14 @@ def add_commands(sub) -> None:
     change.add_argument("rate", type=parse_rate)
     change.add_argument("--customer", default="", help="whose SLS (default: your own)")
 
+    report = sub.add_parser("report", help="a customer's report: hours, charges, availability, "
+                                           "throughput against the SLA")
+    report.add_argument("customer_id", nargs="?", default="", help="default: your own")
+    report.add_argument("--start", type=float, default=0.0, metavar="UNIX_S",
+                        help="period start (default: start of this month, UTC)")
+    report.add_argument("--end", type=float, default=0.0, metavar="UNIX_S",
+                        help="period end (default: now)")
+
     token = sub.add_parser("token", help="create bearer tokens (domain manager)")
     tsub = token.add_subparsers(dest="action", required=True)
     tcreate = tsub.add_parser("create")
@@ -124,13 +132,40 @@ def describe_sls(sls: pb.Sls) -> str:
             f"{sls.rate_bps / 1e6:g} Mbit/s since {_when(sls.changed_unix_s)}")
 
 
+def _maybe(reply, field: str, fmt: str) -> str:
+    return fmt.format(getattr(reply, field)) if reply.HasField(field) else "unknown"
+
+
+def describe_report(r: pb.GetReportResponse) -> str:
+    lines = [f"Report of {r.customer_id} ({r.variant}), {_when(r.start_unix_s)} to "
+             f"{_when(r.end_unix_s)}", describe_sls(r.current_sls),
+             f"  {'class':<7} {'hours':>8} {'charge':>8}"]
+    lines += [f"  {CLASS_NAMES[c.service_class]:<7} {c.hours:>8.2f} {c.charge:>8.2f}"
+              for c in r.classes]
+    met = "" if not r.HasField("availability_met") else (" (met)" if r.availability_met
+                                                         else " (NOT met)")
+    lines += [f"  total charge {r.total_charge:.2f}",
+              f"availability {_maybe(r, 'availability', '{:.4%}')} against "
+              f"{r.availability_target:.3%}{met}",
+              f"throughput {_maybe(r, 'throughput_bps', '{:,.0f} bit/s')}, policed by the SLS "
+              f"{_maybe(r, 'policed_ratio', '{:.2%}')}",
+              f"delay {_maybe(r, 'delay_ms', '{:.1f} ms')} (target "
+              f"{_maybe(r, 'target_delay_ms', '{:g} ms')}), jitter "
+              f"{_maybe(r, 'jitter_ms', '{:.1f} ms')} (target "
+              f"{_maybe(r, 'target_jitter_ms', '{:g} ms')}), loss "
+              f"{_maybe(r, 'loss_ratio', '{:.3%}')} (target "
+              f"{_maybe(r, 'target_loss_ratio', '{:g}')}); targets: {r.target_source}"]
+    lines += [f"unknown: {u}" for u in r.unknown]
+    return "\n".join(lines)
+
+
 def run(channel, args, as_json) -> str:
     """Run one CSM command; returns what to print."""
     token = args.token or os.environ.get("CEMS_TOKEN", "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     sla_stub, sls_stub = pb_grpc.SlaServiceStub(channel), pb_grpc.SlsServiceStub(channel)
     call = {"timeout": args.timeout, "metadata": metadata}
-    command, action = args.command, args.action
+    command, action = args.command, getattr(args, "action", "")
     if command == "customer" and action == "create":
         dpid, port = args.access
         reply = sla_stub.CreateCustomer(pb.CreateCustomerRequest(
@@ -171,6 +206,10 @@ def run(channel, args, as_json) -> str:
             rate_bps=args.rate), **call)
         text = (f"{describe_sls(reply.sls)}\nnext change allowed from "
                 f"{_when(reply.next_change_allowed_unix_s)}")
+    elif command == "report":
+        reply = pb_grpc.ReportServiceStub(channel).GetReport(pb.GetReportRequest(
+            customer_id=args.customer_id, start_unix_s=args.start, end_unix_s=args.end), **call)
+        text = describe_report(reply)
     elif command == "token" and action == "create":
         reply = sla_stub.CreateToken(pb.CreateTokenRequest(role=ROLES[args.role],
                                                            customer_id=args.customer), **call)

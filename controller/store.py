@@ -69,6 +69,16 @@ _MIGRATIONS = (
         detail TEXT NOT NULL
     );
     """,
+    # 3: switch and port up/down times, for availability in customer reports
+    """
+    CREATE TABLE availability_events (
+        dpid INTEGER NOT NULL,
+        port_no INTEGER NOT NULL,
+        up INTEGER NOT NULL,
+        time_unix_s REAL NOT NULL
+    );
+    CREATE INDEX availability_events_place ON availability_events (dpid, port_no, time_unix_s);
+    """,
 )
 
 
@@ -132,6 +142,19 @@ class Store:
         """Rows of a read-only query."""
         with self.reading() as db:
             return db.execute(sql, params).fetchall()
+
+    def record_availability(self, dpid: int, port_no: int, up: bool, now_unix_s: float) -> None:
+        """A switch (port_no 0) or port went up or down."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO availability_events VALUES (?,?,?,?)",
+                       (dpid, port_no, int(up), now_unix_s))
+
+    def availability_events(self, dpid: int, port_no: int, end_unix_s: float
+                            ) -> list[tuple[float, bool]]:
+        """(time, up) of a switch (port_no 0) or port until end, oldest first."""
+        return [(t, bool(up)) for t, up in self.query(
+            "SELECT time_unix_s, up FROM availability_events WHERE dpid=? AND port_no=? AND "
+            "time_unix_s < ? ORDER BY time_unix_s, rowid", (dpid, port_no, end_unix_s))]
 
     def save_host(self, host: HostInfo, now_unix_s: float) -> None:
         with self._lock:

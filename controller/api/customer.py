@@ -5,7 +5,10 @@ the request hold (rules.check_*), and then one store transaction. Refusals answe
 rule's status code and message and are written to the audit log like successes.
 """
 
+import calendar
+import datetime
 import logging
+import math
 import time
 
 import grpc
@@ -14,6 +17,8 @@ from cems.v1 import customer_pb2 as pb
 from controller.api.auth import current_principal
 from controller.csm import rules
 from controller.csm.admission import path_loads, port_capacity_bps
+from controller.csm.mapping import METER_BASE
+from controller.csm.report import MeterReading, combined_availability, compute_report
 from controller.csm.model import ClassBounds, Customer, Principal, Role, ServiceClass, Sla, Sls
 from controller.csm.store import CsmStore
 from controller.state import PublishedState
@@ -232,3 +237,60 @@ class SlsServicer(_Base):
             next_allowed = now + self.csm.sla(customer_id).min_change_interval_s
             return pb.ChangeSlsResponse(sls=sls_pb(new), next_change_allowed_unix_s=next_allowed)
         return self._run(context, "change_sls", customer_id, work)
+
+
+def month_start_unix_s(now_unix_s: float) -> float:
+    now = datetime.datetime.fromtimestamp(now_unix_s, datetime.timezone.utc)
+    return float(calendar.timegm((now.year, now.month, 1, 0, 0, 0)))
+
+
+def _optional(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+class ReportServicer(_Base):
+    """Per-customer reports for the period asked (default: this month so far)."""
+
+    def GetReport(self, request, context):
+        customer_id = self._own(current_principal(), request.customer_id)
+
+        def work(_principal):
+            if not customer_id:
+                raise rules.Refused("INVALID_ARGUMENT", "customer_id is required for this caller")
+            now = time.time()
+            end = request.end_unix_s or now
+            start = request.start_unix_s or month_start_unix_s(end)
+            if end <= start:
+                raise rules.Refused("INVALID_ARGUMENT", f"end_unix_s {end} must be after "
+                                    f"start_unix_s {start}")
+            customer = self.csm.customer(customer_id)
+            history = self.csm.sls_history(customer_id)
+            store = self.csm.store
+            # availability counts from when the customer exists
+            availability = combined_availability(
+                store.availability_events(customer.access_dpid, 0, end),
+                store.availability_events(customer.access_dpid, customer.access_port, end),
+                max(start, history[0].changed_unix_s if history else start), min(end, now))
+            meter_id = METER_BASE + self.csm.customer_index(customer_id)
+            meter = next((MeterReading(*m.counters, m.rates[1], m.rates[3])
+                          for m in self.state.meters.get(customer.access_dpid, ())
+                          if m.meter_id == meter_id), None)
+            report = compute_report(self.csm.sla(customer_id), history, start, end,
+                                    availability, meter)
+            target = report.target
+            return pb.GetReportResponse(
+                customer_id=customer_id, start_unix_s=start, end_unix_s=end,
+                variant=report.variant, current_sls=sls_pb(report.current),
+                classes=[pb.ClassHours(service_class=_CLASS_TO_PB[c], hours=h,
+                                       charge=report.charges[c])
+                         for c, h in report.hours.items()],
+                total_charge=report.total_charge, availability=_optional(report.availability),
+                availability_target=report.availability_target,
+                availability_met=report.availability_met,
+                throughput_bps=_optional(report.throughput_bps),
+                policed_ratio=_optional(report.policed_ratio),
+                delay_ms=report.delay_ms, jitter_ms=report.jitter_ms,
+                loss_ratio=report.loss_ratio, target_delay_ms=target.delay_ms,
+                target_jitter_ms=target.jitter_ms, target_loss_ratio=target.loss_ratio,
+                target_source=target.source, unknown=list(report.unknown))
+        return self._run(context, "read_report", customer_id, work)

@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.api.auth import BearerAuthInterceptor
-from controller.api.customer import SlaServicer, SlsServicer
+from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
 from controller.csm.store import CsmStore
@@ -62,7 +62,7 @@ class GrpcServer:
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 32) -> tuple[GrpcServer, int]:
-    """Serve StatusService, and with `csm` SlaService and SlsService behind bearer-token
+    """Serve StatusService, and with `csm` SlaService, SlsService and ReportService behind bearer-token
     authentication, plus health and reflection, on address; returns (server, bound port)."""
     stop_event = threading.Event()
     services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
@@ -73,7 +73,9 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         services += [(SlaServicer(csm, state, **options),
                       customer_pb2.DESCRIPTOR.services_by_name["SlaService"], customer_pb2),
                      (SlsServicer(csm, state, **options),
-                      customer_pb2.DESCRIPTOR.services_by_name["SlsService"], customer_pb2)]
+                      customer_pb2.DESCRIPTOR.services_by_name["SlsService"], customer_pb2),
+                     (ReportServicer(csm, state, **options),
+                      customer_pb2.DESCRIPTOR.services_by_name["ReportService"], customer_pb2)]
         interceptors.append(BearerAuthInterceptor(
             csm.principal_for, tuple(d.full_name for _, d, _ in services[1:])))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,

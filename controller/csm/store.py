@@ -147,6 +147,13 @@ class CsmStore:
             raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
         return _customer_from_row(rows[0])
 
+    def customer_index(self, customer_id: str) -> int:
+        """The customer's stable index (its meter id is METER_BASE + index)."""
+        rows = self.store.query("SELECT idx FROM customers WHERE customer_id=?", (customer_id,))
+        if not rows:
+            raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
+        return rows[0][0]
+
     def committed_by_access(self) -> dict[int, int]:
         with self.store.reading() as db:
             return self._committed_by_access(db)

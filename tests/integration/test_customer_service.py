@@ -118,4 +118,10 @@ def test_sls_change_reaches_the_network_and_survives_restart(controller):
         sls = pb_grpc.SlsServiceStub(channel).GetSls(pb.GetSlsRequest(), metadata=auth(token)).sls
         assert (sls.service_class, sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
         assert re.search(r"rate=8000", ofctl("dump-meters", "s1"))
+        report = pb_grpc.ReportServiceStub(channel).GetReport(pb.GetReportRequest(),
+                                                              metadata=auth(token))
+        hours = {c.service_class: c.hours for c in report.classes}
+        assert hours[pb.SERVICE_CLASS_GOLD] > 0 and hours[pb.SERVICE_CLASS_BRONZE] > 0
+        assert report.total_charge > 0  # GSB economy: Gold from the first hour
+        assert 0.5 < report.availability <= 1.0  # s1 was down while the controller restarted
         channel.close()

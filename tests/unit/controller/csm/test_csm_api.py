@@ -8,7 +8,9 @@ from cems.v1 import customer_pb2_grpc as pb_grpc
 from controller import cli
 from controller.api.server import serve_grpc
 from controller.config import Address
+from controller.csm.mapping import METER_BASE
 from controller.csm.model import Role
+from controller.events import MeterStatsView
 from controller.csm.store import CsmStore
 from controller.state import PublishedState
 from controller.store import Store
@@ -33,7 +35,7 @@ def env(tmp_path):
     _, manager_token = csm.create_token(Role.DOMAIN_MANAGER)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield {"channel": channel, "csm": csm, "manager": manager_token, "port": port,
-           "changed": changed, "store": store}
+           "changed": changed, "store": store, "state": state}
     channel.close()
     server.stop(0)
     store.close()
@@ -180,3 +182,29 @@ def test_cemsctl_for_manager_and_customer(env, capsys, monkeypatch):
     assert cli.main(["--server", server, "sls", "change", "gold", "80M"]) == 1
     err = capsys.readouterr().err
     assert "INVALID_ARGUMENT: 80 Mbit/s is outside your gold bounds" in err
+
+
+def test_report_over_grpc_and_cemsctl(env, capsys):
+    create(env, "alice", 3)
+    env["store"].record_availability(5, 0, True, 0.0)
+    env["store"].record_availability(5, 3, True, 0.0)
+    stub = pb_grpc.ReportServiceStub(env["channel"])
+    reply = stub.GetReport(pb.GetReportRequest(customer_id="alice"), metadata=auth(env["manager"]))
+    assert reply.availability == 1.0 and reply.availability_met
+    assert not reply.HasField("throughput_bps")  # no meter statistics yet: unknown, not 0
+    assert any("probe" in u for u in reply.unknown)
+    # The switch reports alice's meter: 10 % of her packets were above her SLS.
+    meter_id = METER_BASE + env["csm"].customer_index("alice")
+    env["state"].meters = {5: (MeterStatsView(5, meter_id, 2, (1000, 1_200_000, 100, 120_000),
+                                              (100.0, 120_000.0, 10.0, 12_000.0)),)}
+    reply = stub.GetReport(pb.GetReportRequest(customer_id="alice"), metadata=auth(env["manager"]))
+    assert reply.throughput_bps == (120_000 - 12_000) * 8 and reply.policed_ratio == 0.1
+    assert reply.target_delay_ms == 400 and "Y.1541" in reply.target_source  # Silver
+    token = customer_token(env, "alice")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetReport(pb.GetReportRequest(customer_id="bob"), metadata=auth(token))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert cli.main(["--server", f"127.0.0.1:{env['port']}", "--token", token, "report"]) == 0
+    out = capsys.readouterr().out
+    assert "Report of alice (gsb-business)" in out and "throughput 864,000 bit/s" in out
+    assert "availability 100.0000% against 99.900% (met)" in out
