@@ -17,8 +17,7 @@ from controller import compat
 from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event,
                                set_ev_cls)
 from controller.compat import ofproto_v1_3 as ofp
-from controller.csm.mapping import (METER_BASE, CustomerState, MeterSpec, compute_customer_state,
-                                    diff_meters)
+from controller.csm.mapping import METER_BASE, CustomerMapping, CustomerState, MeterSpec, diff_meters
 from controller.csm.store import CsmStore
 from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
 from controller.network.discovery import build_lldp_frame
@@ -45,6 +44,10 @@ class EventLldpTick(compat.event.EventBase):
 
 class EventCustomersChanged(compat.event.EventBase):
     """Posted by the gRPC servicers after a customer, SLA or SLS change was stored."""
+
+    def __init__(self, customer_id: str):
+        super().__init__()
+        self.customer_id = customer_id
 
 
 @dataclasses.dataclass
@@ -92,11 +95,13 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
         self._errors_logged: set[tuple[int, int, int]] = set()
         self._desired: tuple[tuple, dict] = ((), {})  # (topology version, settled) -> flows
-        self._customer_desired: tuple[tuple, tuple] = ((), ({}, {}))
         self.csm = CsmStore(self.runtime.store)
-        self.customers: list[CustomerState] = self._load_customers()
+        self.customers = CustomerMapping()
+        self.customers.replace_all(
+            CustomerState(customer, sls, METER_BASE + index)
+            for customer, sls, index in self.csm.all_current_sls())
         self.runtime.customers_changed.append(
-            lambda: self.send_event(self.name, EventCustomersChanged()))
+            lambda customer_id: self.send_event(self.name, EventCustomersChanged(customer_id)))
         self._stop = threading.Event()
         self._timer = None
 
@@ -148,10 +153,6 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         return {dpid for dpid, sw in self.switches.items()
                 if now - sw.connected_at >= self.config.settle_s}
 
-    def _load_customers(self) -> list[CustomerState]:
-        return [CustomerState(customer, sls, METER_BASE + index)
-                for customer, sls, index in self.csm.all_current_sls()]
-
     def _apply(self, dpid: int, desired: frozenset, allow_delete: bool,
                meters: dict[int, MeterSpec] | None = None) -> None:
         """Send what makes the switch hold `desired` flows (and `meters`, when given).
@@ -198,14 +199,13 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         desired = self._desired[1]
         # Customers' meters and marking only where the switch's meters are known, so that
         # a meter is never added twice nor a flow sent before its meter.
-        mapped = {dpid for dpid in settled if self.switches[dpid].meters_known}
-        key = (id(self.customers), tuple(sorted(mapped)))
-        if self._customer_desired[0] != key:  # follows from the customers and switches only
-            self._customer_desired = (key, compute_customer_state(self.customers, mapped))
-        customer_flows, customer_meters = self._customer_desired[1]
         for dpid in settled:
-            self._apply(dpid, desired[dpid] | frozenset(customer_flows.get(dpid, ())),
-                        allow_delete=True, meters=customer_meters.get(dpid))
+            if self.switches[dpid].meters_known:
+                customer_flows, customer_meters = self.customers.for_switch(dpid)
+                self._apply(dpid, desired[dpid] | customer_flows, allow_delete=True,
+                            meters=customer_meters)
+            else:
+                self._apply(dpid, desired[dpid], allow_delete=True)
         control = build_control_flows()
         for dpid in self.switches:
             if dpid not in desired:
@@ -366,8 +366,10 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._request_meter_config(dpid)
 
     @set_ev_cls(EventCustomersChanged)
-    def _customers_changed(self, _ev):
-        self.customers = self._load_customers()
+    def _customers_changed(self, ev):
+        found = self.csm.customer_state(ev.customer_id)
+        self.customers.update(ev.customer_id, None if found is None else
+                              CustomerState(found[0], found[1], METER_BASE + found[2]))
         self._converge(time.monotonic())
 
     def _request_meter_config(self, dpid: int) -> None:
@@ -436,7 +438,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         switch.believed_meters = actual
         first = not switch.meters_known
         switch.meters_known = True
-        if first or self.customers:
+        if first or len(self.customers):
             self._converge(time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)

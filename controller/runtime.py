@@ -34,9 +34,9 @@ class Runtime:
     # called (from gRPC threads) after a customer, SLA or SLS change was stored
     customers_changed: list = dataclasses.field(default_factory=list)
 
-    def notify_customers_changed(self, _customer_id: str = "") -> None:
+    def notify_customers_changed(self, customer_id: str) -> None:
         for callback in list(self.customers_changed):
-            callback()
+            callback(customer_id)
 
     @staticmethod
     def build(config: ControllerConfig) -> "Runtime":

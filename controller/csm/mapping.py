@@ -10,7 +10,9 @@ Meter ids are METER_BASE + the customer's index in the store, so they stay the s
 restarts; meters below METER_BASE are someone else's and left alone.
 """
 
+import collections
 import dataclasses
+from typing import Iterable
 
 from controller.compat import ether_types
 from controller.csm.model import DSCP, Customer, Sls
@@ -74,3 +76,49 @@ def diff_meters(desired: dict[int, MeterSpec], actual: dict[int, MeterSpec], all
     to_modify = [m for i, m in sorted(desired.items()) if i in actual and actual[i] != m]
     to_delete = sorted(i for i in actual if i not in desired) if allow_delete else []
     return to_add, to_modify, to_delete
+
+
+class CustomerMapping:
+    """Each customer's flows and meter, kept per access switch and updated one customer at a
+    time, so that an SLS change costs the work of that customer, not of all of them."""
+
+    def __init__(self):
+        self._parts: dict[str, tuple[int, frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
+        self._by_switch: dict[int, set[str]] = collections.defaultdict(set)
+        self._cache: dict[int, tuple[frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def replace_all(self, states: Iterable[CustomerState]) -> None:
+        self._parts.clear()
+        self._by_switch.clear()
+        self._cache.clear()
+        for state in states:
+            self.update(state.customer.customer_id, state)
+
+    def update(self, customer_id: str, state: CustomerState | None) -> None:
+        """A customer changed (state) or was deleted (None)."""
+        old = self._parts.pop(customer_id, None)
+        if old is not None:
+            self._by_switch[old[0]].discard(customer_id)
+            self._cache.pop(old[0], None)
+        if state is None:
+            return
+        dpid = state.customer.access_dpid
+        flows, meters = compute_customer_state([state], {dpid})
+        self._parts[customer_id] = (dpid, frozenset(flows[dpid]), meters[dpid])
+        self._by_switch[dpid].add(customer_id)
+        self._cache.pop(dpid, None)
+
+    def for_switch(self, dpid: int) -> tuple[frozenset[FlowEntry], dict[int, MeterSpec]]:
+        """All customers' flows and meters on one switch."""
+        if dpid not in self._cache:
+            flows: set[FlowEntry] = set()
+            meters: dict[int, MeterSpec] = {}
+            for customer_id in self._by_switch.get(dpid, ()):
+                _, part_flows, part_meters = self._parts[customer_id]
+                flows |= part_flows
+                meters.update(part_meters)
+            self._cache[dpid] = (frozenset(flows), meters)
+        return self._cache[dpid]

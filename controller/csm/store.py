@@ -147,6 +147,15 @@ class CsmStore:
             raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
         return _customer_from_row(rows[0])
 
+    def customer_state(self, customer_id: str) -> tuple[Customer, Sls, int] | None:
+        """One customer as all_current_sls() gives it, or None if it does not exist."""
+        rows = self.store.query("SELECT * FROM customers WHERE customer_id=?", (customer_id,))
+        if not rows:
+            return None
+        with self.store.reading() as db:
+            sls = self._current_sls(db, customer_id)
+        return (_customer_from_row(rows[0]), sls, rows[0][7]) if sls else None
+
     def customer_index(self, customer_id: str) -> int:
         """The customer's stable index (its meter id is METER_BASE + index)."""
         rows = self.store.query("SELECT idx FROM customers WHERE customer_id=?", (customer_id,))

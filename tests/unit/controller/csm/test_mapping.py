@@ -55,3 +55,23 @@ def test_meter_diff():
     assert delete == [3]
     assert diff_meters(want, have, allow_delete=False)[2] == []
     assert diff_meters(want, dict(want), allow_delete=True) == ([], [], [])
+
+
+def test_incremental_mapping_equals_computing_everything():
+    from controller.csm.mapping import CustomerMapping
+    states = [customer(f"c{i}", 1 + i % 3, 10 + i, (mac(i),), ServiceClass.GOLD, (i + 1) * M, i)
+              for i in range(12)]
+    mapping = CustomerMapping()
+    mapping.replace_all(states)
+    flows, meters = compute_customer_state(states, {1, 2, 3})
+    for dpid in (1, 2, 3):
+        assert mapping.for_switch(dpid) == (frozenset(flows[dpid]), meters[dpid])
+    moved = customer("c4", 3, 99, (mac(4),), ServiceClass.BRONZE, 2 * M, 4)
+    mapping.update("c4", moved)
+    mapping.update("c5", None)
+    rest = [moved if s.customer.customer_id == "c4" else s for s in states
+            if s.customer.customer_id != "c5"]
+    flows, meters = compute_customer_state(rest, {1, 2, 3})
+    for dpid in (1, 2, 3):
+        assert mapping.for_switch(dpid) == (frozenset(flows[dpid]), meters[dpid])
+    assert len(mapping) == 11
