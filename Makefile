@@ -22,6 +22,7 @@ integration: setup
 bench: setup
 	$(PY) bench/bench_stats.py
 	$(PY) bench/bench_qoe.py
+	$(PY) bench/bench_csm.py
 
 clean:
 	rm -rf $(VENV) .venv-ryu gen .pytest_cache .hypothesis

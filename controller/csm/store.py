@@ -7,10 +7,11 @@ its audit line.
 """
 
 import hashlib
+import itertools
 import json
 import secrets
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from controller.csm.model import ClassBounds, Customer, Principal, Role, ServiceClass, Sla, Sls
 from controller.csm.rules import Refused, committed_bps
@@ -108,6 +109,39 @@ class CsmStore:
                         customer.access_dpid, customer.access_port, ",".join(customer.hosts)))
             self._write_sla(db, sla)
             self._write_sls(db, first_sls)
+
+    def import_customers(self, rows: Iterable[tuple[Customer, Sla, Sls]],
+                         batch: int = 50_000) -> int:
+        """Bulk load of customers with their SLA and first SLS (migrations from another
+        system): no admission control, which the importing operator vouches for; each batch
+        is one transaction. Returns how many were stored."""
+        count = 0
+        rows = iter(rows)
+        encoded: dict[int, tuple[str, int]] = {}  # SLAs often share their bounds: encode once
+
+        def bounds_of(sla: Sla) -> tuple[str, int]:
+            key = id(sla.bounds)
+            if key not in encoded:
+                encoded[key] = (_bounds_json(sla), committed_bps(sla))
+            return encoded[key]
+
+        while True:
+            chunk = list(itertools.islice(rows, batch))
+            if not chunk:
+                return count
+            with self.store.transaction() as db:
+                start = db.execute("SELECT COALESCE(MAX(idx), 0) FROM customers").fetchone()[0]
+                db.executemany("INSERT INTO customers VALUES (?,?,?,?,?,?,?,?)", [
+                    (c.customer_id, c.name, c.segment, int(c.vip), c.access_dpid, c.access_port,
+                     ",".join(c.hosts), start + i + 1) for i, (c, _, _) in enumerate(chunk)])
+                db.executemany("INSERT INTO slas VALUES (?,?,?,?,?,?)", [
+                    (s.customer_id, s.variant, bounds_of(s)[0], s.availability_target,
+                     s.min_change_interval_s, bounds_of(s)[1]) for _, s, _ in chunk])
+                db.executemany("INSERT INTO sls_history VALUES (?,?,?,?,?)", [
+                    (l.customer_id, l.changed_unix_s, l.service_class.value, l.rate_bps, l.source)
+                    for _, _, l in chunk])
+            count += len(chunk)
+            encoded.clear()
 
     def update_sla(self, sla: Sla, admit: Callable[[dict[int, int], Sla], None],
                    fix_sls: Callable[[Sla, Sls], Sls | None]) -> Sls | None:
