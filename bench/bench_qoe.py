@@ -11,13 +11,12 @@ Run: make bench   (or .venv/bin/python bench/bench_qoe.py [--records N])
 """
 
 import argparse
-import gc
-import time
 import tracemalloc
 
 import numpy as np
 
 from qoe import emodel
+from timing import best_of
 from qoe.aggregate import aggregate_windows
 
 
@@ -53,15 +52,6 @@ def loop_mos(r: dict[str, np.ndarray], count: int) -> list[float]:
             bpl=float(r["bpl"][i]), ta=ta, t=ta, tr=2 * ta)))
     return out
 
-
-def best_of(fn, repeat=3) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -11,9 +11,7 @@ Run: make bench   (or .venv/bin/python bench/bench_stats.py [--sizes 10000,10000
 """
 
 import argparse
-import gc
 import struct
-import time
 import tracemalloc
 
 import numpy as np
@@ -25,6 +23,7 @@ from controller.network.rates import CounterRates
 from controller.network.stats import FLOW_COUNTERS, compute_flow_views
 from controller.openflow.messages import build_flow_add, entry_from_stats
 from controller.openflow.pipeline import PRIORITY, FlowEntry
+from timing import best_of
 
 _FLOW_STATS_HEAD = "!HBxIIHHHH4xQQQ"  # ofp_flow_stats up to the match
 
@@ -110,16 +109,6 @@ def baseline_rates(state: dict, now: float, keys: list, values: np.ndarray) -> l
     return out
 
 
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def run(size: int, window: int) -> dict:
     entries = make_entries(size)
     packets = np.arange(size, dtype=np.int64) * 3 + 7
@@ -159,7 +148,6 @@ def run(size: int, window: int) -> dict:
     pipeline_s = best_of(lambda: compute_flow_views(1, 1.0, stats, views_rates), repeat=2)
 
     # Memory per tracked flow: the rate state (numpy) and the keys it holds (FlowEntry + dict).
-    gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     fresh_keys = make_entries(size)

@@ -9,7 +9,6 @@ with `python -m controller.ryu_launcher` and CEMS_CONFIG pointing at a config fi
 import collections
 import dataclasses
 import logging
-import math
 import threading
 import time
 

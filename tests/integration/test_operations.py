@@ -1,6 +1,5 @@
 """What the operator sees: config errors at start, metrics, meters, OpenFlow errors."""
 
-import os
 import subprocess
 import sys
 import urllib.request
