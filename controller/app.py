@@ -17,6 +17,7 @@ from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCH
                                set_ev_cls)
 from controller.compat import ofproto_v1_3 as ofp
 from controller.csm.mapping import METER_BASE, CustomerMapping, CustomerState, MeterSpec, diff_meters
+from controller.csm.queues import plan_egress
 from controller.csm.store import CsmStore
 from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
 from controller.network.discovery import build_lldp_frame
@@ -95,6 +96,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._errors_logged: set[tuple[int, int, int]] = set()
         self._desired: tuple[tuple, dict] = ((), {})  # (topology version, settled) -> flows
         self.csm = CsmStore(self.runtime.store)
+        self._egress_errors: set[str] = set()
         self.customers = CustomerMapping()
         self.customers.replace_all(
             CustomerState(customer, sls, METER_BASE + index)
@@ -354,6 +356,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         lost = self.topology.expire_links(now, self.config.link_timeout_s)
         if lost:
             self._links_lost(lost)
+        self._apply_egress()
         for dpid, switch in self.switches.items():
             if not switch.reconciled_once and now - switch.connected_at >= self.config.settle_s:
                 switch.reconciled_once = True
@@ -370,6 +373,24 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.customers.update(ev.customer_id, None if found is None else
                               CustomerState(found[0], found[1], METER_BASE + found[2]))
         self._converge(time.monotonic())
+        self._apply_egress()
+
+    def _apply_egress(self) -> None:
+        """GSB HTB classes on the configured local interfaces (reconciled: no change, no-op)."""
+        if not self.config.egress_interfaces:
+            return
+        from controller import edge  # pylint: disable=import-outside-toplevel
+        committed = self.customers.committed_by_class()
+        for ifname, link_bps in self.config.egress_interfaces:
+            try:
+                if edge.apply_egress(plan_egress(ifname, link_bps, committed)):
+                    LOG.info("egress classes on %s set for %s", ifname,
+                             {c.value: r for c, r in committed.items()})
+                self._egress_errors.discard(ifname)
+            except edge.EdgeError as err:
+                if ifname not in self._egress_errors:  # logged once until it works again
+                    LOG.error("%s", err)
+                self._egress_errors.add(ifname)
 
     def _request_meter_config(self, dpid: int) -> None:
         self._request_state(dpid, messages.build_meter_config_request())

@@ -47,6 +47,7 @@ class ControllerConfig:
     log_level: str = "info"
     gateway_dpid: int = 0  # where customers' paths lead (admission); 0: access links only
     link_capacity_bps: tuple = ()  # ((dpid, port), bps) overriding reported port speeds
+    egress_interfaces: tuple = ()  # (ifname, link bps): local interfaces given GSB HTB classes
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -119,6 +120,21 @@ def _capacities(key: str, value: Any) -> tuple:
     return tuple(sorted(out))
 
 
+def _interfaces(key: str, value: Any) -> tuple:
+    allowed = "a table of \"IFNAME\" = link bit/s, for example { \"s1-eth1\" = 20000000 }"
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be {allowed}")
+    out = []
+    for name, bps in value.items():
+        if not name or len(name) > 15 or "/" in name or " " in name:
+            raise ConfigError(f"{key}.{name}", "must be a network interface name (1 to 15 "
+                              "characters, no '/' or spaces)")
+        if isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0:
+            raise ConfigError(f"{key}.{name}", f"must be a positive integer bit/s; {allowed}")
+        out.append((name, bps))
+    return tuple(sorted(out))
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -139,6 +155,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "log.level": ("log_level", _choice(LOG_LEVELS)),
     "csm.gateway_dpid": ("gateway_dpid", _integer(0, 2 ** 64 - 1)),
     "csm.link_capacity_bps": ("link_capacity_bps", _capacities),
+    "csm.egress_interfaces": ("egress_interfaces", _interfaces),
 }
 
 

@@ -61,7 +61,8 @@ class ControllerProcess:
     """
 
     def __init__(self, workdir: str | None = None, poll_interval_s: float = 1.0,
-                 runtime: str = "os_ken", extra_args: tuple[str, ...] = ()):
+                 runtime: str = "os_ken", extra_args: tuple[str, ...] = (),
+                 extra_config: str = ""):
         if runtime not in ("os_ken", "ryu"):
             raise ValueError(f"runtime must be 'os_ken' or 'ryu', got {runtime!r}")
         self.workdir = workdir or tempfile.mkdtemp(prefix="cems-")
@@ -74,6 +75,7 @@ class ControllerProcess:
         self.config_path = os.path.join(self.workdir, "cems.toml")
         self.poll_interval_s = poll_interval_s
         self.extra_args = extra_args
+        self.extra_config = extra_config  # more TOML, appended to the generated file
         self.process: subprocess.Popen | None = None
         self._channel = None
 
@@ -88,7 +90,7 @@ class ControllerProcess:
                 f'[grpc]\nlisten = "127.0.0.1:{self.grpc_port}"\n'
                 f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n'
                 f'[stats]\npoll_interval_s = {self.poll_interval_s}\n'
-                f'[store]\npath = "{self.store_path}"\n')
+                f'[store]\npath = "{self.store_path}"\n{self.extra_config}')
 
     def _command(self) -> list[str]:
         if self.runtime == "ryu":

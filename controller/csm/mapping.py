@@ -84,6 +84,7 @@ class CustomerMapping:
 
     def __init__(self):
         self._parts: dict[str, tuple[int, frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
+        self._sls: dict[str, Sls] = {}
         self._by_switch: dict[int, set[str]] = collections.defaultdict(set)
         self._cache: dict[int, tuple[frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
 
@@ -92,6 +93,7 @@ class CustomerMapping:
 
     def replace_all(self, states: Iterable[CustomerState]) -> None:
         self._parts.clear()
+        self._sls.clear()
         self._by_switch.clear()
         self._cache.clear()
         for state in states:
@@ -100,6 +102,7 @@ class CustomerMapping:
     def update(self, customer_id: str, state: CustomerState | None) -> None:
         """A customer changed (state) or was deleted (None)."""
         old = self._parts.pop(customer_id, None)
+        self._sls.pop(customer_id, None)
         if old is not None:
             self._by_switch[old[0]].discard(customer_id)
             self._cache.pop(old[0], None)
@@ -108,8 +111,16 @@ class CustomerMapping:
         dpid = state.customer.access_dpid
         flows, meters = compute_customer_state([state], {dpid})
         self._parts[customer_id] = (dpid, frozenset(flows[dpid]), meters[dpid])
+        self._sls[customer_id] = state.sls
         self._by_switch[dpid].add(customer_id)
         self._cache.pop(dpid, None)
+
+    def committed_by_class(self) -> dict:
+        """Sum of the customers' current SLS rates per class (bit/s)."""
+        totals: dict = {}
+        for sls in self._sls.values():
+            totals[sls.service_class] = totals.get(sls.service_class, 0) + sls.rate_bps
+        return totals
 
     def for_switch(self, dpid: int) -> tuple[frozenset[FlowEntry], dict[int, MeterSpec]]:
         """All customers' flows and meters on one switch."""

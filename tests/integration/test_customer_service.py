@@ -125,3 +125,71 @@ def test_sls_change_reaches_the_network_and_survives_restart(controller):
         assert report.total_charge > 0  # GSB economy: Gold from the first hour
         assert 0.5 < report.availability <= 1.0  # s1 was down while the controller restarted
         channel.close()
+
+
+@pytest.fixture
+def classed_controller(tmp_path):
+    from controller.emulation import ControllerProcess
+    proc = ControllerProcess(workdir=str(tmp_path),
+                             extra_config='[csm]\negress_interfaces = { "s1-eth1" = 20000000 }\n')
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _customer(channel, manager, cid, port, mac, bounds):
+    pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
+        customer=pb.Customer(customer_id=cid, name=cid, access_dpid=1, access_port=port,
+                             hosts=[mac]),
+        sla=pb.Sla(customer_id=cid, variant="gsb-economy", min_change_interval_s=0,
+                   bounds=bounds)), metadata=auth(manager))
+
+
+def test_gold_keeps_its_rate_through_a_congested_bottleneck(classed_controller):
+    controller = classed_controller
+    with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), controller) as net:
+        net.pingAll(timeout=1)
+        assert net.pingAll(timeout=1) == 0.0
+        l1, l2, r1, r2, s1 = net.get("l1", "l2", "r1", "r2", "s1")
+        channel = grpc.insecure_channel(controller.grpc_address)
+        manager = create_token(controller, "domain-manager")
+        bronze = pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE, min_bps=18 * M,
+                                max_bps=20 * M)
+        gold = pb.ClassBounds(service_class=pb.SERVICE_CLASS_GOLD, min_bps=2 * M, max_bps=8 * M)
+        _customer(channel, manager, "alice", s1.ports[l1.defaultIntf().link.intf2], l1.MAC(),
+                  [bronze, gold])
+        _customer(channel, manager, "bob", s1.ports[l2.defaultIntf().link.intf2], l2.MAC(),
+                  [bronze])
+        token = pb_grpc.SlaServiceStub(channel).CreateToken(
+            pb.CreateTokenRequest(role=pb.ROLE_CUSTOMER, customer_id="alice"),
+            metadata=auth(manager)).token
+        pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+            service_class=pb.SERVICE_CLASS_GOLD, rate_bps=8 * M), metadata=auth(token))
+        wait_for(lambda: "rate 8Mbit" in subprocess.run(
+            ["tc", "class", "show", "dev", "s1-eth1"], capture_output=True, text=True).stdout,
+            15, "the Gold class of 8 Mbit/s on s1-eth1")
+        servers = [r1.popen(["iperf3", "-s", "-1", "-p", "5401"]),
+                   r2.popen(["iperf3", "-s", "-1", "-p", "5402"])]
+        try:
+            wait_for(lambda: ":5401 " in r1.cmd("ss -ltn") and ":5402 " in r2.cmd("ss -ltn"), 10,
+                     "iperf3 servers")
+            clients = [l1.popen(["iperf3", "-c", r1.IP(), "-p", "5401", "-u", "-b", "9M", "-l",
+                                 "1400", "-t", "6", "--json"], stdout=subprocess.PIPE),
+                       l2.popen(["iperf3", "-c", r2.IP(), "-p", "5402", "-u", "-b", "18M", "-l",
+                                 "1400", "-t", "6", "--json"], stdout=subprocess.PIPE)]
+            results = []
+            for client in clients:
+                out, _ = client.communicate(timeout=60)
+                total = json.loads(out)["end"]["sum"]
+                results.append(total["bits_per_second"] * (1 - total["lost_percent"] / 100))
+        finally:
+            for server in servers:
+                server.kill()
+                server.wait()
+        gold_bps, bronze_bps = results
+        # Without classes the 20 Mbit/s bottleneck would split 8:18, about 6.2 Mbit/s for Gold.
+        assert gold_bps == pytest.approx(8 * M, rel=0.10), results
+        assert 8 * M < bronze_bps < 13 * M, results
+        channel.close()

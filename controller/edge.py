@@ -1,0 +1,101 @@
+"""Linux traffic control on interfaces the controller can reach: egress HTB classes (shell).
+
+apply_egress() makes an interface's root qdisc exactly an EgressPlan (controller/csm/queues)
+and does nothing when it already is: it reads the classes and filters back and compares.
+pyroute2 talks netlink; nothing here decides anything.
+"""
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from controller.csm.queues import EgressPlan
+
+ROOT = 0x10000      # handle 1:
+PARENT = 0x10001    # class 1:1, the link
+# Each class's own queue is short: Open vSwitch's userspace datapath sends through a packet
+# socket whose send buffer holds the packets the qdisc has queued; if the classes' queues
+# together outgrow it, the socket refuses packets of every class alike and Gold loses its
+# guarantee. 25 packets per class keep the three queues under the default 212 kB buffer, so
+# it is HTB that drops, and it drops the class that exceeds its share.
+LEAF_LIMIT_PACKETS = 25
+
+
+class EdgeError(RuntimeError):
+    """An interface could not be configured; the message names it and says why."""
+
+
+def _burst_bytes(rate_bps: int) -> int:
+    return max(15000, rate_bps // 8 // 100)  # 10 ms at the rate, at least ten packets
+
+
+def _current(ip: IPRoute, index: int) -> tuple | None:
+    """(link rate, {minor: (rate, ceil, prio)}, [classes filters lead to], [classes with a
+    leaf queue]) of our HTB, or None.
+
+    Filters are compared by the classes they select: their TOS keys follow from the class
+    (EF for Gold, AF41 for Silver) and pyroute2 0.9 does not decode u32 keys reliably.
+    """
+    qdiscs = [q for q in ip.get_qdiscs(index) if q["parent"] == 0xFFFFFFFF]
+    if not qdiscs or qdiscs[0].get_attr("TCA_KIND") != "htb" or qdiscs[0]["handle"] != ROOT:
+        return None
+    classes = {}
+    link = None
+    for cls in ip.get_classes(index):
+        parms = cls.get_nested("TCA_OPTIONS", "TCA_HTB_PARMS")
+        if not parms:
+            continue
+        rate, ceil = parms["rate"] * 8, parms["ceil"] * 8
+        if cls["handle"] == PARENT:
+            link = rate
+        else:
+            classes[cls["handle"] & 0xFFFF] = (rate, ceil, parms["prio"])
+    filters = sorted(flt.get_nested("TCA_OPTIONS", "TCA_U32_CLASSID") & 0xFFFF
+                     for flt in ip.get_filters(index, parent=ROOT)
+                     if flt.get_nested("TCA_OPTIONS", "TCA_U32_CLASSID"))
+    leaves = sorted(q["parent"] & 0xFFFF for q in ip.get_qdiscs(index)
+                    if q.get_attr("TCA_KIND") == "pfifo" and q["parent"] >> 16 == ROOT >> 16)
+    return link, classes, filters, leaves
+
+
+def _wanted(plan: EgressPlan) -> tuple:
+    # HTB stores rates in bytes/s: compare at that resolution.
+    return (plan.link_bps // 8 * 8,
+            {q.minor: (q.rate_bps // 8 * 8, q.ceil_bps // 8 * 8, q.prio) for q in plan.queues},
+            sorted(q.minor for q in plan.queues if q.dscp is not None),
+            sorted(q.minor for q in plan.queues))
+
+
+def apply_egress(plan: EgressPlan) -> bool:
+    """Make `plan.ifname`'s root qdisc the plan; returns True if anything was changed."""
+    with IPRoute() as ip:
+        found = ip.link_lookup(ifname=plan.ifname)
+        if not found:
+            raise EdgeError(f"interface {plan.ifname} does not exist on this host")
+        index = found[0]
+        if _current(ip, index) == _wanted(plan):
+            return False
+        default = next(q.minor for q in plan.queues if q.dscp is None)
+        try:
+            for qdisc in ip.get_qdiscs(index):  # whatever root qdisc was there goes
+                kind = qdisc.get_attr("TCA_KIND")
+                if qdisc["parent"] == 0xFFFFFFFF and kind not in ("noqueue", None):
+                    ip.tc("del", kind, index, qdisc["handle"])
+            ip.tc("add", "htb", index, ROOT, default=default)
+            ip.tc("add-class", "htb", index, PARENT, parent=ROOT, rate=plan.link_bps // 8,
+                  ceil=plan.link_bps // 8, burst=_burst_bytes(plan.link_bps),
+                  cburst=_burst_bytes(plan.link_bps))
+            for queue in plan.queues:
+                ip.tc("add-class", "htb", index, ROOT | queue.minor, parent=PARENT,
+                      rate=queue.rate_bps // 8, ceil=queue.ceil_bps // 8, prio=queue.prio,
+                      burst=_burst_bytes(queue.ceil_bps), cburst=_burst_bytes(queue.ceil_bps))
+            for queue in plan.queues:
+                ip.tc("add", "pfifo", index, (0x100 + queue.minor) << 16,
+                      parent=ROOT | queue.minor, limit=LEAF_LIMIT_PACKETS)
+            for priority, queue in enumerate(q for q in plan.queues if q.dscp is not None):
+                ip.tc("add-filter", "u32", index, parent=ROOT, prio=priority + 1,
+                      protocol=0x0800, target=ROOT | queue.minor,
+                      keys=[f"0x00{queue.dscp << 2:02x}0000/0x00fc0000+0"])
+        except NetlinkError as err:
+            raise EdgeError(f"interface {plan.ifname}: tc refused the egress classes: {err}") \
+                from None
+        return True
