@@ -376,21 +376,30 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._apply_egress()
 
     def _apply_egress(self) -> None:
-        """GSB HTB classes on the configured local interfaces (reconciled: no change, no-op)."""
-        if not self.config.egress_interfaces:
+        """GSB HTB classes on the configured local interfaces and SLS shaping on the
+        configured edge hosts (reconciled: when already right, nothing is changed)."""
+        if not (self.config.egress_interfaces or self.config.edge_shaping):
             return
         from controller import edge  # pylint: disable=import-outside-toplevel
         committed = self.customers.committed_by_class()
-        for ifname, link_bps in self.config.egress_interfaces:
+        work = [(ifname, lambda i=ifname, b=link_bps: edge.apply_egress(
+                    plan_egress(i, b, committed)))
+                for ifname, link_bps in self.config.egress_interfaces]
+        for customer_id, netns, ifname in self.config.edge_shaping:
+            sls = self.customers.sls(customer_id)
+            if sls is not None:
+                work.append((f"{netns}:{ifname}", lambda n=netns, i=ifname, r=sls.rate_bps:
+                             edge.apply_edge_shaping(n, i, r)))
+        for place, apply in work:
             try:
-                if edge.apply_egress(plan_egress(ifname, link_bps, committed)):
-                    LOG.info("egress classes on %s set for %s", ifname,
+                if apply():
+                    LOG.info("traffic control on %s set (committed %s)", place,
                              {c.value: r for c, r in committed.items()})
-                self._egress_errors.discard(ifname)
+                self._egress_errors.discard(place)
             except edge.EdgeError as err:
-                if ifname not in self._egress_errors:  # logged once until it works again
+                if place not in self._egress_errors:  # logged once until it works again
                     LOG.error("%s", err)
-                self._egress_errors.add(ifname)
+                self._egress_errors.add(place)
 
     def _request_meter_config(self, dpid: int) -> None:
         self._request_state(dpid, messages.build_meter_config_request())

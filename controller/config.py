@@ -48,6 +48,7 @@ class ControllerConfig:
     gateway_dpid: int = 0  # where customers' paths lead (admission); 0: access links only
     link_capacity_bps: tuple = ()  # ((dpid, port), bps) overriding reported port speeds
     egress_interfaces: tuple = ()  # (ifname, link bps): local interfaces given GSB HTB classes
+    edge_shaping: tuple = ()  # (customer_id, netns, ifname): edge hosts shaped to the SLS rate
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -135,6 +136,20 @@ def _interfaces(key: str, value: Any) -> tuple:
     return tuple(sorted(out))
 
 
+def _edges(key: str, value: Any) -> tuple:
+    allowed = ("a table of CUSTOMER = \"NETNS:IFNAME\", for example "
+               "{ alice = \"cems-l1:l1-eth0\" }")
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be {allowed}")
+    out = []
+    for customer, place in value.items():
+        netns, sep, ifname = str(place).partition(":")
+        if not sep or not netns or not ifname or len(ifname) > 15:
+            raise ConfigError(f"{key}.{customer}", f"must be \"NETNS:IFNAME\"; {allowed}")
+        out.append((str(customer), netns, ifname))
+    return tuple(sorted(out))
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -156,6 +171,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "csm.gateway_dpid": ("gateway_dpid", _integer(0, 2 ** 64 - 1)),
     "csm.link_capacity_bps": ("link_capacity_bps", _capacities),
     "csm.egress_interfaces": ("egress_interfaces", _interfaces),
+    "csm.edge_shaping": ("edge_shaping", _edges),
 }
 
 

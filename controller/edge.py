@@ -5,6 +5,10 @@ and does nothing when it already is: it reads the classes and filters back and c
 pyroute2 talks netlink; nothing here decides anything.
 """
 
+import ctypes
+import os
+import threading
+
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -65,6 +69,76 @@ def _wanted(plan: EgressPlan) -> tuple:
             sorted(q.minor for q in plan.queues))
 
 
+NETNS_DIR = "/var/run/netns"
+_CLONE_NEWNET = 0x40000000
+
+
+def _in_netns(netns: str, work):
+    """Run work() in a thread that has entered network namespace `netns` (setns(2) moves
+    only the calling thread; the thread ends with the work). pyroute2's own netns support
+    forks the process, which a controller with gRPC and OpenFlow threads must not do."""
+    result: dict = {}
+
+    def run():
+        try:
+            fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
+        except OSError as err:
+            result["error"] = EdgeError(f"network namespace {netns} cannot be opened: {err}")
+            return
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
+                result["error"] = EdgeError(f"cannot enter network namespace {netns}: "
+                                            f"{os.strerror(ctypes.get_errno())}")
+                return
+        finally:
+            os.close(fd)
+        try:
+            result["value"] = work()
+        except BaseException as err:  # pylint: disable=broad-except
+            result["error"] = err
+
+    thread = threading.Thread(target=run, name=f"cems-netns-{netns}")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def apply_edge_shaping(netns: str | None, ifname: str, rate_bps: int) -> bool:
+    """Shape everything leaving `ifname` (in `netns`, a name under /var/run/netns) to
+    `rate_bps` with one HTB class, so that a customer's own traffic meets its SLS meter
+    smoothly instead of being dropped by it. Returns True if anything was changed."""
+    if netns is not None:
+        return _in_netns(netns, lambda: apply_edge_shaping(None, ifname, rate_bps))
+    plan = EgressPlan(ifname, rate_bps, ())
+    with IPRoute() as ip:
+        found = ip.link_lookup(ifname=ifname)
+        if not found:
+            raise EdgeError(f"interface {ifname} does not exist in this network namespace")
+        index = found[0]
+        current = _current(ip, index)
+        if current is not None and current[0] == rate_bps // 8 * 8 and not current[1]:
+            return False
+        try:
+            _clear_root(ip, index)
+            ip.tc("add", "htb", index, ROOT, default=1)
+            ip.tc("add-class", "htb", index, PARENT, parent=ROOT, rate=plan.link_bps // 8,
+                  ceil=plan.link_bps // 8, burst=_burst_bytes(plan.link_bps),
+                  cburst=_burst_bytes(plan.link_bps))
+        except NetlinkError as err:
+            raise EdgeError(f"interface {ifname}: tc refused the shaping: {err}") from None
+        return True
+
+
+def _clear_root(ip, index: int) -> None:
+    """Remove whatever root qdisc an interface has."""
+    for qdisc in ip.get_qdiscs(index):
+        kind = qdisc.get_attr("TCA_KIND")
+        if qdisc["parent"] == 0xFFFFFFFF and kind not in ("noqueue", None):
+            ip.tc("del", kind, index, qdisc["handle"])
+
+
 def apply_egress(plan: EgressPlan) -> bool:
     """Make `plan.ifname`'s root qdisc the plan; returns True if anything was changed."""
     with IPRoute() as ip:
@@ -76,10 +150,7 @@ def apply_egress(plan: EgressPlan) -> bool:
             return False
         default = next(q.minor for q in plan.queues if q.dscp is None)
         try:
-            for qdisc in ip.get_qdiscs(index):  # whatever root qdisc was there goes
-                kind = qdisc.get_attr("TCA_KIND")
-                if qdisc["parent"] == 0xFFFFFFFF and kind not in ("noqueue", None):
-                    ip.tc("del", kind, index, qdisc["handle"])
+            _clear_root(ip, index)
             ip.tc("add", "htb", index, ROOT, default=default)
             ip.tc("add-class", "htb", index, PARENT, parent=ROOT, rate=plan.link_bps // 8,
                   ceil=plan.link_bps // 8, burst=_burst_bytes(plan.link_bps),

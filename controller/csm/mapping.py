@@ -115,6 +115,9 @@ class CustomerMapping:
         self._by_switch[dpid].add(customer_id)
         self._cache.pop(dpid, None)
 
+    def sls(self, customer_id: str) -> Sls | None:
+        return self._sls.get(customer_id)
+
     def committed_by_class(self) -> dict:
         """Sum of the customers' current SLS rates per class (bit/s)."""
         totals: dict = {}

@@ -193,3 +193,62 @@ def test_gold_keeps_its_rate_through_a_congested_bottleneck(classed_controller):
         assert gold_bps == pytest.approx(8 * M, rel=0.10), results
         assert 8 * M < bronze_bps < 13 * M, results
         channel.close()
+
+
+@pytest.fixture
+def shaped_controller(request, tmp_path):
+    from controller.emulation import ControllerProcess
+    proc = ControllerProcess(workdir=str(tmp_path),
+                             extra_config='[csm]\nedge_shaping = { alice = "cems-l1:l1-eth0" }\n')
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"--- controller log ---\n{proc.log_tail(60)}")
+
+
+def tcp_rate_bps(client, server, port: int, seconds: int = 5) -> float:
+    server_proc = server.popen(["iperf3", "-s", "-1", "-p", str(port)])
+    try:
+        wait_for(lambda: f":{port} " in server.cmd("ss -ltn"), 10, "iperf3 server")
+        out = client.cmd(f"iperf3 -c {server.IP()} -p {port} -t {seconds} --json")
+        return json.loads(out)["end"]["sum_received"]["bits_per_second"]
+    finally:
+        server_proc.kill()
+        server_proc.wait()
+
+
+def test_tcp_follows_the_sls_with_edge_shaping(shaped_controller):
+    controller = shaped_controller
+    with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), controller) as net:
+        net.pingAll(timeout=1)
+        assert net.pingAll(timeout=1) == 0.0
+        l1, r1, s1 = net.get("l1", "r1", "s1")
+        subprocess.run(["ip", "netns", "attach", "cems-l1", str(l1.pid)], check=True)
+        try:
+            channel = grpc.insecure_channel(controller.grpc_address)
+            manager = create_token(controller, "domain-manager")
+            _customer(channel, manager, "alice", s1.ports[l1.defaultIntf().link.intf2], l1.MAC(),
+                      [pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE, min_bps=2 * M,
+                                      max_bps=4 * M),
+                       pb.ClassBounds(service_class=pb.SERVICE_CLASS_GOLD, min_bps=2 * M,
+                                      max_bps=8 * M)])
+            token = pb_grpc.SlaServiceStub(channel).CreateToken(
+                pb.CreateTokenRequest(role=pb.ROLE_CUSTOMER, customer_id="alice"),
+                metadata=auth(manager)).token
+
+            def shaped_to(rate: str):
+                return rate in l1.cmd("tc class show dev l1-eth0") and \
+                    "rate=%d " % (int(rate[:-4]) * 1000) in ofctl("dump-meters", "s1") + " "
+            wait_for(lambda: shaped_to("2Mbit"), 20, "alice shaped and metered to 2 Mbit/s")
+            assert tcp_rate_bps(l1, r1, 5501) == pytest.approx(2 * M, rel=0.10)
+            pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+                service_class=pb.SERVICE_CLASS_GOLD, rate_bps=8 * M), metadata=auth(token))
+            wait_for(lambda: shaped_to("8Mbit"), 20, "alice shaped and metered to 8 Mbit/s")
+            assert tcp_rate_bps(l1, r1, 5502) == pytest.approx(8 * M, rel=0.10)
+            channel.close()
+        finally:
+            subprocess.run(["ip", "netns", "delete", "cems-l1"], check=False)

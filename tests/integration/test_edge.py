@@ -1,5 +1,6 @@
 """Egress HTB classes through pyroute2 on a veth pair the test makes and removes."""
 
+import os
 import subprocess
 import uuid
 
@@ -46,3 +47,34 @@ def test_classes_replace_what_was_there_and_applying_twice_changes_nothing(veth)
 def test_a_missing_interface_is_a_clear_error():
     with pytest.raises(EdgeError, match="interface cems-nope does not exist"):
         apply_egress(plan_egress("cems-nope", 20 * M, {}))
+
+
+@pytest.fixture
+def netns_veth():
+    name = f"cems{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "v0", "type", "veth", "peer", "name",
+                        "v1"], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "v0", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_edge_shaping_inside_a_namespace_without_leaving_the_root_one(netns_veth):
+    from controller.edge import apply_edge_shaping
+    root_ns = subprocess.run(["readlink", "/proc/self/ns/net"], capture_output=True,
+                             text=True).stdout
+    assert apply_edge_shaping(netns_veth, "v0", 8 * M) is True
+    assert apply_edge_shaping(netns_veth, "v0", 8 * M) is False
+    assert apply_edge_shaping(netns_veth, "v0", 2 * M) is True
+    shown = subprocess.run(["ip", "netns", "exec", netns_veth, "tc", "class", "show", "dev", "v0"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "rate 2Mbit ceil 2Mbit" in shown
+    assert subprocess.run(["readlink", f"/proc/{os.getpid()}/ns/net"], capture_output=True,
+                          text=True).stdout == root_ns  # this process never moved
+    with pytest.raises(EdgeError, match="interface nope does not exist"):
+        apply_edge_shaping(netns_veth, "nope", M)
+    with pytest.raises(EdgeError, match="cannot be opened"):
+        apply_edge_shaping("cems-missing-ns", "v0", M)
