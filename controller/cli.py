@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", default="127.0.0.1:50051", help="gRPC address of cems")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument("--tls-ca", default="", metavar="PEM",
+                        help="connect with TLS, trusting this CA for the server certificate")
+    parser.add_argument("--tls-cert", default="", metavar="PEM",
+                        help="client certificate for mTLS (with --tls-key)")
+    parser.add_argument("--tls-key", default="", metavar="PEM")
     parser.add_argument("--token", default="",
                         help="bearer token for customer commands (default: $CEMS_TOKEN)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,9 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _channel(args):
+    if not args.tls_ca:
+        return grpc.insecure_channel(args.server)
+
+    def read(path):
+        with open(path, "rb") as stream:
+            return stream.read()
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.tls_ca),
+        private_key=read(args.tls_key) if args.tls_key else None,
+        certificate_chain=read(args.tls_cert) if args.tls_cert else None)
+    return grpc.secure_channel(args.server, credentials)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    with grpc.insecure_channel(args.server) as channel:
+    with _channel(args) as channel:
         stub = pb_grpc.StatusServiceStub(channel)
         try:
             if args.command == "watch":

@@ -6,6 +6,7 @@ naming the key (dotted path as in the file) and what would have been allowed.
 
 import dataclasses
 import ipaddress
+import os
 import tomllib
 from typing import Any, Callable, Mapping
 
@@ -37,6 +38,9 @@ class ControllerConfig:
 
     openflow_listen: Address = Address("127.0.0.1", 6653)
     grpc_listen: Address = Address("127.0.0.1", 50051)
+    grpc_tls_cert: str = ""       # PEM server certificate (chain); with the key, gRPC uses TLS
+    grpc_tls_key: str = ""
+    grpc_tls_client_ca: str = ""  # PEM CA: clients must present a certificate it signed (mTLS)
     metrics_listen: Address | None = Address("127.0.0.1", 9302)
     poll_interval_s: float = 1.0
     rate_window: int = 60
@@ -150,6 +154,14 @@ def _edges(key: str, value: Any) -> tuple:
     return tuple(sorted(out))
 
 
+def _readable(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"must be the path of a PEM file, got {value!r}")
+    if not os.access(value, os.R_OK):
+        raise ConfigError(key, f"{value} is not a readable file")
+    return value
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -161,6 +173,9 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "openflow.listen": ("openflow_listen", parse_address),
     "grpc.listen": ("grpc_listen", lambda k, v: parse_address(k, v, allow_port_zero=True)),
     "metrics.listen": ("metrics_listen", _optional_address),
+    "grpc.tls_cert": ("grpc_tls_cert", lambda k, v: _readable(k, v)),
+    "grpc.tls_key": ("grpc_tls_key", lambda k, v: _readable(k, v)),
+    "grpc.tls_client_ca": ("grpc_tls_client_ca", lambda k, v: _readable(k, v)),
     "stats.poll_interval_s": ("poll_interval_s", _number(0.1, 3600)),
     "stats.rate_window": ("rate_window", _integer(2, 3600)),
     "store.path": ("store_path", _path),
@@ -202,6 +217,12 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
         field, check = _KEYS[key]
         values[field] = check(key, value)
     config = ControllerConfig(**values)
+    if bool(config.grpc_tls_cert) != bool(config.grpc_tls_key):
+        raise ConfigError("grpc.tls_cert" if not config.grpc_tls_cert else "grpc.tls_key",
+                          "grpc.tls_cert and grpc.tls_key must be given together")
+    if config.grpc_tls_client_ca and not config.grpc_tls_cert:
+        raise ConfigError("grpc.tls_client_ca", "client certificates (mTLS) need TLS: "
+                          "give grpc.tls_cert and grpc.tls_key too")
     if config.link_timeout_s <= config.lldp_interval_s:
         raise ConfigError("discovery.link_timeout_s",
                           f"must be greater than discovery.lldp_interval_s "

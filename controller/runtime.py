@@ -46,9 +46,14 @@ class Runtime:
 
     def start_servers(self) -> None:
         """Start gRPC (and the metrics exporter if configured)."""
-        from controller.api.server import serve_grpc  # pylint: disable=import-outside-toplevel
+        from controller.api.server import (  # pylint: disable=import-outside-toplevel
+            serve_grpc, server_credentials)
+        credentials = None
+        if self.config.grpc_tls_cert:
+            credentials = server_credentials(self.config.grpc_tls_cert, self.config.grpc_tls_key,
+                                             self.config.grpc_tls_client_ca)
         self.grpc_server, self.grpc_port = serve_grpc(
-            self.state, self.config.grpc_listen, csm=CsmStore(self.store),
+            self.state, self.config.grpc_listen, credentials=credentials, csm=CsmStore(self.store),
             gateway_dpid=self.config.gateway_dpid,
             capacities=dict(self.config.link_capacity_bps),
             on_change=self.notify_customers_changed)

@@ -1,8 +1,9 @@
 """Bearer-token authentication as a gRPC server interceptor (shell).
 
 The interceptor turns the request's "authorization: Bearer <token>" into a Principal (or
-None) and makes it available to the servicer through current_principal(); deciding what the
-principal may do is the core's job (controller.csm.rules.authorize).
+None), or, without a token, the client certificate of an mTLS connection, and makes it
+available to the servicer through current_principal(); deciding what the principal may do
+is the core's job (controller.csm.rules.authorize).
 """
 
 import contextvars
@@ -10,7 +11,7 @@ from typing import Callable
 
 import grpc
 
-from controller.csm.model import Principal
+from controller.csm.model import Principal, Role
 
 _PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "cems_principal", default=None)
@@ -25,6 +26,22 @@ def _bearer(metadata) -> str | None:
         if key == "authorization" and value.startswith("Bearer "):
             return value[len("Bearer "):].strip()
     return None
+
+
+def principal_from_certificate(context) -> Principal | None:
+    """With mTLS, the client certificate's common name names the principal:
+    "domain-manager", "customer:ID" or "peer-domain:ID". None without one."""
+    names = context.auth_context().get("x509_common_name") or []
+    if not names:
+        return None
+    role_text, _, customer_id = names[0].decode(errors="replace").partition(":")
+    try:
+        role = Role(role_text)
+    except ValueError:
+        return None
+    if role != Role.DOMAIN_MANAGER and not customer_id:
+        return None
+    return Principal(role, customer_id, "x509")
 
 
 class BearerAuthInterceptor(grpc.ServerInterceptor):
@@ -43,7 +60,7 @@ class BearerAuthInterceptor(grpc.ServerInterceptor):
 
         def wrap(behaviour):
             def with_principal(request, context):
-                principal = resolve(token) if token else None
+                principal = resolve(token) if token else principal_from_certificate(context)
                 reset = _PRINCIPAL.set(principal)
                 try:
                     return behaviour(request, context)

@@ -59,9 +59,21 @@ class GrpcServer:
         return self._server.stop(grace)
 
 
+def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
+    """TLS credentials for the server; with a client CA, clients must present a certificate
+    it signed (mTLS), whose common name can then name the principal."""
+    def read(path):
+        with open(path, "rb") as stream:
+            return stream.read()
+    client_ca = read(client_ca_path) if client_ca_path else None
+    return grpc.ssl_server_credentials([(read(key_path), read(cert_path))],
+                                       root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
+
+
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
-               max_workers: int = 32) -> tuple[GrpcServer, int]:
+               max_workers: int = 32, credentials=None) -> tuple[GrpcServer, int]:
     """Serve StatusService, and with `csm` SlaService, SlsService and ReportService behind bearer-token
     authentication, plus health and reflection, on address; returns (server, bound port)."""
     stop_event = threading.Event()
@@ -88,7 +100,8 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
     service_names = tuple(d.full_name for _, d, _ in services) + (
         health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, server)
-    port = server.add_insecure_port(str(address))
+    port = (server.add_secure_port(str(address), credentials) if credentials is not None
+            else server.add_insecure_port(str(address)))
     if port == 0:
         raise OSError(f"cannot listen for gRPC on {address}")
     server.start()

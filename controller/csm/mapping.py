@@ -2,8 +2,8 @@
 
 For every customer device (host MAC) at its access switch, table 0 gets:
 - IPv4 from the device: meter (the customer's SLS rate), DSCP of the class (Gold EF 46,
-  Silver AF41 34, Bronze 0), on to forwarding;
-- anything else from the device: the same meter, on to forwarding.
+  Silver AF41 34, Bronze 0), the class's queue (set_queue), on to forwarding;
+- anything else from the device: the same meter and queue, on to forwarding.
 ARP and LLDP keep their higher-priority control flows. One meter per customer, on its
 access switch, shared by all its devices: the SLS rate is the customer's, not a device's.
 Meter ids are METER_BASE + the customer's index in the store, so they stay the same across
@@ -15,7 +15,7 @@ import dataclasses
 from typing import Iterable
 
 from controller.compat import ether_types
-from controller.csm.model import DSCP, Customer, Sls
+from controller.csm.model import DSCP, QUEUE, Customer, Sls
 from controller.openflow.pipeline import (CLASSIFY_TABLE, FORWARDING_TABLE, PRIORITY, Component,
                                           FlowEntry, cookie_for)
 
@@ -55,17 +55,18 @@ def compute_customer_state(customers: list[CustomerState], dpids: set[int]
             continue
         meters[dpid][state.meter_id] = meter_for(state.sls, state.meter_id)
         dscp = DSCP[state.sls.service_class]
+        queue = QUEUE[state.sls.service_class]
         for mac in state.customer.hosts:
             key = f"{state.customer.customer_id}:{mac}"
             to_forwarding = (("meter", state.meter_id), ("goto_table", FORWARDING_TABLE))
             flows[dpid].add(FlowEntry.make(
                 CLASSIFY_TABLE, PRIORITY["customer_ip"],
                 {"eth_type": ether_types.ETH_TYPE_IP, "eth_src": mac},
-                (("set_field", "ip_dscp", dscp),), cookie_for(Component.CSM, key + ":ip"),
-                to_forwarding))
+                (("set_field", "ip_dscp", dscp), ("set_queue", queue)),
+                cookie_for(Component.CSM, key + ":ip"), to_forwarding))
             flows[dpid].add(FlowEntry.make(
-                CLASSIFY_TABLE, PRIORITY["customer_other"], {"eth_src": mac}, (),
-                cookie_for(Component.CSM, key), to_forwarding))
+                CLASSIFY_TABLE, PRIORITY["customer_other"], {"eth_src": mac},
+                (("set_queue", queue),), cookie_for(Component.CSM, key), to_forwarding))
     return flows, meters
 
 

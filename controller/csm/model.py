@@ -17,6 +17,10 @@ class ServiceClass(str, enum.Enum):
 
 # ../shared/DESIGN.md "Service classes (GSB)": Gold EF (46), Silver AF41 (34), Bronze 0.
 DSCP = {ServiceClass.GOLD: 46, ServiceClass.SILVER: 34, ServiceClass.BRONZE: 0}
+# Egress queue per class for switches whose ports have queues (set_queue); on Open vSwitch's
+# userspace datapath the action is accepted and has no effect, and HTB classes by DSCP do
+# the work (controller/csm/queues.py).
+QUEUE = {ServiceClass.GOLD: 1, ServiceClass.SILVER: 2, ServiceClass.BRONZE: 0}
 
 
 class Role(str, enum.Enum):

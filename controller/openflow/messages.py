@@ -21,6 +21,8 @@ def _build_action(action: tuple):
         return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, action[1])
     if kind == "set_field":
         return parser.OFPActionSetField(**{action[1]: action[2]})
+    if kind == "set_queue":
+        return parser.OFPActionSetQueue(action[1])
     raise ValueError(f"unknown action {action!r}")
 
 
@@ -99,6 +101,8 @@ def _normal_action(action) -> tuple:
         return ("output", action.port)
     if isinstance(action, parser.OFPActionSetField):
         return ("set_field", action.key, action.value)
+    if isinstance(action, parser.OFPActionSetQueue):
+        return ("set_queue", action.queue_id)
     return ("unknown", type(action).__name__)
 
 

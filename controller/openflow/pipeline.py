@@ -87,6 +87,7 @@ def component_of(cookie: int) -> Component | None:
 
 Match = tuple[tuple[str, Any], ...]
 # Actions: ("output", port) | ("controller", max_len) | ("set_field", field, value)
+#        | ("set_queue", queue_id)
 Action = tuple
 # Instructions: ("apply_actions", (Action, ...)) | ("meter", meter_id) | ("goto_table", table)
 Instruction = tuple

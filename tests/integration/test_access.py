@@ -80,11 +80,11 @@ def test_flow_rate_over_grpc_matches_iperf3_udp(controller, access):
     try:
         wait_for(lambda: "5202" in server.cmd("ss -ltn"), 10, "iperf3 server listening")
         client_proc = client.popen(["iperf3", "-c", server.IP(), "-p", "5202", "-u", "-b", "4M",
-                                    "-l", "1000", "-t", "8", "--json"])
+                                    "-l", "1000", "-t", "14", "--json"])
         dst_dpid = 6  # c3phone is on access switch s6
         match = f"eth_dst={server.MAC()},eth_src={client.MAC()}"
         samples = []
-        deadline = time.monotonic() + 12
+        deadline = time.monotonic() + 20
         while client_proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
             try:
@@ -99,9 +99,12 @@ def test_flow_rate_over_grpc_matches_iperf3_udp(controller, access):
     finally:
         server_proc.kill()
         server_proc.wait()
-    # Steady state only: drop the first and last second of samples.
-    steady = samples[2:-2]
-    assert len(steady) >= 4, samples
+    # Steady state only: drop the first and last two seconds of samples. Open vSwitch's
+    # userspace datapath pushes flow counters to OpenFlow rules in bursts (revalidation, about
+    # twice a second), so single intervals swing by half a burst; ten seconds of them
+    # average that out to a few percent.
+    steady = samples[4:-4]
+    assert len(steady) >= 12, samples
     measured = sum(steady) / len(steady)
     received_packets = end["packets"] - end["lost_packets"]
     # The switch counts whole frames: 1000 bytes of UDP payload + 8 UDP + 20 IP + 14 Ethernet.

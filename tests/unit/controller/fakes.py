@@ -57,6 +57,8 @@ class FakeNetwork:
                         for action in instruction[1]:
                             if action[0] == "set_field":
                                 fields[action[1]] = action[2]
+                            elif action[0] == "set_queue":
+                                fields["queue"] = action[1]
                             elif action[0] == "controller":
                                 return ("controller", dpid)
                             elif action[0] == "output":

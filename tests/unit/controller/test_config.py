@@ -79,3 +79,16 @@ def test_link_capacities_and_gateway():
         parse_config({"csm": {"link_capacity_bps": {"x": 5}}})
     with pytest.raises(ConfigError, match="positive integer"):
         parse_config({"csm": {"link_capacity_bps": {"1:2": -5}}})
+
+
+def test_tls_files_must_exist_and_come_in_pairs(tmp_path):
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="grpc.tls_key"):
+        parse_config({"grpc": {"tls_cert": str(cert)}})
+    with pytest.raises(ConfigError, match="not a readable file"):
+        parse_config({"grpc": {"tls_cert": str(tmp_path / "missing.pem"), "tls_key": str(cert)}})
+    with pytest.raises(ConfigError, match="need TLS"):
+        parse_config({"grpc": {"tls_client_ca": str(cert)}})
+    config = parse_config({"grpc": {"tls_cert": str(cert), "tls_key": str(cert)}})
+    assert config.grpc_tls_cert == str(cert)

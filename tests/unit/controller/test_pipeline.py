@@ -60,7 +60,7 @@ def test_applying_the_diff_converges():
 
 def test_flow_mod_round_trips_through_flow_stats_to_an_equal_entry():
     original = FlowEntry.make(0, 1000, {"eth_src": "AA:00:00:00:00:01", "eth_dst": "aa:00:00:00:00:02"},
-                              (("output", 3), ("controller", 0xFFFF)),
+                              (("set_queue", 2), ("output", 3), ("controller", 0xFFFF)),
                               cookie_for(Component.FORWARDING, "x"))
     mod = build_flow_add(original)
     stat = parser.OFPFlowStats(table_id=mod.table_id, priority=mod.priority, cookie=mod.cookie,

@@ -25,6 +25,7 @@ def test_customer_traffic_is_metered_marked_and_still_forwarded():
     packet = {"eth_src": mac(1), "eth_dst": mac(2), "eth_type": 0x0800, "ip_dscp": 0}
     assert net.deliver(1, packet) == ("host", 2, 1)
     assert packet["ip_dscp"] == 46 and net.meters_hit == [(1, METER_BASE + 1)]
+    assert packet["queue"] == 1
     arp = {"eth_src": mac(1), "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806}
     assert net.deliver(1, arp) == ("controller", 1)  # control traffic is not metered
     other = {"eth_src": mac(1), "eth_dst": mac(2), "eth_type": 0x86DD}
@@ -42,6 +43,9 @@ def test_classes_give_their_dscp_and_only_mapped_switches_get_state():
     marks = {dict(e.match)["eth_src"]: e.instructions for e in flows[1]
              if dict(e.match).get("eth_type") == 0x0800}
     assert {m: i[1][1][0][2] for m, i in marks.items()} == {mac(1): 34, mac(2): 0, mac(3): 0}
+    assert {m: i[1][1][1] for m, i in marks.items()} == {mac(1): ("set_queue", 2),
+                                                         mac(2): ("set_queue", 0),
+                                                         mac(3): ("set_queue", 0)}
     assert sorted(meters[1]) == [METER_BASE + 1, METER_BASE + 2]  # c is elsewhere, d has no host
     assert 9 not in flows
 
