@@ -10,6 +10,8 @@ import os
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
 
+from controller.csm.model import SEGMENTS
+
 CLASSES = {"gold": pb.SERVICE_CLASS_GOLD, "silver": pb.SERVICE_CLASS_SILVER,
            "bronze": pb.SERVICE_CLASS_BRONZE}
 CLASS_NAMES = {v: k for k, v in CLASSES.items()}
@@ -56,7 +58,7 @@ def add_commands(sub) -> None:
     create.add_argument("customer_id")
     create.add_argument("--name", required=True)
     create.add_argument("--segment", default="residential",
-                        choices=["residential", "soho", "business"])
+                        choices=list(SEGMENTS))
     create.add_argument("--vip", action="store_true")
     create.add_argument("--access", type=parse_access, required=True, metavar="DPID:PORT")
     create.add_argument("--host", action="append", default=[], metavar="MAC")

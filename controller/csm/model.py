@@ -29,7 +29,9 @@ class Role(str, enum.Enum):
     PEER_DOMAIN = "peer-domain"
 
 
-SEGMENTS = ("residential", "soho", "business")
+# A peer domain (another operator buying transport) is a customer of segment "peer-domain":
+# its own SLA, usually with a shorter minimum time between SLS changes, and peer-domain tokens.
+SEGMENTS = ("residential", "soho", "business", "peer-domain")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -208,3 +208,21 @@ def test_report_over_grpc_and_cemsctl(env, capsys):
     out = capsys.readouterr().out
     assert "Report of alice (gsb-business)" in out and "throughput 864,000 bit/s" in out
     assert "availability 100.0000% against 99.900% (met)" in out
+
+
+def test_a_peer_domain_changes_its_sls_at_its_own_higher_rate(env):
+    stub = pb_grpc.SlaServiceStub(env["channel"])
+    stub.CreateCustomer(pb.CreateCustomerRequest(
+        customer=pb.Customer(customer_id="isp-b", name="ISP B", segment="peer-domain",
+                             access_dpid=5, access_port=4),
+        sla=sla("isp-b", interval=0.0)), metadata=auth(env["manager"]))
+    token = stub.CreateToken(pb.CreateTokenRequest(role=pb.ROLE_PEER_DOMAIN, customer_id="isp-b"),
+                             metadata=auth(env["manager"])).token
+    sls = pb_grpc.SlsServiceStub(env["channel"])
+    for rate in (3 * M, 4 * M, 5 * M):  # back to back: its SLA allows it
+        reply = sls.ChangeSls(pb.ChangeSlsRequest(service_class=pb.SERVICE_CLASS_GOLD,
+                                                  rate_bps=rate), metadata=auth(token))
+        assert reply.sls.rate_bps == rate
+    with pytest.raises(grpc.RpcError) as err:
+        sls.GetSls(pb.GetSlsRequest(customer_id="alice"), metadata=auth(token))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
