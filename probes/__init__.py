@@ -1,0 +1,1 @@
+"""cems probes: passive KPIs from mirrored traffic, active STAMP tests, test traffic."""
