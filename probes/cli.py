@@ -1,5 +1,6 @@
 """cems-probe: the probes' command line (shell).
 
+    cems-probe passive (--pcap FILE | --iface IF) [--interval S]   (JSON lines of flow records)
     cems-probe stamp-reflector [--bind HOST:PORT]
     cems-probe stamp-sender --target HOST:PORT [--count N] [--interval S] [--json]
 """
@@ -10,6 +11,9 @@ import signal
 import sys
 import threading
 
+from probes.flows import FlowTable
+from probes.passive import live_frames, pcap_frames, run_frames, write_records
+from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
 from probes.stamp_io import Reflector, run_sender
 
@@ -21,9 +25,35 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def run_passive(args) -> int:
+    table = FlowTable(max_flows=args.max_flows)
+    emit = write_records(sys.stdout)
+    if args.pcap:
+        try:
+            counters = run_frames(pcap_frames(args.pcap), args.interval, emit, table)
+        except (OSError, PcapError) as err:
+            print(f"cems-probe: {args.pcap}: {err}", file=sys.stderr)
+            return 1
+    else:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        frames = ((t, f) for t, f in live_frames(args.iface, stop=stop.is_set) if f)
+        counters = run_frames(frames, args.interval, emit, table)
+    print(json.dumps({"frames": counters.frames, "malformed": dict(counters.malformed),
+                      "flows_evicted": table.evicted}), file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cems-probe", description="cems probes")
     sub = parser.add_subparsers(dest="command", required=True)
+    passive = sub.add_parser("passive", help="flow KPIs from a capture or an interface")
+    source = passive.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pcap", metavar="FILE", help="read a pcap file")
+    source.add_argument("--iface", metavar="IF", help="capture on an interface (root)")
+    passive.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
+    passive.add_argument("--max-flows", type=int, default=100_000)
     reflector = sub.add_parser("stamp-reflector", help="answer STAMP test packets (RFC 8762)")
     reflector.add_argument("--bind", type=_address, default=("0.0.0.0", DEFAULT_PORT))
     sender = sub.add_parser("stamp-sender", help="run one STAMP session and print its result")
@@ -33,6 +63,8 @@ def main(argv=None) -> int:
     sender.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS")
     sender.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "passive":
+        return run_passive(args)
     if args.command == "stamp-reflector":
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
