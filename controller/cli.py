@@ -120,6 +120,25 @@ def show_meters(stub, args) -> str:
          m.band_packets] for m in r.meters])
 
 
+def show_kpis(channel, args) -> str:
+    from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
+    reply = probe_pb2_grpc.ProbeServiceStub(channel).ListKpis(probe_pb2.ListKpisRequest(
+        customer_id=args.customer or "", service=args.service or "", limit=args.limit),
+        timeout=args.timeout)
+    if args.json:
+        return _as_json(reply)
+    keys = ("rtp_loss_ratio", "rtp_jitter_ms", "ts_cc_errors", "mdi_df_ms", "tcp_rtt_ms",
+            "tcp_retransmissions")
+
+    def kpi_text(record):
+        return " ".join(f"{k}={record.kpis[k]:.4g}" for k in keys if k in record.kpis)
+    rows = [[r.customer_id or "-", r.service, r.kind, f"{r.src}:{r.sport}", f"{r.dst}:{r.dport}",
+             _bits(r.throughput_bps / 8), kpi_text(r)] for r in reply.records]
+    return (_table(["customer", "service", "kind", "from", "to", "rate", "KPIs"], rows)
+            + f"\nrecords accepted {reply.accepted_total}, rejected {reply.rejected_total}, "
+              f"dropped by probes {reply.probe_dropped_total}")
+
+
 def watch(stub, args, out) -> None:
     kinds = [pb.EventKind.Value("EVENT_KIND_" + k.upper()) for k in args.kinds or []]
     stream = stub.WatchEvents(pb.WatchEventsRequest(kinds=kinds))
@@ -183,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--active", action="store_true", help="only flows with traffic now")
     ports = sub.add_parser("ports", help="port counters and rates")
     ports.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
+    kpis = sub.add_parser("kpis", help="latest probe KPIs per flow, with customer and service")
+    kpis.add_argument("--customer", help="only this customer")
+    kpis.add_argument("--service", help="voice, iptv, video, web, bulk, unknown")
+    kpis.add_argument("--limit", type=int, default=0)
     meters = sub.add_parser("meters", help="meter counters and rates")
     meters.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
     watch_parser = sub.add_parser("watch", help="stream live events")
@@ -215,6 +238,9 @@ def main(argv=None) -> int:
         try:
             if args.command == "watch":
                 watch(stub, args, sys.stdout)
+                return 0
+            if args.command == "kpis":
+                print(show_kpis(channel, args))
                 return 0
             if args.command in ("customer", "sla", "sls", "token", "report"):
                 print(cli_csm.run(channel, args, _as_json))

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
+from controller.kpis import KpiStore
 from controller.metrics import ControllerMetrics, serve_metrics
 from controller.state import PublishedState
 from controller.store import Store
@@ -33,6 +34,7 @@ class Runtime:
     metrics_server: object = None
     # called (from gRPC threads) after a customer, SLA or SLS change was stored
     customers_changed: list = dataclasses.field(default_factory=list)
+    kpis: KpiStore = dataclasses.field(default_factory=KpiStore)  # probe records
 
     def notify_customers_changed(self, customer_id: str) -> None:
         for callback in list(self.customers_changed):
@@ -54,6 +56,7 @@ class Runtime:
                                              self.config.grpc_tls_client_ca)
         self.grpc_server, self.grpc_port = serve_grpc(
             self.state, self.config.grpc_listen, credentials=credentials, csm=CsmStore(self.store),
+            kpis=self.kpis,
             gateway_dpid=self.config.gateway_dpid,
             capacities=dict(self.config.link_capacity_bps),
             on_change=self.notify_customers_changed)

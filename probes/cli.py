@@ -8,9 +8,11 @@
 import argparse
 import json
 import signal
+import socket
 import sys
 import threading
 
+from probes.export import RecordExporter
 from probes.flows import FlowTable
 from probes.passive import live_frames, pcap_frames, run_frames, write_records
 from probes.pcap import PcapError
@@ -27,7 +29,13 @@ def _address(text: str) -> tuple[str, int]:
 
 def run_passive(args) -> int:
     table = FlowTable(max_flows=args.max_flows)
-    emit = write_records(sys.stdout)
+    to_stdout = write_records(sys.stdout)
+    exporter = RecordExporter(args.controller, args.probe_id).start() if args.controller else None
+
+    def emit(records):
+        to_stdout(records)
+        if exporter is not None:
+            exporter.offer(records)
     if args.pcap:
         try:
             counters = run_frames(pcap_frames(args.pcap), args.interval, emit, table)
@@ -40,8 +48,13 @@ def run_passive(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         frames = ((t, f) for t, f in live_frames(args.iface, stop=stop.is_set) if f)
         counters = run_frames(frames, args.interval, emit, table)
-    print(json.dumps({"frames": counters.frames, "malformed": dict(counters.malformed),
-                      "flows_evicted": table.evicted}), file=sys.stderr)
+    summary = {"frames": counters.frames, "malformed": dict(counters.malformed),
+               "flows_evicted": table.evicted}
+    if exporter is not None:
+        exporter.close()
+        summary.update(exported=exporter.sent, export_rejected=exporter.rejected,
+                       export_dropped=exporter.dropped, export_pending=exporter.pending())
+    print(json.dumps(summary), file=sys.stderr)
     return 0
 
 
@@ -54,6 +67,9 @@ def main(argv=None) -> int:
     source.add_argument("--iface", metavar="IF", help="capture on an interface (root)")
     passive.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
     passive.add_argument("--max-flows", type=int, default=100_000)
+    passive.add_argument("--controller", metavar="HOST:PORT",
+                         help="also export the records to the cems controller's gRPC address")
+    passive.add_argument("--probe-id", default=socket.gethostname())
     reflector = sub.add_parser("stamp-reflector", help="answer STAMP test packets (RFC 8762)")
     reflector.add_argument("--bind", type=_address, default=("0.0.0.0", DEFAULT_PORT))
     sender = sub.add_parser("stamp-sender", help="run one STAMP session and print its result")

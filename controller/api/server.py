@@ -4,7 +4,7 @@ import threading
 from concurrent import futures
 
 import grpc
-from cems.v1 import customer_pb2
+from cems.v1 import customer_pb2, probe_pb2
 from cems.v1 import status_pb2 as pb
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,9 +12,11 @@ from grpc_reflection.v1alpha import reflection
 
 from controller.api.auth import BearerAuthInterceptor
 from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
+from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
 from controller.csm.store import CsmStore
+from controller.kpis import KpiStore
 from controller.state import PublishedState
 
 
@@ -30,14 +32,26 @@ def build_service_handler(servicer, service, messages_module) -> grpc.GenericRpc
         response_cls = getattr(messages_module, method.output_type.name)
         behaviour = getattr(servicer, method.name)
 
-        def call(raw, context, request_cls=request_cls, behaviour=behaviour):
+        def parse(raw, context, request_cls=request_cls):
             try:
-                request = request_cls.FromString(raw)
+                return request_cls.FromString(raw)
             except DecodeError as err:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"request is not a valid {request_cls.DESCRIPTOR.full_name}: {err}")
-            return behaviour(request, context)
 
+        def call(raw, context, behaviour=behaviour, parse=parse):
+            return behaviour(parse(raw, context), context)
+
+        def call_stream(raw_iterator, context, behaviour=behaviour, parse=parse):
+            return behaviour((parse(raw, context) for raw in raw_iterator), context)
+
+        if method.client_streaming:
+            if method.server_streaming:
+                raise ValueError(f"{method.full_name}: bidirectional streams are not served")
+            handlers[method.name] = grpc.stream_unary_rpc_method_handler(
+                call_stream, request_deserializer=None,
+                response_serializer=response_cls.SerializeToString)
+            continue
         make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
                 else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = make(call, request_deserializer=None,
@@ -73,12 +87,16 @@ def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
 
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
-               max_workers: int = 32, credentials=None) -> tuple[GrpcServer, int]:
+               max_workers: int = 32, credentials=None, kpis: KpiStore | None = None
+               ) -> tuple[GrpcServer, int]:
     """Serve StatusService, and with `csm` SlaService, SlsService and ReportService behind bearer-token
     authentication, plus health and reflection, on address; returns (server, bound port)."""
     stop_event = threading.Event()
     services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
                  pb)]
+    if kpis is not None:
+        services.append((ProbeServicer(kpis, state, csm),
+                         probe_pb2.DESCRIPTOR.services_by_name["ProbeService"], probe_pb2))
     interceptors = []
     if csm is not None:
         options = {"gateway_dpid": gateway_dpid, "capacities": capacities, "on_change": on_change}
@@ -89,7 +107,9 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                      (ReportServicer(csm, state, **options),
                       customer_pb2.DESCRIPTOR.services_by_name["ReportService"], customer_pb2)]
         interceptors.append(BearerAuthInterceptor(
-            csm.principal_for, tuple(d.full_name for _, d, _ in services[1:])))
+            csm.principal_for, tuple(d.full_name for _, d, _ in services
+                                     if d.full_name.startswith(("cems.v1.Sla", "cems.v1.Sls",
+                                                                "cems.v1.Report")))))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors)

@@ -1,0 +1,128 @@
+"""Probe records in the controller: validation, a bounded window per flow, joins (core).
+
+A record with impossible values (negative counts, ratios above 1, an interval that ends
+before it starts, NaN where a number is required) is rejected with the reason; nothing
+already stored is touched. Thread-safe: gRPC servicer threads add and read.
+"""
+
+import collections
+import dataclasses
+import math
+import threading
+
+KIND_SERVICES = {"rtp": "voice", "mpegts": "iptv"}
+_RATIO_KPIS = ("rtp_loss_ratio",)
+_NON_NEGATIVE = ("rtp_lost", "rtp_expected", "rtp_duplicates", "rtp_reordered", "rtp_jitter_ms",
+                 "ts_cc_errors", "ts_lost_packets", "ts_sync_loss", "ts_pat_errors",
+                 "ts_pmt_errors", "mdi_df_ms", "mdi_mlr_pps", "tcp_rtt_ms",
+                 "tcp_handshake_rtt_ms", "tcp_retransmissions", "tcp_zero_windows",
+                 "tcp_rtt_samples", "ts_pcr_jitter_ms")
+KINDS = ("udp", "rtp", "mpegts", "tcp")
+
+
+@dataclasses.dataclass(frozen=True)
+class KpiRecord:
+    probe_id: str
+    src: str
+    dst: str
+    proto: int
+    sport: int
+    dport: int
+    kind: str
+    start_unix_s: float
+    end_unix_s: float
+    packets: int
+    bytes: int
+    throughput_bps: float
+    dscp: int
+    kpis: dict
+    customer_id: str = ""
+    service: str = ""
+
+    @property
+    def flow_key(self) -> tuple:
+        return (self.src, self.dst, self.proto, self.sport, self.dport)
+
+
+def check_record(record: KpiRecord) -> str:
+    """'' if the record is possible, else what is wrong with it."""
+    name = f"{record.src}:{record.sport}->{record.dst}:{record.dport}/{record.proto}"
+    if record.kind not in KINDS:
+        return f"{name}: kind {record.kind!r} is not one of {', '.join(KINDS)}"
+    for field in ("start_unix_s", "end_unix_s", "throughput_bps"):
+        value = getattr(record, field)
+        if not math.isfinite(value) or value < 0:
+            return f"{name}: {field} must be a finite number >= 0, got {value}"
+    if record.end_unix_s < record.start_unix_s:
+        return f"{name}: the interval ends ({record.end_unix_s}) before it starts"
+    if record.bytes < record.packets * 20 and record.packets:
+        return f"{name}: {record.bytes} bytes cannot hold {record.packets} IP packets"
+    if not 0 <= record.dscp <= 63:
+        return f"{name}: dscp {record.dscp} is not 0..63"
+    for key, value in record.kpis.items():
+        if math.isnan(value):
+            continue  # unknown in this interval
+        if key in _RATIO_KPIS and not 0 <= value <= 1:
+            return f"{name}: {key} must be 0..1 (a ratio), got {value}"
+        if key in _NON_NEGATIVE and (value < 0 or math.isinf(value)):
+            return f"{name}: {key} must be finite and >= 0, got {value}"
+    return ""
+
+
+class KpiStore:
+    """The latest `window` records of each flow, at most `max_flows` flows (oldest out)."""
+
+    def __init__(self, window: int = 60, max_flows: int = 100_000):
+        self.window = window
+        self.max_flows = max_flows
+        self._lock = threading.Lock()
+        self._flows: collections.OrderedDict = collections.OrderedDict()
+        self.accepted_total = 0
+        self.rejected_total = 0
+        self.probe_dropped_total = 0
+
+    def add(self, records: list[KpiRecord], probe_dropped: int = 0) -> tuple[int, list[str]]:
+        """Store the possible records; returns (accepted, problems of the rejected ones)."""
+        problems = []
+        accepted = 0
+        with self._lock:
+            self.probe_dropped_total += probe_dropped
+            for record in records:
+                problem = check_record(record)
+                if problem:
+                    problems.append(problem)
+                    continue
+                key = record.flow_key
+                window = self._flows.get(key)
+                if window is None:
+                    if len(self._flows) >= self.max_flows:
+                        self._flows.popitem(last=False)
+                    window = self._flows[key] = collections.deque(maxlen=self.window)
+                else:
+                    self._flows.move_to_end(key)
+                window.append(record)
+                accepted += 1
+            self.accepted_total += accepted
+            self.rejected_total += len(problems)
+        return accepted, problems
+
+    def latest(self) -> list[KpiRecord]:
+        with self._lock:
+            return [window[-1] for window in self._flows.values()]
+
+    def history(self, flow_key: tuple) -> list[KpiRecord]:
+        with self._lock:
+            return list(self._flows.get(flow_key, ()))
+
+
+def join_customers(records: list[KpiRecord], ip_to_customer: dict[str, str],
+                   classify) -> list[KpiRecord]:
+    """Records -> the same with customer (by either address) and service filled in.
+
+    `classify(record)` gives the service when the flow kind does not already say it."""
+    out = []
+    for record in records:
+        customer = ip_to_customer.get(record.src) or ip_to_customer.get(record.dst) or ""
+        service = KIND_SERVICES.get(record.kind) or classify(record)
+        out.append(dataclasses.replace(record, customer_id=customer, service=service))
+    return out

@@ -1,0 +1,114 @@
+"""Probe records: validation, the exporter with its bounded buffer, ListKpis joins."""
+
+import math
+import time
+
+import grpc
+import pytest
+from cems.v1 import probe_pb2 as pb
+from cems.v1 import probe_pb2_grpc as pb_grpc
+
+from controller import cli
+from controller.api.server import serve_grpc
+from controller.config import Address
+from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla
+from controller.csm.rules import initial_sls
+from controller.csm.store import CsmStore
+from controller.emulation import free_port, wait_for
+from controller.kpis import KpiRecord, KpiStore, check_record
+from controller.state import PublishedState
+from controller.store import Store
+from probes.export import RecordExporter
+from probes.flows import FlowRecord
+
+from tests.unit.controller.fakes import build_topology, mac
+
+
+def kpi(**kw) -> KpiRecord:
+    base = dict(probe_id="p", src="10.0.0.1", dst="10.0.0.2", proto=17, sport=4000, dport=5004,
+                kind="rtp", start_unix_s=1.0, end_unix_s=2.0, packets=50, bytes=10_000,
+                throughput_bps=80_000.0, dscp=46, kpis={"rtp_loss_ratio": 0.01})
+    base.update(kw)
+    return KpiRecord(**base)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"kpis": {"rtp_loss_ratio": 3.0}}, "a ratio"),
+    ({"end_unix_s": 0.5}, "ends"),
+    ({"throughput_bps": -1.0}, "throughput_bps"),
+    ({"bytes": 10}, "cannot hold"),
+    ({"kind": "carrier-pigeon"}, "kind"),
+    ({"kpis": {"tcp_rtt_ms": math.inf}}, "tcp_rtt_ms"),
+])
+def test_impossible_records_are_rejected_with_the_reason(changes, words):
+    assert words in check_record(kpi(**changes))
+    assert check_record(kpi(kpis={"rtp_loss_ratio": math.nan})) == ""  # unknown is fine
+
+
+def test_store_keeps_a_bounded_window_and_loses_nothing_on_bad_input():
+    store = KpiStore(window=3, max_flows=2)
+    assert store.add([kpi(start_unix_s=float(i), end_unix_s=i + 1.0) for i in range(5)]) == (5, [])
+    accepted, problems = store.add([kpi(kpis={"rtp_loss_ratio": 2.0})])
+    assert accepted == 0 and len(problems) == 1
+    assert [r.start_unix_s for r in store.history(kpi().flow_key)] == [2.0, 3.0, 4.0]
+    store.add([kpi(sport=1), kpi(sport=2)])
+    assert len(store.latest()) == 2  # the oldest flow made room
+
+
+def flow_record(sport: int, loss: float) -> FlowRecord:
+    return FlowRecord("10.0.0.1", "10.0.0.2", 17, sport, 5004, "rtp", 1.0, 2.0, 50, 10_000,
+                      80_000.0, 46, {"rtp_loss_ratio": loss, "rtp_jitter_ms": math.nan})
+
+
+def test_exporter_buffers_while_the_controller_is_away_and_delivers_later(tmp_path, capsys):
+    port = free_port()
+    exporter = RecordExporter(f"127.0.0.1:{port}", "probe-1", max_buffer=3, interval_s=0.05,
+                              max_backoff_s=0.1).start()
+    exporter.offer([flow_record(i, 0.01) for i in range(5)])  # 2 too many for the buffer
+    assert exporter.dropped == 2
+    time.sleep(0.3)  # the sender tries, fails, keeps them
+    assert exporter.pending() == 3
+
+    topology = build_topology({1: 3}, [])
+    topology.learn_host(mac(1), 1, 1, "10.0.0.1")
+    state = PublishedState(1.0, "os_ken")
+    state.topology = topology.snapshot()
+    csm = CsmStore(Store(str(tmp_path / "s.sqlite")))
+    sla = Sla("alice", "gsb-business", {ServiceClass.SILVER: ClassBounds(1, 2)})
+    csm.create_customer(Customer("alice", "Alice", access_dpid=1, access_port=1,
+                                 hosts=(mac(1),)), sla, initial_sls(sla, 0), lambda c: None)
+    kpis = KpiStore()
+    server, bound = serve_grpc(state, Address("127.0.0.1", port), csm=csm, kpis=kpis)
+    try:
+        wait_for(lambda: exporter.pending() == 0, 10, "the buffered records to be delivered")
+        exporter.offer([flow_record(9, 1.5)])  # impossible: rejected, reported
+        exporter.close()
+        assert exporter.sent == 3 and exporter.rejected == 1 and "a ratio" in exporter.problems[0]
+        with grpc.insecure_channel(f"127.0.0.1:{bound}") as channel:
+            reply = pb_grpc.ProbeServiceStub(channel).ListKpis(pb.ListKpisRequest(
+                customer_id="alice"))
+        assert {r.sport for r in reply.records} == {2, 3, 4}
+        assert all(r.service == "voice" and r.customer_id == "alice" for r in reply.records)
+        assert "rtp_jitter_ms" not in reply.records[0].kpis  # unknown stays absent, not 0
+        assert (reply.accepted_total, reply.rejected_total, reply.probe_dropped_total) == (3, 1, 2)
+        assert cli.main(["--server", f"127.0.0.1:{bound}", "kpis"]) == 0
+        out = capsys.readouterr().out
+        assert "alice" in out and "rtp_loss_ratio=0.01" in out and "dropped by probes 2" in out
+    finally:
+        server.stop(0)
+        csm.store.close()
+
+
+def test_a_malformed_export_stream_is_invalid_argument_and_stores_nothing():
+    kpis = KpiStore()
+    server, port = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", 0), kpis=kpis)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            raw = channel.stream_unary("/cems.v1.ProbeService/ExportRecords")
+            with pytest.raises(grpc.RpcError) as err:
+                raw(iter([b"\x12\xff\x01"]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "cems.v1.ExportRecordsRequest" in err.value.details()
+        assert kpis.accepted_total == 0
+    finally:
+        server.stop(0)
