@@ -44,6 +44,7 @@ class RecordExporter:
         self.sent = 0
         self.rejected = 0
         self.problems: list[str] = []
+        self._in_flight = 0
         self._thread = threading.Thread(target=self._run, name="cems-export", daemon=True)
 
     def start(self) -> "RecordExporter":
@@ -59,8 +60,9 @@ class RecordExporter:
                 self._buffer.append(record_pb(record, self.probe_id))
 
     def pending(self) -> int:
+        """Records not yet accepted by the controller (buffered or being sent)."""
         with self._lock:
-            return len(self._buffer)
+            return len(self._buffer) + self._in_flight
 
     def close(self, flush_timeout_s: float = 5.0) -> None:
         """Send what is buffered (for up to flush_timeout_s), then stop."""
@@ -78,10 +80,12 @@ class RecordExporter:
             count = min(self.batch, len(self._buffer))
             records = [self._buffer.popleft() for _ in range(count)]
             dropped, self._dropped_unreported = self._dropped_unreported, 0
+            self._in_flight = count
         return records, dropped
 
     def _give_back(self, records: list, dropped: int) -> None:
         with self._lock:
+            self._in_flight = 0
             for record in reversed(records):
                 if len(self._buffer) == self._buffer.maxlen:
                     self.dropped += 1
@@ -103,13 +107,17 @@ class RecordExporter:
                 request = pb.ExportRecordsRequest(probe_id=self.probe_id, records=records,
                                                   dropped_records=dropped)
                 try:
-                    reply = stub.ExportRecords(iter([request]), timeout=10)
+                    # wait_for_ready: a channel still backing off from an earlier failure
+                    # waits for the controller (up to the timeout) instead of failing at once
+                    reply = stub.ExportRecords(iter([request]), timeout=2, wait_for_ready=True)
                 except grpc.RpcError:
                     self._give_back(records, dropped)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
                     continue
                 backoff = self.interval_s
+                with self._lock:
+                    self._in_flight = 0
                 self.sent += reply.accepted
                 self.rejected += reply.rejected
                 self.problems = (self.problems + list(reply.problems))[-20:]
