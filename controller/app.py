@@ -154,6 +154,14 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         return {dpid for dpid, sw in self.switches.items()
                 if now - sw.connected_at >= self.config.settle_s}
 
+    def _mirror(self) -> tuple[int, int, frozenset[str]] | None:
+        """(probe dpid, probe port, MACs of the mirrored customers), or None."""
+        if self.config.mirror_probe is None or not self.config.mirror_customers:
+            return None
+        macs = frozenset(mac for customer_id in self.config.mirror_customers
+                         for mac in self.customers.hosts_of(customer_id))
+        return (*self.config.mirror_probe, macs) if macs else None
+
     def _apply(self, dpid: int, desired: frozenset, allow_delete: bool,
                meters: dict[int, MeterSpec] | None = None) -> None:
         """Send what makes the switch hold `desired` flows (and `meters`, when given).
@@ -194,9 +202,10 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _converge(self, now: float) -> None:
         """Make every settled switch hold exactly its desired flows; others get control flows."""
         settled = sorted(self._settled(now))
-        key = (self.topology.version, tuple(settled))
-        if self._desired[0] != key:  # flows follow from topology and settled switches only
-            self._desired = (key, compute_desired_flows(self.topology, settled))
+        mirror = self._mirror()
+        key = (self.topology.version, tuple(settled), mirror)
+        if self._desired[0] != key:  # flows follow from these only
+            self._desired = (key, compute_desired_flows(self.topology, settled, mirror))
         desired = self._desired[1]
         # Customers' meters and marking only where the switch's meters are known, so that
         # a meter is never added twice nor a flow sent before its meter.

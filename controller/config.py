@@ -53,6 +53,8 @@ class ControllerConfig:
     link_capacity_bps: tuple = ()  # ((dpid, port), bps) overriding reported port speeds
     egress_interfaces: tuple = ()  # (ifname, link bps): local interfaces given GSB HTB classes
     edge_shaping: tuple = ()  # (customer_id, netns, ifname): edge hosts shaped to the SLS rate
+    mirror_probe: tuple | None = None  # (dpid, port) of the probe's port
+    mirror_customers: tuple = ()  # customers whose traffic is copied to the probe
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -162,6 +164,24 @@ def _readable(key: str, value: Any) -> str:
     return value
 
 
+def _switch_port(key: str, value: Any) -> tuple[int, int]:
+    dpid_text, sep, port_text = str(value).partition(":")
+    try:
+        dpid, port = int(dpid_text, 0), int(port_text)
+    except ValueError:
+        raise ConfigError(key, f"must be \"DPID:PORT\", for example \"2:10\"; got {value!r}") \
+            from None
+    if not sep or port <= 0:
+        raise ConfigError(key, f"must be \"DPID:PORT\" with a port above 0; got {value!r}")
+    return dpid, port
+
+
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(key, f"must be a list of customer ids, got {value!r}")
+    return tuple(value)
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -187,6 +207,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "csm.link_capacity_bps": ("link_capacity_bps", _capacities),
     "csm.egress_interfaces": ("egress_interfaces", _interfaces),
     "csm.edge_shaping": ("edge_shaping", _edges),
+    "mirror.probe": ("mirror_probe", lambda k, v: _switch_port(k, v)),
+    "mirror.customers": ("mirror_customers", lambda k, v: _names(k, v)),
 }
 
 
@@ -223,6 +245,8 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
     if config.grpc_tls_client_ca and not config.grpc_tls_cert:
         raise ConfigError("grpc.tls_client_ca", "client certificates (mTLS) need TLS: "
                           "give grpc.tls_cert and grpc.tls_key too")
+    if config.mirror_customers and config.mirror_probe is None:
+        raise ConfigError("mirror.customers", "needs mirror.probe (the probe's DPID:PORT)")
     if config.link_timeout_s <= config.lldp_interval_s:
         raise ConfigError("discovery.link_timeout_s",
                           f"must be greater than discovery.lldp_interval_s "

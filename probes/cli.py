@@ -1,11 +1,13 @@
 """cems-probe: the probes' command line (shell).
 
     cems-probe passive (--pcap FILE | --iface IF) [--interval S]   (JSON lines of flow records)
+    cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent)
     cems-probe stamp-reflector [--bind HOST:PORT]
     cems-probe stamp-sender --target HOST:PORT [--count N] [--interval S] [--json]
 """
 
 import argparse
+import dataclasses
 import json
 import signal
 import socket
@@ -14,6 +16,7 @@ import threading
 
 from probes.export import RecordExporter
 from probes.flows import FlowTable
+from probes.gen import send_iptv, send_voice
 from probes.passive import live_frames, pcap_frames, run_frames, write_records
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
@@ -46,7 +49,7 @@ def run_passive(args) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        frames = ((t, f) for t, f in live_frames(args.iface, stop=stop.is_set) if f)
+        frames = ((t, f) for t, f in live_frames(args.iface, args.snaplen, stop.is_set) if f)
         counters = run_frames(frames, args.interval, emit, table)
     summary = {"frames": counters.frames, "malformed": dict(counters.malformed),
                "flows_evicted": table.evicted}
@@ -67,9 +70,15 @@ def main(argv=None) -> int:
     source.add_argument("--iface", metavar="IF", help="capture on an interface (root)")
     passive.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
     passive.add_argument("--max-flows", type=int, default=100_000)
+    passive.add_argument("--snaplen", type=int, default=2048,
+                         help="bytes kept per frame (MPEG-TS needs whole datagrams)")
     passive.add_argument("--controller", metavar="HOST:PORT",
                          help="also export the records to the cems controller's gRPC address")
     passive.add_argument("--probe-id", default=socket.gethostname())
+    for kind in ("voice", "iptv"):
+        gen = sub.add_parser(f"gen-{kind}", help=f"send {kind} test traffic, print what was sent")
+        gen.add_argument("--target", type=_address, required=True)
+        gen.add_argument("--seconds", type=float, default=10.0)
     reflector = sub.add_parser("stamp-reflector", help="answer STAMP test packets (RFC 8762)")
     reflector.add_argument("--bind", type=_address, default=("0.0.0.0", DEFAULT_PORT))
     sender = sub.add_parser("stamp-sender", help="run one STAMP session and print its result")
@@ -79,6 +88,10 @@ def main(argv=None) -> int:
     sender.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS")
     sender.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.command in ("gen-voice", "gen-iptv"):
+        send = send_voice if args.command == "gen-voice" else send_iptv
+        print(json.dumps(dataclasses.asdict(send(*args.target, args.seconds))))
+        return 0
     if args.command == "passive":
         return run_passive(args)
     if args.command == "stamp-reflector":

@@ -64,9 +64,12 @@ def pcap_frames(path: str) -> Iterable[tuple[float, bytes]]:
             yield when, data
 
 
-def live_frames(iface: str, snaplen: int = 256, stop: Callable[[], bool] = lambda: False
+def live_frames(iface: str, snaplen: int = 2048, stop: Callable[[], bool] = lambda: False
                 ) -> Iterable[tuple[float, bytes]]:
-    """Frames from a raw AF_PACKET socket on `iface` (recv_into a reused buffer)."""
+    """Frames from a raw AF_PACKET socket on `iface` (recv_into a reused buffer).
+
+    MPEG-TS analysis needs whole datagrams; a snap length of about 128 bytes is enough when
+    only RTP and TCP headers matter, and cheaper."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((iface, 0))
     sock.settimeout(0.2)

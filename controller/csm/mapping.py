@@ -86,6 +86,7 @@ class CustomerMapping:
     def __init__(self):
         self._parts: dict[str, tuple[int, frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
         self._sls: dict[str, Sls] = {}
+        self._hosts: dict[str, tuple[str, ...]] = {}
         self._by_switch: dict[int, set[str]] = collections.defaultdict(set)
         self._cache: dict[int, tuple[frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
 
@@ -95,6 +96,7 @@ class CustomerMapping:
     def replace_all(self, states: Iterable[CustomerState]) -> None:
         self._parts.clear()
         self._sls.clear()
+        self._hosts.clear()
         self._by_switch.clear()
         self._cache.clear()
         for state in states:
@@ -104,6 +106,7 @@ class CustomerMapping:
         """A customer changed (state) or was deleted (None)."""
         old = self._parts.pop(customer_id, None)
         self._sls.pop(customer_id, None)
+        self._hosts.pop(customer_id, None)
         if old is not None:
             self._by_switch[old[0]].discard(customer_id)
             self._cache.pop(old[0], None)
@@ -113,8 +116,13 @@ class CustomerMapping:
         flows, meters = compute_customer_state([state], {dpid})
         self._parts[customer_id] = (dpid, frozenset(flows[dpid]), meters[dpid])
         self._sls[customer_id] = state.sls
+        self._hosts[customer_id] = state.customer.hosts
         self._by_switch[dpid].add(customer_id)
         self._cache.pop(dpid, None)
+
+    def hosts_of(self, customer_id: str) -> tuple[str, ...]:
+        """MACs of a customer's devices (empty if unknown)."""
+        return self._hosts.get(customer_id, ())
 
     def sls(self, customer_id: str) -> Sls | None:
         return self._sls.get(customer_id)

@@ -23,12 +23,14 @@ def build_topology(switch_ports: dict[int, int], links: list[tuple[int, int, int
 
 class FakeNetwork:
     """Walks a packet through desired flows and links, as the switches would forward it:
-    tables from 0, goto_table, set_field and meters (recorded, never dropping)."""
+    tables from 0, goto_table, set_field and meters (recorded, never dropping); a packet
+    follows its first output, further outputs are recorded as copies."""
 
     def __init__(self, topology: Topology, flows: dict[int, frozenset[FlowEntry]]):
         self.links = {(k.src_dpid, k.src_port): (k.dst_dpid, k.dst_port) for k in topology.links()}
         self.flows = flows
         self.meters_hit: list[tuple[int, int]] = []
+        self.copies: list[tuple[int, int]] = []  # extra outputs: (dpid, port)
 
     def lookup(self, dpid: int, table: int, fields: dict) -> FlowEntry | None:
         best = None
@@ -62,7 +64,10 @@ class FakeNetwork:
                             elif action[0] == "controller":
                                 return ("controller", dpid)
                             elif action[0] == "output":
-                                output = action[1]
+                                if output is None:
+                                    output = action[1]
+                                else:
+                                    self.copies.append((dpid, action[1]))
                     elif instruction[0] == "goto_table":
                         goto = instruction[1]
                 if output is None:

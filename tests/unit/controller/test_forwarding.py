@@ -104,3 +104,20 @@ def test_random_meshes_deliver_without_loops(n, data):
             if src != dst:
                 assert net.deliver(src, {"eth_src": mac(src), "eth_dst": mac(dst)}) == ("host", dst, 1)
                 assert len(paths[src][dst]) - 1 == len(paths[dst][src]) - 1
+
+
+def test_mirroring_copies_a_customers_traffic_without_changing_forwarding():
+    topology = ring_with_hosts()
+    plain = compute_desired_flows(topology, [1, 2, 3, 4])
+    mirrored = compute_desired_flows(topology, [1, 2, 3, 4], mirror=(2, 4, frozenset({mac(1)})))
+    assert {d: plain[d] for d in (1, 3, 4)} == {d: mirrored[d] for d in (1, 3, 4)}
+    changed = mirrored[2] - plain[2]
+    assert changed and all(
+        (dict(e.match).get("eth_src") == mac(1) or dict(e.match).get("eth_dst") == mac(1))
+        and e.instructions[0][1][-1] == ("output", 4) for e in changed)
+    # the original output stays first: forwarding is what it was
+    net = FakeNetwork(topology, mirrored)
+    assert net.deliver(1, {"eth_src": mac(1), "eth_dst": mac(3)}) == ("host", 3, 1)
+    assert net.copies == [(2, 4)]
+    untouched = {e for e in mirrored[2] if mac(1) not in dict(e.match).values()}
+    assert untouched <= plain[2]

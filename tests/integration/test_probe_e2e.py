@@ -1,0 +1,85 @@
+"""End to end on the access network: a customer's voice and IPTV flows are mirrored to the
+probe port, the passive probe computes their KPIs and exports them, and `cemsctl kpis`
+shows them joined with the customer."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import grpc
+import pytest
+from cems.v1 import customer_pb2 as pb
+from cems.v1 import customer_pb2_grpc as pb_grpc
+from cems.v1 import probe_pb2, probe_pb2_grpc
+
+from controller.emulation import REPO, ControllerProcess, wait_for
+from mininet_topos import AccessTopo
+
+from tests.integration.conftest import running_network
+from tests.integration.test_customer_service import auth, create_token
+
+
+@pytest.fixture
+def mirroring_controller(request, tmp_path):
+    proc = ControllerProcess(workdir=str(tmp_path),
+                             extra_config='[mirror]\nprobe = "2:10"\ncustomers = ["c1"]\n')
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"--- controller log ---\n{proc.log_tail(60)}")
+
+
+def test_mirrored_voice_and_iptv_kpis_reach_the_controller(mirroring_controller):
+    controller = mirroring_controller
+    with running_network(AccessTopo(), controller) as net:
+        net.pingAll(timeout=1)
+        phone, stb, voice, iptv = net.get("c1phone", "c1stb", "voice", "iptv")
+        channel = grpc.insecure_channel(controller.grpc_address)
+        manager = create_token(controller, "domain-manager")
+        pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
+            customer=pb.Customer(customer_id="c1", name="C1", access_dpid=5, access_port=3,
+                                 hosts=[phone.MAC(), stb.MAC()]),
+            sla=pb.Sla(customer_id="c1", variant="gsb-business", bounds=[
+                pb.ClassBounds(service_class=pb.SERVICE_CLASS_SILVER, min_bps=10_000_000,
+                               max_bps=20_000_000)])), metadata=auth(manager))
+        # The mirror is on the core switch s2, port 10; the probe reads that port's egress
+        # in the root namespace, where the controller's gRPC address is reachable.
+        wait_for(lambda: "output:10" in subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s2", "table=1"],
+            capture_output=True, text=True).stdout, 20, "mirror outputs on s2")
+        probe = subprocess.Popen([sys.executable, "-m", "probes.cli", "passive", "--iface",
+                                  "s2-eth10", "--controller", controller.grpc_address,
+                                  "--probe-id", "core-probe"], cwd=REPO,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            voice_truth = json.loads(voice.cmd(
+                f"cd {REPO} && {sys.executable} -m probes.cli gen-voice --target "
+                f"{phone.IP()}:5004 --seconds 4").strip().splitlines()[-1])
+            iptv_truth = json.loads(iptv.cmd(
+                f"cd {REPO} && {sys.executable} -m probes.cli gen-iptv --target "
+                f"{stb.IP()}:1234 --seconds 4").strip().splitlines()[-1])
+            stub = probe_pb2_grpc.ProbeServiceStub(channel)
+
+            def records():
+                reply = stub.ListKpis(probe_pb2.ListKpisRequest(customer_id="c1"))
+                found = {r.service: r for r in reply.records}
+                return found if {"voice", "iptv"} <= set(found) else None
+            found = wait_for(records, 20, "voice and IPTV records of c1")
+        finally:
+            probe.send_signal(signal.SIGTERM)
+            _, err = probe.communicate(timeout=20)
+        assert voice_truth["packets"] == 200 and iptv_truth["packets"] > 1000
+        history = found["voice"]
+        assert history.kind == "rtp" and history.dport == 5004 and history.probe_id == "core-probe"
+        assert history.kpis["rtp_loss_ratio"] == 0.0
+        assert found["iptv"].kind == "mpegts" and found["iptv"].kpis["ts_cc_errors"] == 0
+        summary = json.loads(err.strip().splitlines()[-1])
+        assert summary["exported"] > 0 and summary["export_dropped"] == 0
+        # forwarding is untouched by the mirror: the phone still answers
+        assert net.ping([voice, phone], timeout=1) == 0.0
+        channel.close()
