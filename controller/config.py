@@ -38,6 +38,8 @@ class ControllerConfig:
 
     openflow_listen: Address = Address("127.0.0.1", 6653)
     grpc_listen: Address = Address("127.0.0.1", 50051)
+    grpc_unix_socket: str = ""    # also serve gRPC on this unix socket (reachable from
+    #                               network namespaces that share the file system: probes)
     grpc_tls_cert: str = ""       # PEM server certificate (chain); with the key, gRPC uses TLS
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""  # PEM CA: clients must present a certificate it signed (mTLS)
@@ -156,6 +158,12 @@ def _edges(key: str, value: Any) -> tuple:
     return tuple(sorted(out))
 
 
+def _socket_path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 100:
+        raise ConfigError(key, f"must be an absolute path of at most 100 characters, got {value!r}")
+    return value
+
+
 def _readable(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(key, f"must be the path of a PEM file, got {value!r}")
@@ -193,6 +201,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "openflow.listen": ("openflow_listen", parse_address),
     "grpc.listen": ("grpc_listen", lambda k, v: parse_address(k, v, allow_port_zero=True)),
     "metrics.listen": ("metrics_listen", _optional_address),
+    "grpc.unix_socket": ("grpc_unix_socket", lambda k, v: _socket_path(k, v)),
     "grpc.tls_cert": ("grpc_tls_cert", lambda k, v: _readable(k, v)),
     "grpc.tls_key": ("grpc_tls_key", lambda k, v: _readable(k, v)),
     "grpc.tls_client_ca": ("grpc_tls_client_ca", lambda k, v: _readable(k, v)),

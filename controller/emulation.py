@@ -62,7 +62,7 @@ class ControllerProcess:
 
     def __init__(self, workdir: str | None = None, poll_interval_s: float = 1.0,
                  runtime: str = "os_ken", extra_args: tuple[str, ...] = (),
-                 extra_config: str = ""):
+                 extra_config: str = "", unix_socket: str = ""):
         if runtime not in ("os_ken", "ryu"):
             raise ValueError(f"runtime must be 'os_ken' or 'ryu', got {runtime!r}")
         self.workdir = workdir or tempfile.mkdtemp(prefix="cems-")
@@ -76,6 +76,7 @@ class ControllerProcess:
         self.poll_interval_s = poll_interval_s
         self.extra_args = extra_args
         self.extra_config = extra_config  # more TOML, appended to the generated file
+        self.unix_socket = unix_socket    # gRPC also on this unix socket, if given
         self.process: subprocess.Popen | None = None
         self._channel = None
 
@@ -88,6 +89,7 @@ class ControllerProcess:
             stream.write(
                 f'[openflow]\nlisten = "127.0.0.1:{self.openflow_port}"\n'
                 f'[grpc]\nlisten = "127.0.0.1:{self.grpc_port}"\n'
+                + (f'unix_socket = "{self.unix_socket}"\n' if self.unix_socket else "") +
                 f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n'
                 f'[stats]\npoll_interval_s = {self.poll_interval_s}\n'
                 f'[store]\npath = "{self.store_path}"\n{self.extra_config}')

@@ -110,6 +110,11 @@ class KpiStore:
         with self._lock:
             return [window[-1] for window in self._flows.values()]
 
+    def everything(self) -> list[KpiRecord]:
+        """Every stored record, flow by flow, oldest first within a flow."""
+        with self._lock:
+            return [record for window in self._flows.values() for record in window]
+
     def history(self, flow_key: tuple) -> list[KpiRecord]:
         with self._lock:
             return list(self._flows.get(flow_key, ()))

@@ -56,7 +56,7 @@ class Runtime:
                                              self.config.grpc_tls_client_ca)
         self.grpc_server, self.grpc_port = serve_grpc(
             self.state, self.config.grpc_listen, credentials=credentials, csm=CsmStore(self.store),
-            kpis=self.kpis,
+            kpis=self.kpis, unix_socket=self.config.grpc_unix_socket,
             gateway_dpid=self.config.gateway_dpid,
             capacities=dict(self.config.link_capacity_bps),
             on_change=self.notify_customers_changed)

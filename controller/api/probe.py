@@ -60,11 +60,12 @@ class ProbeServicer:
         if request.limit > MAX_LIST:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"limit {request.limit} is above {MAX_LIST}")
-        records = join_customers(self.kpis.latest(), self._ip_to_customer(), _service_of)
+        source = self.kpis.everything() if request.history else self.kpis.latest()
+        records = join_customers(source, self._ip_to_customer(), _service_of)
         records = [r for r in records
                    if (not request.customer_id or r.customer_id == request.customer_id)
                    and (not request.service or r.service == request.service)]
-        records.sort(key=lambda r: (r.customer_id, r.service, r.flow_key))
+        records.sort(key=lambda r: (r.customer_id, r.service, r.flow_key, r.start_unix_s))
         return pb.ListKpisResponse(records=[record_pb(r) for r in records[:request.limit or 1000]],
                                    accepted_total=self.kpis.accepted_total,
                                    rejected_total=self.kpis.rejected_total,

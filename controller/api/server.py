@@ -1,5 +1,6 @@
 """Start the controller's gRPC server with health checking and reflection (shell)."""
 
+import os
 import threading
 from concurrent import futures
 
@@ -87,8 +88,8 @@ def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
 
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
-               max_workers: int = 32, credentials=None, kpis: KpiStore | None = None
-               ) -> tuple[GrpcServer, int]:
+               max_workers: int = 32, credentials=None, kpis: KpiStore | None = None,
+               unix_socket: str = "") -> tuple[GrpcServer, int]:
     """Serve StatusService, and with `csm` SlaService, SlsService and ReportService behind bearer-token
     authentication, plus health and reflection, on address; returns (server, bound port)."""
     stop_event = threading.Event()
@@ -124,6 +125,11 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
             else server.add_insecure_port(str(address)))
     if port == 0:
         raise OSError(f"cannot listen for gRPC on {address}")
+    if unix_socket:
+        if os.path.exists(unix_socket):
+            os.unlink(unix_socket)  # a socket file left by an earlier run is replaced
+        if not server.add_insecure_port(f"unix:{unix_socket}"):
+            raise OSError(f"cannot listen for gRPC on unix socket {unix_socket}")
     server.start()
     for name in ("",) + service_names[:len(services)]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

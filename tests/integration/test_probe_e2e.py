@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -82,4 +83,70 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(mirroring_controller)
         assert summary["exported"] > 0 and summary["export_dropped"] == 0
         # forwarding is untouched by the mirror: the phone still answers
         assert net.ping([voice, phone], timeout=1) == 0.0
+        channel.close()
+
+
+@pytest.fixture
+def socket_controller(request, tmp_path):
+    sock = f"/tmp/cems-{tmp_path.name[-20:]}.sock"
+    proc = ControllerProcess(workdir=str(tmp_path), unix_socket=sock)
+    try:
+        proc.start()
+        yield proc
+    finally:
+        proc.stop()
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"--- controller log ---\n{proc.log_tail(60)}")
+
+
+def test_congestion_raises_voice_loss_and_jitter_and_they_fall_back(socket_controller):
+    controller = socket_controller
+    with running_network(AccessTopo(), controller) as net:
+        net.pingAll(timeout=1)
+        phone, voice, web = net.get("c1phone", "voice", "web")
+        channel = grpc.insecure_channel(controller.grpc_address)
+        manager = create_token(controller, "domain-manager")
+        pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
+            customer=pb.Customer(customer_id="c1", name="C1", access_dpid=5, access_port=3,
+                                 hosts=[phone.MAC()]),
+            sla=pb.Sla(customer_id="c1", variant="gsb-business", bounds=[
+                pb.ClassBounds(service_class=pb.SERVICE_CLASS_SILVER, min_bps=20_000_000,
+                               max_bps=20_000_000)])), metadata=auth(manager))
+        # The probe sits at the customer's side of its 20 Mbit/s line, after the bottleneck,
+        # and reaches the controller through its unix socket.
+        probe = phone.popen([sys.executable, "-m", "probes.cli", "passive", "--iface",
+                             phone.defaultIntf().name, "--controller",
+                             f"unix:{controller.unix_socket}", "--probe-id", "c1-cpe"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        bulk_server = phone.popen(["iperf3", "-s", "-1", "-p", "5601"])
+        calls = voice.popen([sys.executable, "-m", "probes.cli", "gen-voice", "--target",
+                             f"{phone.IP()}:5004", "--seconds", "18"], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(6)   # calm: the voice call alone (scenario timing, not a wait)
+            web.cmd(f"iperf3 -c {phone.IP()} -p 5601 -u -b 40M -t 6")  # congests the line
+            calls.communicate(timeout=60)  # calm again until the call ends
+            stub = probe_pb2_grpc.ProbeServiceStub(channel)
+
+            def voice_history():
+                reply = stub.ListKpis(probe_pb2.ListKpisRequest(customer_id="c1", service="voice",
+                                                                history=True))
+                return list(reply.records) if len(reply.records) >= 16 else None
+            history = wait_for(voice_history, 20, "16 s of voice records from the customer probe")
+        finally:
+            for proc in (bulk_server, calls):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            probe.send_signal(signal.SIGTERM)
+            probe.communicate(timeout=20)
+        loss = [r.kpis.get("rtp_loss_ratio", 0.0) for r in history]
+        jitter = [r.kpis.get("rtp_jitter_ms", 0.0) for r in history]
+        calm_before, calm_after = slice(1, 5), slice(-3, None)
+        congested = max(range(len(history)), key=lambda i: loss[i] + jitter[i] / 10)
+        assert max(loss[calm_before]) == 0.0 and max(loss[calm_after]) == 0.0, loss
+        assert loss[congested] > 0.01 or jitter[congested] > 3 * max(jitter[calm_before]), \
+            (loss, jitter)
+        assert 6 <= congested <= len(history) - 3, (congested, loss, jitter)
         channel.close()
