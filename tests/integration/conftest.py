@@ -42,16 +42,29 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def controller(request, tmp_path):
-    proc = ControllerProcess(workdir=str(tmp_path))
-    try:
+def make_controller(request, tmp_path):
+    """make_controller(**ControllerProcess options) -> a started controller, stopped by its
+    pid after the test; its log is printed when the test failed."""
+    started = []
+
+    def make(**options) -> ControllerProcess:
+        proc = ControllerProcess(workdir=str(tmp_path), **options)
+        started.append(proc)
         proc.start()
-        yield proc
+        return proc
+    try:
+        yield make
     finally:
-        proc.stop()
         failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- controller log ({proc.log_path}) ---\n{proc.log_tail(80)}")
+        for proc in started:
+            proc.stop()
+            if failed is not None and failed.failed:
+                print(f"--- controller log ({proc.log_path}) ---\n{proc.log_tail(80)}")
+
+
+@pytest.fixture
+def controller(make_controller):
+    return make_controller()
 
 
 @contextlib.contextmanager

@@ -127,17 +127,6 @@ def test_sls_change_reaches_the_network_and_survives_restart(controller):
         channel.close()
 
 
-@pytest.fixture
-def classed_controller(tmp_path):
-    from controller.emulation import ControllerProcess
-    proc = ControllerProcess(workdir=str(tmp_path),
-                             extra_config='[csm]\negress_interfaces = { "s1-eth1" = 20000000 }\n')
-    try:
-        proc.start()
-        yield proc
-    finally:
-        proc.stop()
-
 
 def _customer(channel, manager, cid, port, mac, bounds):
     pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
@@ -147,8 +136,9 @@ def _customer(channel, manager, cid, port, mac, bounds):
                    bounds=bounds)), metadata=auth(manager))
 
 
-def test_gold_keeps_its_rate_through_a_congested_bottleneck(classed_controller):
-    controller = classed_controller
+def test_gold_keeps_its_rate_through_a_congested_bottleneck(make_controller):
+    controller = make_controller(
+        extra_config='[csm]\negress_interfaces = { "s1-eth1" = 20000000 }\n')
     with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), controller) as net:
         net.pingAll(timeout=1)
         assert net.pingAll(timeout=1) == 0.0
@@ -195,20 +185,6 @@ def test_gold_keeps_its_rate_through_a_congested_bottleneck(classed_controller):
         channel.close()
 
 
-@pytest.fixture
-def shaped_controller(request, tmp_path):
-    from controller.emulation import ControllerProcess
-    proc = ControllerProcess(workdir=str(tmp_path),
-                             extra_config='[csm]\nedge_shaping = { alice = "cems-l1:l1-eth0" }\n')
-    try:
-        proc.start()
-        yield proc
-    finally:
-        proc.stop()
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- controller log ---\n{proc.log_tail(60)}")
-
 
 def tcp_rate_bps(client, server, port: int, seconds: int = 5) -> float:
     server_proc = server.popen(["iperf3", "-s", "-1", "-p", str(port)])
@@ -221,8 +197,9 @@ def tcp_rate_bps(client, server, port: int, seconds: int = 5) -> float:
         server_proc.wait()
 
 
-def test_tcp_follows_the_sls_with_edge_shaping(shaped_controller):
-    controller = shaped_controller
+def test_tcp_follows_the_sls_with_edge_shaping(make_controller):
+    controller = make_controller(
+        extra_config='[csm]\nedge_shaping = { alice = "cems-l1:l1-eth0" }\n')
     with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), controller) as net:
         net.pingAll(timeout=1)
         assert net.pingAll(timeout=1) == 0.0

@@ -9,34 +9,20 @@ import sys
 import time
 
 import grpc
-import pytest
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
 from cems.v1 import probe_pb2, probe_pb2_grpc
 
-from controller.emulation import REPO, ControllerProcess, wait_for
+from controller.emulation import REPO, wait_for
 from mininet_topos import AccessTopo
 
 from tests.integration.conftest import running_network
 from tests.integration.test_customer_service import auth, create_token
 
 
-@pytest.fixture
-def mirroring_controller(request, tmp_path):
-    proc = ControllerProcess(workdir=str(tmp_path),
-                             extra_config='[mirror]\nprobe = "2:10"\ncustomers = ["c1"]\n')
-    try:
-        proc.start()
-        yield proc
-    finally:
-        proc.stop()
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- controller log ---\n{proc.log_tail(60)}")
 
-
-def test_mirrored_voice_and_iptv_kpis_reach_the_controller(mirroring_controller):
-    controller = mirroring_controller
+def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
+    controller = make_controller(extra_config='[mirror]\nprobe = "2:10"\ncustomers = ["c1"]\n')
     with running_network(AccessTopo(), controller) as net:
         net.pingAll(timeout=1)
         phone, stb, voice, iptv = net.get("c1phone", "c1stb", "voice", "iptv")
@@ -86,22 +72,9 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(mirroring_controller)
         channel.close()
 
 
-@pytest.fixture
-def socket_controller(request, tmp_path):
-    sock = f"/tmp/cems-{tmp_path.name[-20:]}.sock"
-    proc = ControllerProcess(workdir=str(tmp_path), unix_socket=sock)
-    try:
-        proc.start()
-        yield proc
-    finally:
-        proc.stop()
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            print(f"--- controller log ---\n{proc.log_tail(60)}")
 
-
-def test_congestion_raises_voice_loss_and_jitter_and_they_fall_back(socket_controller):
-    controller = socket_controller
+def test_congestion_raises_voice_loss_and_jitter_and_they_fall_back(make_controller, tmp_path):
+    controller = make_controller(unix_socket=f"/tmp/cems-{tmp_path.name[-20:]}.sock")
     with running_network(AccessTopo(), controller) as net:
         net.pingAll(timeout=1)
         phone, voice, web = net.get("c1phone", "voice", "web")
