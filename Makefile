@@ -23,6 +23,7 @@ bench: setup
 	$(PY) bench/bench_stats.py
 	$(PY) bench/bench_qoe.py
 	$(PY) bench/bench_csm.py
+	$(PY) bench/bench_probe.py
 
 clean:
 	rm -rf $(VENV) .venv-ryu gen .pytest_cache .hypothesis
