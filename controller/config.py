@@ -111,37 +111,42 @@ def _path(key: str, value: Any) -> str:
     return value
 
 
-def _capacities(key: str, value: Any) -> tuple:
-    allowed = ("a table of \"DPID:PORT\" = bit/s, for example "
-               "{ \"1:4\" = 1000000000 } (DPID decimal or 0x hex)")
+def _dpid_port(text: str) -> tuple[int, int] | None:
+    """'DPID:PORT' (DPID decimal or 0x hex) -> (dpid, port), or None if it is not that."""
+    dpid_text, sep, port_text = str(text).partition(":")
+    try:
+        return (int(dpid_text, 0), int(port_text)) if sep else None
+    except ValueError:
+        return None
+
+
+def _bit_rates(key: str, value: Any, allowed: str, parse_name) -> tuple:
+    """A table NAME = positive integer bit/s -> sorted ((parsed name, bps), ...);
+    parse_name returns None for a name it does not accept."""
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be {allowed}")
     out = []
     for name, bps in value.items():
-        dpid_text, sep, port_text = str(name).partition(":")
-        try:
-            dpid, port = int(dpid_text, 0), int(port_text)
-        except ValueError:
-            raise ConfigError(f"{key}.{name}", f"must be named DPID:PORT; {allowed}") from None
-        if not sep or isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0:
+        parsed = parse_name(name)
+        if parsed is None:
+            raise ConfigError(f"{key}.{name}", f"is not an accepted name; {allowed}")
+        if isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0:
             raise ConfigError(f"{key}.{name}", f"must be a positive integer bit/s; {allowed}")
-        out.append(((dpid, port), bps))
+        out.append((parsed, bps))
     return tuple(sorted(out))
+
+
+def _capacities(key: str, value: Any) -> tuple:
+    return _bit_rates(key, value, "a table of \"DPID:PORT\" = bit/s, for example "
+                      "{ \"1:4\" = 1000000000 } (DPID decimal or 0x hex)", _dpid_port)
 
 
 def _interfaces(key: str, value: Any) -> tuple:
-    allowed = "a table of \"IFNAME\" = link bit/s, for example { \"s1-eth1\" = 20000000 }"
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be {allowed}")
-    out = []
-    for name, bps in value.items():
-        if not name or len(name) > 15 or "/" in name or " " in name:
-            raise ConfigError(f"{key}.{name}", "must be a network interface name (1 to 15 "
-                              "characters, no '/' or spaces)")
-        if isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0:
-            raise ConfigError(f"{key}.{name}", f"must be a positive integer bit/s; {allowed}")
-        out.append((name, bps))
-    return tuple(sorted(out))
+    def interface(name):
+        return name if name and len(name) <= 15 and "/" not in name and " " not in name \
+            else None
+    return _bit_rates(key, value, "a table of \"IFNAME\" (1 to 15 characters, no '/' or "
+                      "spaces) = link bit/s, for example { \"s1-eth1\" = 20000000 }", interface)
 
 
 def _edges(key: str, value: Any) -> tuple:
@@ -173,15 +178,11 @@ def _readable(key: str, value: Any) -> str:
 
 
 def _switch_port(key: str, value: Any) -> tuple[int, int]:
-    dpid_text, sep, port_text = str(value).partition(":")
-    try:
-        dpid, port = int(dpid_text, 0), int(port_text)
-    except ValueError:
-        raise ConfigError(key, f"must be \"DPID:PORT\", for example \"2:10\"; got {value!r}") \
-            from None
-    if not sep or port <= 0:
-        raise ConfigError(key, f"must be \"DPID:PORT\" with a port above 0; got {value!r}")
-    return dpid, port
+    parsed = _dpid_port(value)
+    if parsed is None or parsed[1] <= 0:
+        raise ConfigError(key, f"must be \"DPID:PORT\" with a port above 0, for example "
+                          f"\"2:10\"; got {value!r}")
+    return parsed
 
 
 def _names(key: str, value: Any) -> tuple[str, ...]:

@@ -92,3 +92,20 @@ def test_tls_files_must_exist_and_come_in_pairs(tmp_path):
         parse_config({"grpc": {"tls_client_ca": str(cert)}})
     config = parse_config({"grpc": {"tls_cert": str(cert), "tls_key": str(cert)}})
     assert config.grpc_tls_cert == str(cert)
+
+
+def test_interfaces_edges_and_mirror():
+    config = parse_config({"csm": {"egress_interfaces": {"s1-eth1": 20_000_000},
+                                   "edge_shaping": {"alice": "cems-l1:l1-eth0"}},
+                           "mirror": {"probe": "0x2:10", "customers": ["alice"]}})
+    assert config.egress_interfaces == (("s1-eth1", 20_000_000),)
+    assert config.edge_shaping == (("alice", "cems-l1", "l1-eth0"),)
+    assert (config.mirror_probe, config.mirror_customers) == ((2, 10), ("alice",))
+    with pytest.raises(ConfigError, match="csm.egress_interfaces.a/b"):
+        parse_config({"csm": {"egress_interfaces": {"a/b": 1}}})
+    with pytest.raises(ConfigError, match="port above 0"):
+        parse_config({"mirror": {"probe": "2"}})
+    with pytest.raises(ConfigError, match="needs mirror.probe"):
+        parse_config({"mirror": {"customers": ["alice"]}})
+    with pytest.raises(ConfigError, match="NETNS:IFNAME"):
+        parse_config({"csm": {"edge_shaping": {"alice": "no-colon"}}})
