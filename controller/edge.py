@@ -107,28 +107,13 @@ def _in_netns(netns: str, work):
 
 def apply_edge_shaping(netns: str | None, ifname: str, rate_bps: int) -> bool:
     """Shape everything leaving `ifname` (in `netns`, a name under /var/run/netns) to
-    `rate_bps` with one HTB class, so that a customer's own traffic meets its SLS meter
-    smoothly instead of being dropped by it. Returns True if anything was changed."""
-    if netns is not None:
-        return _in_netns(netns, lambda: apply_edge_shaping(None, ifname, rate_bps))
+    `rate_bps`, so that a customer's own traffic meets its SLS meter smoothly instead of
+    being dropped by it: an egress plan with the link class alone. Returns True if anything
+    was changed."""
     plan = EgressPlan(ifname, rate_bps, ())
-    with IPRoute() as ip:
-        found = ip.link_lookup(ifname=ifname)
-        if not found:
-            raise EdgeError(f"interface {ifname} does not exist in this network namespace")
-        index = found[0]
-        current = _current(ip, index)
-        if current is not None and current[0] == rate_bps // 8 * 8 and not current[1]:
-            return False
-        try:
-            _clear_root(ip, index)
-            ip.tc("add", "htb", index, ROOT, default=1)
-            ip.tc("add-class", "htb", index, PARENT, parent=ROOT, rate=plan.link_bps // 8,
-                  ceil=plan.link_bps // 8, burst=_burst_bytes(plan.link_bps),
-                  cburst=_burst_bytes(plan.link_bps))
-        except NetlinkError as err:
-            raise EdgeError(f"interface {ifname}: tc refused the shaping: {err}") from None
-        return True
+    if netns is not None:
+        return _in_netns(netns, lambda: apply_egress(plan))
+    return apply_egress(plan)
 
 
 def _clear_root(ip, index: int) -> None:
@@ -140,15 +125,18 @@ def _clear_root(ip, index: int) -> None:
 
 
 def apply_egress(plan: EgressPlan) -> bool:
-    """Make `plan.ifname`'s root qdisc the plan; returns True if anything was changed."""
+    """Make `plan.ifname`'s root qdisc the plan (an HTB whose class 1:1 is the link, with the
+    plan's class queues under it, if any); returns True if anything was changed."""
     with IPRoute() as ip:
         found = ip.link_lookup(ifname=plan.ifname)
         if not found:
-            raise EdgeError(f"interface {plan.ifname} does not exist on this host")
+            raise EdgeError(f"interface {plan.ifname} does not exist in this network namespace")
         index = found[0]
         if _current(ip, index) == _wanted(plan):
             return False
-        default = next(q.minor for q in plan.queues if q.dscp is None)
+        # Unclassified traffic goes to the class without a DSCP; with no class queues, the
+        # link class itself is the leaf.
+        default = next((q.minor for q in plan.queues if q.dscp is None), PARENT & 0xFFFF)
         try:
             _clear_root(ip, index)
             ip.tc("add", "htb", index, ROOT, default=default)
