@@ -73,6 +73,13 @@ def sla_from_pb(m: pb.Sla, customer_id: str) -> Sla:
                m.min_change_interval_s)
 
 
+def _required(customer_id: str) -> str:
+    """The customer a request is about; a caller with no customer of its own must name one."""
+    if not customer_id:
+        raise rules.Refused("INVALID_ARGUMENT", "customer_id is required for this caller")
+    return customer_id
+
+
 class _Base:
     """Shared request handling: principal, audit, Refused -> status."""
 
@@ -205,23 +212,13 @@ class SlsServicer(_Base):
 
     def GetSla(self, request, context):
         customer_id = self._own(current_principal(), request.customer_id)
-        return self._run(context, "read_sla", customer_id,
-                         lambda _p: pb.GetSlaResponse(sla=sla_pb(self._sla(customer_id))))
+        return self._run(context, "read_sla", customer_id, lambda _p: pb.GetSlaResponse(
+            sla=sla_pb(self.csm.sla(_required(customer_id)))))
 
     def GetSls(self, request, context):
         customer_id = self._own(current_principal(), request.customer_id)
         return self._run(context, "read_sls", customer_id, lambda _p: pb.GetSlsResponse(
-            sls=sls_pb(self._sls(customer_id))))
-
-    def _sla(self, customer_id: str) -> Sla:
-        if not customer_id:
-            raise rules.Refused("INVALID_ARGUMENT", "customer_id is required for this caller")
-        return self.csm.sla(customer_id)
-
-    def _sls(self, customer_id: str) -> Sls:
-        if not customer_id:
-            raise rules.Refused("INVALID_ARGUMENT", "customer_id is required for this caller")
-        return self.csm.current_sls(customer_id)
+            sls=sls_pb(self.csm.current_sls(_required(customer_id)))))
 
     def ChangeSls(self, request, context):
         customer_id = self._own(current_principal(), request.customer_id)
@@ -255,8 +252,7 @@ class ReportServicer(_Base):
         customer_id = self._own(current_principal(), request.customer_id)
 
         def work(_principal):
-            if not customer_id:
-                raise rules.Refused("INVALID_ARGUMENT", "customer_id is required for this caller")
+            _required(customer_id)
             now = time.time()
             end = request.end_unix_s or now
             start = request.start_unix_s or month_start_unix_s(end)
