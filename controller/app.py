@@ -27,7 +27,7 @@ from controller.network.stats import (SwitchRates, compute_flow_views, compute_m
                                       compute_port_views)
 from controller.network.topology import PortInfo, Topology
 from controller.openflow import messages
-from controller.openflow.pipeline import diff_flows
+from controller.openflow.pipeline import apply_diff, diff_flows
 from controller.runtime import Runtime, take_runtime
 
 LOG = logging.getLogger("cems.app")
@@ -188,11 +188,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             switch.believed_meters[meter.meter_id] = meter
         for meter_id in meter_delete:
             switch.believed_meters.pop(meter_id, None)
-        switch.believed.difference_update(to_delete)
-        replaced = {(e.table_id, e.priority, e.match) for e in to_add}
-        switch.believed = {e for e in switch.believed
-                           if (e.table_id, e.priority, e.match) not in replaced}
-        switch.believed.update(to_add)
+        switch.believed = apply_diff(switch.believed, to_add, to_delete)
         label = f"{dpid:016x}"
         self.metrics.flow_changes.labels(label, "add").inc(len(to_add))
         self.metrics.flow_changes.labels(label, "delete").inc(len(to_delete))

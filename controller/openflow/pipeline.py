@@ -145,3 +145,14 @@ def diff_flows(desired: Iterable[FlowEntry], actual: Iterable[FlowEntry]
     to_delete = sorted(entry for entry in have - want
                        if (entry.table_id, entry.priority, entry.match) not in replaced)
     return to_add, to_delete
+
+
+def apply_diff(flows: Iterable[FlowEntry], to_add: Iterable[FlowEntry],
+               to_delete: Iterable[FlowEntry]) -> set[FlowEntry]:
+    """What a switch holds after the diff is applied: deletes go, and an add replaces any
+    entry with its table, priority and match (OFPFC_ADD overwrites)."""
+    added = set(to_add)
+    replaced = {(e.table_id, e.priority, e.match) for e in added}
+    gone = set(to_delete)
+    return {e for e in flows
+            if e not in gone and (e.table_id, e.priority, e.match) not in replaced} | added

@@ -4,7 +4,7 @@ from hypothesis import given, strategies as st
 from controller.openflow.messages import build_flow_add, build_flow_delete, entry_from_stats
 from controller.compat import ofproto_v1_3_parser as parser
 from controller.openflow.pipeline import (COOKIE_BASE, COOKIE_BASE_MASK, Component, FlowEntry,
-                                          component_of, cookie_for, diff_flows)
+                                          apply_diff, component_of, cookie_for, diff_flows)
 
 
 def entry(dst: str, port: int, cookie_key: str = "k") -> FlowEntry:
@@ -51,9 +51,7 @@ def test_applying_the_diff_converges():
     desired = {entry(f"aa:00:00:00:00:{i:02x}", i) for i in range(10)}
     actual = {entry(f"aa:00:00:00:00:{i:02x}", i + 1) for i in range(5, 15)}
     to_add, to_delete = diff_flows(desired, actual)
-    replaced = {(e.table_id, e.priority, e.match) for e in to_add}
-    after = {e for e in actual - set(to_delete) if (e.table_id, e.priority, e.match) not in replaced}
-    after |= set(to_add)
+    after = apply_diff(actual, to_add, to_delete)
     assert after == desired
     assert diff_flows(desired, after) == ([], [])
 
