@@ -134,9 +134,14 @@ def show_kpis(channel, args) -> str:
         return " ".join(f"{k}={record.kpis[k]:.4g}" for k in keys if k in record.kpis)
     rows = [[r.customer_id or "-", r.service, r.kind, f"{r.src}:{r.sport}", f"{r.dst}:{r.dport}",
              _bits(r.throughput_bps / 8), kpi_text(r)] for r in reply.records]
+    probes = "".join(
+        f"\nprobe {h.probe_id} ({h.source}): frames {h.frames}, malformed {h.malformed}, "
+        f"kernel dropped {h.kernel_dropped} of {h.kernel_received + h.kernel_dropped}, "
+        f"flows {h.flows_tracked} (evicted {h.flows_evicted}), "
+        f"export dropped {h.export_dropped}" for h in reply.probes)
     return (_table(["customer", "service", "kind", "from", "to", "rate", "KPIs"], rows)
             + f"\nrecords accepted {reply.accepted_total}, rejected {reply.rejected_total}, "
-              f"dropped by probes {reply.probe_dropped_total}")
+              f"dropped by probes {reply.probe_dropped_total}" + probes)
 
 
 def watch(stub, args, out) -> None:
@@ -177,6 +182,12 @@ def _describe(event) -> str:
                  f"{len(event.flow_rates.flows)}"]
         lines += [f"  {f.match} -> {f.actions}: {_bits(f.bytes_per_second)}" for f in active]
         return "\n".join(lines)
+    if body == "kpi":
+        return "\n".join(
+            f"kpi {r.customer_id or '-'} {r.service} {r.kind} {r.src}:{r.sport} -> "
+            f"{r.dst}:{r.dport} {_bits(r.throughput_bps / 8)} "
+            + " ".join(f"{k}={v:.4g}" for k, v in sorted(r.kpis.items()))
+            for r in event.kpi.records)
     return str(event)
 
 
@@ -210,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     meters.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
     watch_parser = sub.add_parser("watch", help="stream live events")
     watch_parser.add_argument("--kind", dest="kinds", action="append",
-                              choices=["switch", "link", "host", "port", "flow_rates"],
+                              choices=["switch", "link", "host", "port", "flow_rates", "kpi"],
                               help="only these kinds (repeatable)")
     watch_parser.add_argument("--count", type=int, default=0, help="stop after N events")
     cli_csm.add_commands(sub)

@@ -89,6 +89,13 @@ class FlowRates:
     flows: tuple[FlowView, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class KpiRecords:
+    """Probe records the controller just accepted (controller.kpis.KpiRecord, joined)."""
+    time_unix_s: float
+    records: tuple
+
+
 class Subscription:
     """One watcher's bounded queue of events."""
 

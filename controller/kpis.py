@@ -10,6 +10,8 @@ import dataclasses
 import math
 import threading
 
+from qoe.classify import classify_ports
+
 KIND_SERVICES = {"rtp": "voice", "mpegts": "iptv"}
 _RATIO_KPIS = ("rtp_loss_ratio",)
 _NON_NEGATIVE = ("rtp_lost", "rtp_expected", "rtp_duplicates", "rtp_reordered", "rtp_jitter_ms",
@@ -69,22 +71,57 @@ def check_record(record: KpiRecord) -> str:
     return ""
 
 
-class KpiStore:
-    """The latest `window` records of each flow, at most `max_flows` flows (oldest out)."""
+@dataclasses.dataclass(frozen=True)
+class ProbeHealth:
+    """A probe's own counters (totals since it started), as it last reported them."""
+    probe_id: str
+    time_unix_s: float
+    source: str = ""
+    frames: int = 0
+    malformed: int = 0
+    kernel_received: int = 0
+    kernel_dropped: int = 0
+    flows_tracked: int = 0
+    flows_evicted: int = 0
+    export_dropped: int = 0
 
-    def __init__(self, window: int = 60, max_flows: int = 100_000):
+
+class KpiStore:
+    """The latest `window` records of each flow, at most `max_flows` flows (oldest out), and
+    the latest health report of at most `max_probes` probes."""
+
+    def __init__(self, window: int = 60, max_flows: int = 100_000, max_probes: int = 1000):
         self.window = window
         self.max_flows = max_flows
+        self.max_probes = max_probes
         self._lock = threading.Lock()
         self._flows: collections.OrderedDict = collections.OrderedDict()
+        self._probes: collections.OrderedDict = collections.OrderedDict()
         self.accepted_total = 0
         self.rejected_total = 0
         self.probe_dropped_total = 0
 
+    def set_health(self, health: ProbeHealth) -> None:
+        with self._lock:
+            self._probes[health.probe_id] = health
+            self._probes.move_to_end(health.probe_id)
+            while len(self._probes) > self.max_probes:
+                self._probes.popitem(last=False)
+
+    def probes(self) -> list[ProbeHealth]:
+        with self._lock:
+            return sorted(self._probes.values(), key=lambda h: h.probe_id)
+
     def add(self, records: list[KpiRecord], probe_dropped: int = 0) -> tuple[int, list[str]]:
         """Store the possible records; returns (accepted, problems of the rejected ones)."""
+        accepted, problems = self.add_records(records, probe_dropped)
+        return len(accepted), problems
+
+    def add_records(self, records: list[KpiRecord], probe_dropped: int = 0
+                    ) -> tuple[list[KpiRecord], list[str]]:
+        """Store the possible records; returns (the accepted ones, problems of the others)."""
         problems = []
-        accepted = 0
+        accepted = []
         with self._lock:
             self.probe_dropped_total += probe_dropped
             for record in records:
@@ -101,8 +138,8 @@ class KpiStore:
                 else:
                     self._flows.move_to_end(key)
                 window.append(record)
-                accepted += 1
-            self.accepted_total += accepted
+                accepted.append(record)
+            self.accepted_total += len(accepted)
             self.rejected_total += len(problems)
         return accepted, problems
 
@@ -130,4 +167,36 @@ def join_customers(records: list[KpiRecord], ip_to_customer: dict[str, str],
         customer = ip_to_customer.get(record.src) or ip_to_customer.get(record.dst) or ""
         service = KIND_SERVICES.get(record.kind) or classify(record)
         out.append(dataclasses.replace(record, customer_id=customer, service=service))
+    return out
+
+
+def service_of(record: KpiRecord) -> str:
+    """The service a record's flow belongs to by its ports and DSCP (qoe.classify)."""
+    transport = {6: "tcp", 17: "udp"}.get(record.proto, "")
+    answer = classify_ports(transport, record.sport, record.dport, record.dscp)
+    return answer.service if answer else "unknown"
+
+
+# KPIs summarised per service for Prometheus: (record kpi key, metric kpi label)
+SUMMARY_KPIS = ("rtp_loss_ratio", "rtp_jitter_ms", "ts_cc_errors", "mdi_df_ms", "mdi_mlr_pps",
+                "tcp_rtt_ms", "tcp_retransmissions")
+
+
+def summarise_by_service(records: list[KpiRecord]) -> dict[str, dict]:
+    """{service: {"flows": n, "throughput_bps": sum, kpi: (mean, worst)}} over the records
+    (each flow's latest), skipping unknown (NaN) values. Worst is the largest value: every
+    KPI in SUMMARY_KPIS is better when smaller."""
+    out: dict[str, dict] = {}
+    values: dict[tuple, list] = collections.defaultdict(list)
+    for record in records:
+        service = record.service or KIND_SERVICES.get(record.kind) or service_of(record)
+        entry = out.setdefault(service, {"flows": 0, "throughput_bps": 0.0})
+        entry["flows"] += 1
+        entry["throughput_bps"] += record.throughput_bps
+        for key in SUMMARY_KPIS:
+            value = record.kpis.get(key)
+            if value is not None and not math.isnan(value):
+                values[(service, key)].append(value)
+    for (service, key), found in values.items():
+        out[service][key] = (sum(found) / len(found), max(found))
     return out

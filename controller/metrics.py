@@ -1,15 +1,17 @@
 """Prometheus metrics of the controller (shell: prometheus-client objects on a passed registry).
 
-Label sets stay bounded: per switch, per port and per cems component; per-flow and
-per-customer detail is in the gRPC API.
+Label sets stay bounded: per switch, per port, per cems component, per probe and per
+service; per-flow and per-customer detail is in the gRPC API.
 """
 
 import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller.config import Address
 from controller.events import PORT_COUNTERS, FlowView, PortStatsView
+from controller.kpis import SUMMARY_KPIS, KpiStore, summarise_by_service
 
 
 class ControllerMetrics:
@@ -66,6 +68,57 @@ class ControllerMetrics:
             for labels in list(gauge._metrics):  # pylint: disable=protected-access
                 if labels[0] == label:
                     gauge.remove(*labels)
+
+
+class KpiCollector:
+    """Probe KPIs at scrape time, from the KpiStore: per service the number of flows, their
+    total throughput and the mean and worst of each KPI over each flow's latest record; per
+    probe its own counters (frames, kernel drops, evictions); and the record totals."""
+
+    def __init__(self, kpis: KpiStore):
+        self.kpis = kpis
+
+    def describe(self):
+        return []  # collected on demand; nothing to check at registration
+
+    def collect(self):
+        records = CounterMetricFamily("cems_probe_records", "Probe records received",
+                                      labels=["outcome"])
+        records.add_metric(["accepted"], self.kpis.accepted_total)
+        records.add_metric(["rejected"], self.kpis.rejected_total)
+        records.add_metric(["dropped_by_probe"], self.kpis.probe_dropped_total)
+        yield records
+        probe_counters = {
+            "frames": "Frames the probe processed",
+            "malformed": "Frames the probe could not decode",
+            "kernel_dropped": "Frames the kernel dropped before the probe saw them (ring full)",
+            "flows_evicted": "Flows evicted from the probe's full flow table",
+            "export_dropped": "Records the probe dropped because its export buffer was full"}
+        probes = self.kpis.probes()
+        for name, text in probe_counters.items():
+            family = CounterMetricFamily(f"cems_probe_{name}", text, labels=["probe"])
+            for health in probes:
+                family.add_metric([health.probe_id], getattr(health, name))
+            yield family
+        summary = summarise_by_service(self.kpis.latest())
+        flows = GaugeMetricFamily("cems_kpi_flows", "Flows with a probe record, per service",
+                                  labels=["service"])
+        rate = GaugeMetricFamily("cems_kpi_throughput_bits_per_second",
+                                 "Total throughput of the probed flows, per service",
+                                 labels=["service"])
+        kpi = GaugeMetricFamily("cems_kpi", "Probe KPI per service over each flow's latest "
+                                "record: mean and worst", labels=["service", "kpi", "stat"])
+        for service, entry in sorted(summary.items()):
+            flows.add_metric([service], entry["flows"])
+            rate.add_metric([service], entry["throughput_bps"])
+            for key in SUMMARY_KPIS:
+                if key in entry:
+                    mean, worst = entry[key]
+                    kpi.add_metric([service, key, "mean"], mean)
+                    kpi.add_metric([service, key, "worst"], worst)
+        yield flows
+        yield rate
+        yield kpi
 
 
 def serve_metrics(registry: CollectorRegistry, address: Address):

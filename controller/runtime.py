@@ -16,7 +16,7 @@ from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
 from controller.kpis import KpiStore
-from controller.metrics import ControllerMetrics, serve_metrics
+from controller.metrics import ControllerMetrics, KpiCollector, serve_metrics
 from controller.state import PublishedState
 from controller.store import Store
 
@@ -43,8 +43,10 @@ class Runtime:
     @staticmethod
     def build(config: ControllerConfig) -> "Runtime":
         registry = CollectorRegistry()
+        kpis = KpiStore()
+        registry.register(KpiCollector(kpis))
         return Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
-                       ControllerMetrics(registry), Store(config.store_path))
+                       ControllerMetrics(registry), Store(config.store_path), kpis=kpis)
 
     def start_servers(self) -> None:
         """Start gRPC (and the metrics exporter if configured)."""

@@ -1,6 +1,7 @@
 """cems-probe: the probes' command line (shell).
 
-    cems-probe passive (--pcap FILE | --iface IF) [--interval S]   (JSON lines of flow records)
+    cems-probe passive (--pcap FILE | --iface IF [--bpf EXPR] [--no-ring]) [--interval S]
+                       [--controller ADDR]   (JSON lines of flow records on stdout)
     cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent)
     cems-probe stamp-reflector [--bind HOST:PORT]
     cems-probe stamp-sender --target HOST:PORT [--count N] [--interval S] [--json]
@@ -13,11 +14,15 @@ import signal
 import socket
 import sys
 import threading
+import time
 
+from cems.v1 import probe_pb2
+
+from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
 from probes.flows import FlowTable
 from probes.gen import send_iptv, send_voice
-from probes.passive import live_frames, pcap_frames, run_frames, write_records
+from probes.passive import ProbeCounters, live_frames, pcap_frames, run_frames, write_records
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
 from probes.stamp_io import Reflector, run_sender
@@ -32,16 +37,36 @@ def _address(text: str) -> tuple[str, int]:
 
 def run_passive(args) -> int:
     table = FlowTable(max_flows=args.max_flows)
+    counters = ProbeCounters()
     to_stdout = write_records(sys.stdout)
     exporter = RecordExporter(args.controller, args.probe_id).start() if args.controller else None
+    capture = None
+    if args.iface:
+        try:
+            capture = open_capture(args.iface, args.snaplen, args.bpf, ring=not args.no_ring)
+        except CaptureError as err:
+            print(f"cems-probe: {err}", file=sys.stderr)
+            return 1
+    source = (f"{'ring' if hasattr(capture, 'ring') else 'socket'}:{args.iface}" if capture
+              else f"pcap:{args.pcap}")
+
+    def health() -> probe_pb2.ProbeHealth:
+        kernel = capture.read_stats() if capture is not None else None
+        return probe_pb2.ProbeHealth(
+            time_unix_s=time.time(), source=source, frames=counters.frames,
+            malformed=counters.malformed_total, flows_tracked=len(table),
+            flows_evicted=table.evicted,
+            kernel_received=kernel.received if kernel else 0,
+            kernel_dropped=kernel.dropped if kernel else 0)
 
     def emit(records):
         to_stdout(records)
         if exporter is not None:
             exporter.offer(records)
+            exporter.set_health(health())
     if args.pcap:
         try:
-            counters = run_frames(pcap_frames(args.pcap), args.interval, emit, table)
+            run_frames(pcap_frames(args.pcap), args.interval, emit, table, counters)
         except (OSError, PcapError) as err:
             print(f"cems-probe: {args.pcap}: {err}", file=sys.stderr)
             return 1
@@ -49,11 +74,16 @@ def run_passive(args) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        frames = ((t, f) for t, f in live_frames(args.iface, args.snaplen, stop.is_set) if f)
-        counters = run_frames(frames, args.interval, emit, table)
-    summary = {"frames": counters.frames, "malformed": dict(counters.malformed),
-               "flows_evicted": table.evicted}
+        print(f"cems-probe: capturing on {source}", file=sys.stderr, flush=True)
+        with capture:
+            run_frames(live_frames(capture.frames(stop.is_set), time.time), args.interval, emit,
+                       table, counters)
+    final = health()
+    summary = {"source": source, "frames": counters.frames, "malformed": dict(counters.malformed),
+               "flows_evicted": table.evicted, "kernel_received": final.kernel_received,
+               "kernel_dropped": final.kernel_dropped}
     if exporter is not None:
+        exporter.set_health(final)
         exporter.close()
         summary.update(exported=exporter.sent, export_rejected=exporter.rejected,
                        export_dropped=exporter.dropped, export_pending=exporter.pending())
@@ -72,6 +102,10 @@ def main(argv=None) -> int:
     passive.add_argument("--max-flows", type=int, default=100_000)
     passive.add_argument("--snaplen", type=int, default=2048,
                          help="bytes kept per frame (MPEG-TS needs whole datagrams)")
+    passive.add_argument("--bpf", default="", metavar="EXPR",
+                         help="capture filter in tcpdump syntax, applied in the kernel")
+    passive.add_argument("--no-ring", action="store_true",
+                         help="read with recv_into instead of a TPACKET_V3 ring")
     passive.add_argument("--controller", metavar="HOST:PORT",
                          help="also export the records to the cems controller's gRPC address")
     passive.add_argument("--probe-id", default=socket.gethostname())

@@ -4,7 +4,8 @@ offer() never blocks the capture loop: records go into a bounded buffer (the old
 dropped and counted when it is full) and a sender thread ships them in batches, each batch
 one ExportRecords client stream. When the controller cannot be reached the records wait in
 the buffer and the sender retries with backoff; the count of dropped records travels with
-the next batch, so the controller knows what it did not get.
+the next batch, so the controller knows what it did not get. The probe's own counters
+(set_health) travel with the next batch too, or alone when there are no records.
 """
 
 import collections
@@ -45,6 +46,7 @@ class RecordExporter:
         self.rejected = 0
         self.problems: list[str] = []
         self._in_flight = 0
+        self._health: pb.ProbeHealth | None = None
         self._thread = threading.Thread(target=self._run, name="cems-export", daemon=True)
 
     def start(self) -> "RecordExporter":
@@ -58,6 +60,13 @@ class RecordExporter:
                     self.dropped += 1
                     self._dropped_unreported += 1
                 self._buffer.append(record_pb(record, self.probe_id))
+
+    def set_health(self, health: pb.ProbeHealth) -> None:
+        """The probe's latest counters; replaces any not yet sent."""
+        health.probe_id = self.probe_id
+        health.export_dropped = self.dropped
+        with self._lock:
+            self._health = health
 
     def pending(self) -> int:
         """Records not yet accepted by the controller (buffered or being sent)."""
@@ -75,17 +84,20 @@ class RecordExporter:
         self._stop.set()
         self._thread.join(timeout=flush_timeout_s)
 
-    def _take(self) -> tuple[list, int]:
+    def _take(self) -> tuple[list, int, pb.ProbeHealth | None]:
         with self._lock:
             count = min(self.batch, len(self._buffer))
             records = [self._buffer.popleft() for _ in range(count)]
             dropped, self._dropped_unreported = self._dropped_unreported, 0
+            health, self._health = self._health, None
             self._in_flight = count
-        return records, dropped
+        return records, dropped, health
 
-    def _give_back(self, records: list, dropped: int) -> None:
+    def _give_back(self, records: list, dropped: int, health: pb.ProbeHealth | None) -> None:
         with self._lock:
             self._in_flight = 0
+            if self._health is None:
+                self._health = health
             for record in reversed(records):
                 if len(self._buffer) == self._buffer.maxlen:
                     self.dropped += 1
@@ -100,18 +112,18 @@ class RecordExporter:
         stub = pb_grpc.ProbeServiceStub(channel)
         try:
             while not self._stop.is_set():
-                records, dropped = self._take()
-                if not records and not dropped:
+                records, dropped, health = self._take()
+                if not records and not dropped and health is None:
                     self._stop.wait(self.interval_s)
                     continue
                 request = pb.ExportRecordsRequest(probe_id=self.probe_id, records=records,
-                                                  dropped_records=dropped)
+                                                  dropped_records=dropped, health=health)
                 try:
                     # wait_for_ready: a channel still backing off from an earlier failure
                     # waits for the controller (up to the timeout) instead of failing at once
                     reply = stub.ExportRecords(iter([request]), timeout=2, wait_for_ready=True)
                 except grpc.RpcError:
-                    self._give_back(records, dropped)
+                    self._give_back(records, dropped, health)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
                     continue

@@ -1,28 +1,30 @@
-"""The passive probe's loops: frames from a pcap file or a raw socket -> flow records (shell).
+"""The passive probe's loop: frames from a pcap file or a live capture -> flow records (shell).
 
-Both run the same core (probes.decode, probes.flows); records come out once per interval
-of capture time, as JSON lines here. Undecodable frames are counted by reason.
+Both sources run the same core (probes.decode, probes.flows); records come out once per
+interval of capture time. Undecodable frames are counted by reason. Live frames come from
+probes.capture (a TPACKET_V3 ring, or a recv_into socket).
 """
 
 import collections
 import dataclasses
 import json
 import math
-import socket
-import time
 from typing import Callable, Iterable, TextIO
 
+from probes.capture import Frame
 from probes.decode import decode_frame
 from probes.flows import FlowRecord, FlowTable
 from probes.pcap import read_pcap
-
-ETH_P_ALL = 0x0003
 
 
 @dataclasses.dataclass
 class ProbeCounters:
     frames: int = 0
     malformed: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed.values())
 
 
 def record_json(record: FlowRecord) -> str:
@@ -32,12 +34,15 @@ def record_json(record: FlowRecord) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def run_frames(frames: Iterable[tuple[float, bytes]], interval_s: float,
-               emit: Callable[[list[FlowRecord]], None], table: FlowTable | None = None
-               ) -> ProbeCounters:
-    """Feed (time, frame) pairs; emit records at every interval boundary and at the end."""
+def run_frames(frames: Iterable[tuple[float, bytes | None]], interval_s: float,
+               emit: Callable[[list[FlowRecord]], None], table: FlowTable | None = None,
+               counters: ProbeCounters | None = None) -> ProbeCounters:
+    """Feed (time, frame) pairs; emit records at every interval boundary and at the end.
+
+    A frame of None is a tick: no frame arrived, but the time moves on (an idle live link
+    still closes its intervals)."""
     table = table or FlowTable()
-    counters = ProbeCounters()
+    counters = counters or ProbeCounters()
     boundary = None
     last = None
     for when, frame in frames:
@@ -46,6 +51,8 @@ def run_frames(frames: Iterable[tuple[float, bytes]], interval_s: float,
         while when >= boundary:
             emit(table.records(boundary))
             boundary += interval_s
+        if frame is None:
+            continue
         counters.frames += 1
         packet, reason = decode_frame(frame)
         if packet is None:
@@ -64,27 +71,14 @@ def pcap_frames(path: str) -> Iterable[tuple[float, bytes]]:
             yield when, data
 
 
-def live_frames(iface: str, snaplen: int = 2048, stop: Callable[[], bool] = lambda: False
-                ) -> Iterable[tuple[float, bytes]]:
-    """Frames from a raw AF_PACKET socket on `iface` (recv_into a reused buffer).
-
-    MPEG-TS analysis needs whole datagrams; a snap length of about 128 bytes is enough when
-    only RTP and TCP headers matter, and cheaper."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.bind((iface, 0))
-    sock.settimeout(0.2)
-    buffer = bytearray(snaplen)
-    view = memoryview(buffer)
-    try:
-        while not stop():
-            try:
-                length = sock.recv_into(buffer)
-            except socket.timeout:
-                yield time.time(), b""  # lets the interval close on an idle link
-                continue
-            yield time.time(), bytes(view[:length])
-    finally:
-        sock.close()
+def live_frames(frames: Iterable[Frame | None], clock: Callable[[], float]
+                ) -> Iterable[tuple[float, bytes | None]]:
+    """A capture's frames as (time, data) pairs, with idle ticks at the clock's time."""
+    for frame in frames:
+        if frame is None:
+            yield clock(), None
+        else:
+            yield frame.when, frame.data
 
 
 def write_records(out: TextIO) -> Callable[[list[FlowRecord]], None]:

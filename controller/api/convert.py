@@ -2,10 +2,12 @@
 
 import math
 
+from cems.v1 import probe_pb2
 from cems.v1 import status_pb2 as pb
 
-from controller.events import (FlowRates, FlowView, HostLearned, LinkChanged, MeterStatsView,
-                               PortChanged, PortStatsView, SwitchChanged)
+from controller.events import (FlowRates, FlowView, HostLearned, KpiRecords, LinkChanged,
+                               MeterStatsView, PortChanged, PortStatsView, SwitchChanged)
+from controller.kpis import KpiRecord
 from controller.network.topology import HostInfo, LinkKey, PortInfo, TopologySnapshot
 from controller.openflow.messages import format_actions, format_match
 
@@ -76,6 +78,14 @@ def meter_stats_pb(meter: MeterStatsView) -> pb.MeterStats:
         rate_known=not math.isnan(r[0]))
 
 
+def kpi_record_pb(r: KpiRecord) -> probe_pb2.FlowRecord:
+    return probe_pb2.FlowRecord(
+        src=r.src, dst=r.dst, proto=r.proto, sport=r.sport, dport=r.dport, kind=r.kind,
+        interval_start_unix_s=r.start_unix_s, interval_end_unix_s=r.end_unix_s,
+        packets=r.packets, bytes=r.bytes, throughput_bps=r.throughput_bps, dscp=r.dscp,
+        kpis=r.kpis, probe_id=r.probe_id, customer_id=r.customer_id, service=r.service)
+
+
 def event_pb(item) -> pb.Event | None:
     """A domain event -> Event message, or None for things watchers do not see."""
     if isinstance(item, SwitchChanged):
@@ -94,4 +104,7 @@ def event_pb(item) -> pb.Event | None:
         return pb.Event(time_unix_s=item.time_unix_s, kind=pb.EVENT_KIND_FLOW_RATES,
                         flow_rates=pb.FlowRatesEvent(dpid=item.dpid,
                                                      flows=[flow_pb(f) for f in item.flows]))
+    if isinstance(item, KpiRecords):
+        return pb.Event(time_unix_s=item.time_unix_s, kind=pb.EVENT_KIND_KPI,
+                        kpi=pb.KpiEvent(records=[kpi_record_pb(r) for r in item.records]))
     return None

@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import uuid
 
 import pytest
 
@@ -80,3 +81,17 @@ def running_network(topo, controller: ControllerProcess):
         yield net
     finally:
         net.stop()
+
+
+@pytest.fixture
+def veth():
+    """A veth pair NAME / NAMEp, both up, removed afterwards (deleting one end removes both)."""
+    name = f"cems{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                   check=True)
+    try:
+        for end in (name, name + "p"):
+            subprocess.run(["ip", "link", "set", end, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)

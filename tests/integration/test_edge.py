@@ -13,18 +13,6 @@ from controller.edge import EdgeError, apply_egress
 M = 1_000_000
 
 
-@pytest.fixture
-def veth():
-    name = f"cems{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
-                   check=True)
-    try:
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "link", "del", name], check=False)
-
-
 def tc(*args: str) -> str:
     return subprocess.run(["tc", *args], capture_output=True, text=True, check=True).stdout
 

@@ -110,3 +110,47 @@ def test_a_malformed_export_stream_is_invalid_argument_and_stores_nothing():
         assert kpis.accepted_total == 0
     finally:
         server.stop(0)
+
+
+def test_probe_health_travels_alone_and_shows_in_list_watch_metrics_and_cemsctl(capsys):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from cems.v1 import status_pb2, status_pb2_grpc
+    from controller.metrics import KpiCollector
+
+    kpis = KpiStore()
+    registry = CollectorRegistry()
+    registry.register(KpiCollector(kpis))
+    state = PublishedState(1.0, "os_ken")
+    server, port = serve_grpc(state, Address("127.0.0.1", 0), kpis=kpis)
+    exporter = RecordExporter(f"127.0.0.1:{port}", "probe-7", interval_s=0.05).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            events = status_pb2_grpc.StatusServiceStub(channel).WatchEvents(
+                status_pb2.WatchEventsRequest(kinds=[status_pb2.EVENT_KIND_KPI]))
+            wait_for(lambda: len(state.bus) == 1, 5, "the watcher to subscribe")
+            exporter.set_health(pb.ProbeHealth(source="ring:eth9", frames=1000, malformed=3,
+                                               kernel_received=990, kernel_dropped=10))
+            wait_for(lambda: kpis.probes(), 5, "a health-only report to arrive")
+            assert kpis.accepted_total == 0
+            exporter.offer([flow_record(4000, 0.02), flow_record(4001, 0.04)])
+            event = next(events)
+            events.cancel()
+            assert event.kind == status_pb2.EVENT_KIND_KPI
+            assert sorted(r.sport for r in event.kpi.records) == [4000, 4001]
+            assert {r.service for r in event.kpi.records} == {"voice"}
+            reply = pb_grpc.ProbeServiceStub(channel).ListKpis(pb.ListKpisRequest())
+        (health,) = reply.probes
+        assert (health.probe_id, health.source, health.kernel_dropped) == ("probe-7", "ring:eth9",
+                                                                           10)
+        text = generate_latest(registry).decode()
+        assert 'cems_probe_kernel_dropped_total{probe="probe-7"} 10.0' in text
+        assert 'cems_kpi_flows{service="voice"} 2.0' in text
+        assert 'cems_kpi{kpi="rtp_loss_ratio",service="voice",stat="worst"} 0.04' in text
+        assert 'cems_kpi{kpi="rtp_loss_ratio",service="voice",stat="mean"} 0.03' in text
+        assert 'cems_probe_records_total{outcome="accepted"} 2.0' in text
+        assert "rtp_jitter_ms" not in text  # unknown everywhere: no sample, not a zero
+        assert cli.main(["--server", f"127.0.0.1:{port}", "kpis"]) == 0
+        assert "kernel dropped 10 of 1000" in capsys.readouterr().out
+    finally:
+        exporter.close()
+        server.stop(0)

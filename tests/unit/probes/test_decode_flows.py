@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 from probes import craft
 from probes import decode as d
 from probes.flows import FlowTable
+from probes.passive import run_frames
 from probes.pcap import PcapError, read_pcap, write_pcap
 from probes.tsgen import TsMuxer
 
@@ -143,4 +144,16 @@ def test_cems_probe_passive_on_a_capture(tmp_path):
     assert sum(r["kpis"]["rtp_lost"] for r in records) == 1
     assert all(r["kind"] == "rtp" and r["dport"] == 5004 for r in records)
     summary = json.loads(out.stderr.strip().splitlines()[-1])
-    assert summary == {"frames": 150, "malformed": {"truncated ethernet": 1}, "flows_evicted": 0}
+    assert summary == {"source": f"pcap:{path}", "frames": 150,
+                       "malformed": {"truncated ethernet": 1}, "flows_evicted": 0,
+                       "kernel_received": 0, "kernel_dropped": 0}
+
+
+def test_idle_ticks_close_intervals_without_counting_frames():
+    frame = craft.udp_frame("10.0.0.1", "10.0.0.2", 4000, 5004, craft.rtp_packet(1, 160))
+    batches = []
+    counters = run_frames([(10.0, frame), (10.5, None), (11.2, None), (13.1, None)], 1.0,
+                          batches.append)
+    assert counters.frames == 1 and counters.malformed_total == 0
+    # 10-11 holds the frame; 11-12 and 12-13 are empty intervals closed by the ticks
+    assert [len(b) for b in batches] == [1, 0, 0, 0]
