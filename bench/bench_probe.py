@@ -5,20 +5,36 @@ frames, written and read back through the pcap code. Measured in the same run:
 - decode only (probes.decode.decode_frame);
 - decode + per-flow KPIs (probes.flows.FlowTable), the probe's real work;
 - a scapy-based decoder of the same frames (Ether(frame) and its layers), the baseline;
-and memory per tracked flow. Live capture on a veth is not measured here yet.
+and memory per tracked flow.
 
-Run: make bench   (or .venv/bin/python bench/bench_probe.py [--frames N])
+Live, on a veth pair made for the run (root only; skipped otherwise): the same frames are
+sent into one end while the reader at the other end is open but not reading, so the kernel
+queues all of them; then the reader drains them against the clock. That measures what each
+reader can do, independent of how fast Python can send. Kernel drop counters are checked to
+be 0 (else the figure would flatter the reader). Readers, in the same run:
+- TPACKET_V3 ring, receive only (iterate the frames, nothing else);
+- recv_into socket, receive only (the issue's "receive-only raw-socket loop");
+- ring + decode + per-flow KPIs: the probe;
+- socket + decode + per-flow KPIs;
+- scapy's decoder on frames from the ring.
+
+Run: make bench   (or .venv/bin/python bench/bench_probe.py [--frames N] [--live-frames N])
 """
 
 import argparse
 import io
 import os
+import socket
+import subprocess
 import sys
+import time
 import tracemalloc
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from probes import craft  # noqa: E402
+from probes.capture import RingCapture, SocketCapture  # noqa: E402
 from probes.decode import decode_frame  # noqa: E402
 from probes.flows import FlowTable  # noqa: E402
 from probes.pcap import read_pcap, write_pcap  # noqa: E402
@@ -57,10 +73,102 @@ def run_probe(capture) -> FlowTable:
     return table
 
 
+def _drain(capture, count: int, work) -> tuple[float, int]:
+    """Seconds to take `count` frames out of an already filled capture, calling work(frame)."""
+    got = 0
+    start = last = time.perf_counter()
+    for frame in capture.frames(idle_s=0.5):
+        if frame is None:
+            break  # the idle wait is not counted: `last` is when the last frame was done
+        work(frame)
+        got += 1
+        last = time.perf_counter()
+        if got == count:
+            break
+    return last - start, got
+
+
+def live(frames: list[bytes], scapy_sample: int) -> None:
+    """The veth part; see the module docstring."""
+    if os.geteuid() != 0:
+        print("live on a veth pair: needs root, skipped")
+        return
+    name = f"cemsb{uuid.uuid4().hex[:5]}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"],
+                   check=True)
+    try:
+        for end in (name, name + "p"):
+            subprocess.run(["ip", "link", "set", end, "up", "mtu", "1500"], check=True)
+        sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        sender.bind((name + "p", 0))
+        ring_bytes = sum(len(f) + 64 for f in frames)
+        blocks = max(4, -(-ring_bytes * 3 // 2 // (4 << 20)))
+
+        def run(make, work, count=len(frames)):
+            with make() as capture:
+                start = time.perf_counter()
+                for frame in frames[:count]:
+                    sender.send(frame)
+                sent_s = time.perf_counter() - start
+                time.sleep(1.3)
+                seconds, got = _drain(capture, count, work)
+                stats = capture.read_stats()
+            return got / seconds, got, stats.dropped, count / sent_s
+
+        def ring():
+            # A 1 s block timeout (the probe uses 10 ms): blocks are handed over full while
+            # the frames are sent, and the last, partly filled one a second later.
+            return RingCapture(name, snaplen=2048, bpf="udp or tcp", blocks=blocks,
+                               block_timeout_ms=1000)
+
+        def sock():
+            return SocketCapture(name, snaplen=2048, bpf="udp or tcp", rcvbuf=1 << 30)
+
+        def probe_work():
+            table = FlowTable()
+
+            def work(frame):
+                packet, _ = decode_frame(frame.data)
+                if packet is not None:
+                    table.observe(packet, frame.data, frame.when)
+            return work
+        results = {
+            "ring, receive only": run(ring, lambda f: None),
+            "socket (recv_into), receive only": run(sock, lambda f: None),
+            "ring + decode + per-flow KPIs": run(ring, probe_work()),
+            "socket + decode + per-flow KPIs": run(sock, probe_work()),
+        }
+        try:
+            from scapy.layers.l2 import Ether  # pylint: disable=import-outside-toplevel
+
+            def scapy_work(frame):
+                packet = Ether(frame.data)
+                _ = packet.payload.payload.sport if packet.payload.payload else None
+            results["ring + scapy decoder"] = run(ring, scapy_work, scapy_sample)
+        except ImportError:
+            pass
+        sender.close()
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+    print(f"live on a veth pair, {len(frames):,} frames queued by the kernel, then drained")
+    for label, (rate, got, dropped, send_rate) in results.items():
+        print(f"  {label:<34} {rate:>12,.0f} frames/s  (got {got:,}, kernel dropped "
+              f"{dropped}, sent at {send_rate:,.0f}/s)")
+    probe = results["ring + decode + per-flow KPIs"][0]
+    print(f"  probe / ring receive-only          {probe / results['ring, receive only'][0]:>12.2f}")
+    print(f"  probe / socket receive-only        "
+          f"{probe / results['socket (recv_into), receive only'][0]:>12.2f}")
+    if "ring + scapy decoder" in results:
+        print(f"  probe / scapy                      "
+              f"{probe / results['ring + scapy decoder'][0]:>12.1f} x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--scapy-frames", type=int, default=5_000)
+    parser.add_argument("--live-frames", type=int, default=100_000,
+                        help="frames for the veth part (0 to skip it)")
     args = parser.parse_args()
     capture = make_capture(args.frames)
     frames = [f for _, f in capture]
@@ -96,6 +204,8 @@ def main() -> None:
     else:
         print("  scapy decoder: scapy is not installed (make setup installs it)")
     print(f"  memory per tracked flow      {per_flow:>12,.0f} bytes")
+    if args.live_frames:
+        live([f for _, f in make_capture(args.live_frames)], args.scapy_frames)
 
 
 if __name__ == "__main__":
