@@ -154,13 +154,14 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         return {dpid for dpid, sw in self.switches.items()
                 if now - sw.connected_at >= self.config.settle_s}
 
-    def _mirror(self) -> tuple[int, int, frozenset[str]] | None:
-        """(probe dpid, probe port, MACs of the mirrored customers), or None."""
-        if self.config.mirror_probe is None or not self.config.mirror_customers:
+    def _mirror(self) -> tuple[int, int, tuple] | None:
+        """(probe dpid, probe port, ((rule, MACs of its customer), ...)), or None."""
+        if self.config.mirror_probe is None or self.runtime.mirror is None:
             return None
-        macs = frozenset(mac for customer_id in self.config.mirror_customers
-                         for mac in self.customers.hosts_of(customer_id))
-        return (*self.config.mirror_probe, macs) if macs else None
+        chosen = tuple((rule, frozenset(self.customers.hosts_of(rule.customer_id)))
+                       for rule in self.runtime.mirror.rules())
+        chosen = tuple((rule, macs) for rule, macs in chosen if macs)
+        return (*self.config.mirror_probe, chosen) if chosen else None
 
     def _apply(self, dpid: int, desired: frozenset, allow_delete: bool,
                meters: dict[int, MeterSpec] | None = None) -> None:

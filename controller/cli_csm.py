@@ -93,6 +93,20 @@ def add_commands(sub) -> None:
     report.add_argument("--end", type=float, default=0.0, metavar="UNIX_S",
                         help="period end (default: now)")
 
+    mirror = sub.add_parser("mirror", help="what is copied to the probe port (domain manager)")
+    msub = mirror.add_subparsers(dest="action", required=True)
+    msub.add_parser("list")
+    mset = msub.add_parser("set", help="mirror a customer's traffic, one service of it, or a "
+                                       "sample of it")
+    mset.add_argument("customer_id")
+    mset.add_argument("--service", default="", help="voice, iptv, video, web, bulk (default: "
+                                                    "all traffic)")
+    mset.add_argument("--sample", type=int, default=100, metavar="PERCENT",
+                      help="share of the customer's host pairs (default 100)")
+    mremove = msub.add_parser("remove")
+    mremove.add_argument("customer_id")
+    mremove.add_argument("--service", default="")
+
     token = sub.add_parser("token", help="create bearer tokens (domain manager)")
     tsub = token.add_subparsers(dest="action", required=True)
     tcreate = tsub.add_parser("create")
@@ -161,6 +175,11 @@ def describe_report(r: pb.GetReportResponse) -> str:
     return "\n".join(lines)
 
 
+def describe_mirror_rule(r) -> str:
+    sample = f", {r.sample_percent}% of host pairs" if r.sample_percent < 100 else ""
+    return f"{r.service or 'all'} traffic of {r.customer_id}{sample}"
+
+
 def run(channel, args, as_json) -> str:
     """Run one CSM command; returns what to print."""
     token = args.token or os.environ.get("CEMS_TOKEN", "")
@@ -212,6 +231,24 @@ def run(channel, args, as_json) -> str:
         reply = pb_grpc.ReportServiceStub(channel).GetReport(pb.GetReportRequest(
             customer_id=args.customer_id, start_unix_s=args.start, end_unix_s=args.end), **call)
         text = describe_report(reply)
+    elif command == "mirror":
+        from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
+        stub = probe_pb2_grpc.MirrorServiceStub(channel)
+        if action == "set":
+            reply = stub.SetMirrorRule(probe_pb2.MirrorRule(
+                customer_id=args.customer_id, service=args.service,
+                sample_percent=args.sample), **call)
+            text = f"mirroring {describe_mirror_rule(reply)}"
+        elif action == "remove":
+            reply = stub.RemoveMirrorRule(probe_pb2.RemoveMirrorRuleRequest(
+                customer_id=args.customer_id, service=args.service), **call)
+            text = f"no longer mirroring {args.service or 'all'} traffic of {args.customer_id}"
+        else:
+            reply = stub.ListMirrorRules(probe_pb2.ListMirrorRulesRequest(), **call)
+            where = (f"probe port {reply.probe_dpid:016x}:{reply.probe_port}" if reply.probe_dpid
+                     else "no probe port configured (mirror.probe)")
+            text = "\n".join([f"{len(reply.rules)} mirror rules, to {where}"] + [
+                f"  {describe_mirror_rule(r)} (from {r.origin})" for r in reply.rules])
     elif command == "token" and action == "create":
         reply = sla_stub.CreateToken(pb.CreateTokenRequest(role=ROLES[args.role],
                                                            customer_id=args.customer), **call)

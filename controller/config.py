@@ -10,6 +10,8 @@ import os
 import tomllib
 from typing import Any, Callable, Mapping
 
+from controller.network.mirror import parse_rule
+
 
 class ConfigError(ValueError):
     """A configuration value is wrong; `key` names it as written in the file."""
@@ -57,6 +59,7 @@ class ControllerConfig:
     edge_shaping: tuple = ()  # (customer_id, netns, ifname): edge hosts shaped to the SLS rate
     mirror_probe: tuple | None = None  # (dpid, port) of the probe's port
     mirror_customers: tuple = ()  # customers whose traffic is copied to the probe
+    mirror_rules: tuple = ()  # MirrorRules: a customer's service or a sample of its traffic
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -191,6 +194,16 @@ def _names(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _mirror_rules(key: str, value: Any) -> tuple:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, "must be a list of 'CUSTOMER[:SERVICE[:PERCENT]]' strings, "
+                               f"for example ['c1:voice', 'c2:*:10'], got {value!r}")
+    try:
+        return tuple(parse_rule(v, origin="config") for v in value)
+    except ValueError as err:
+        raise ConfigError(key, str(err)) from None
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -219,6 +232,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "csm.edge_shaping": ("edge_shaping", _edges),
     "mirror.probe": ("mirror_probe", lambda k, v: _switch_port(k, v)),
     "mirror.customers": ("mirror_customers", lambda k, v: _names(k, v)),
+    "mirror.rules": ("mirror_rules", lambda k, v: _mirror_rules(k, v)),
 }
 
 
@@ -255,8 +269,10 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
     if config.grpc_tls_client_ca and not config.grpc_tls_cert:
         raise ConfigError("grpc.tls_client_ca", "client certificates (mTLS) need TLS: "
                           "give grpc.tls_cert and grpc.tls_key too")
-    if config.mirror_customers and config.mirror_probe is None:
-        raise ConfigError("mirror.customers", "needs mirror.probe (the probe's DPID:PORT)")
+    for key, given in (("mirror.customers", config.mirror_customers),
+                       ("mirror.rules", config.mirror_rules)):
+        if given and config.mirror_probe is None:
+            raise ConfigError(key, "needs mirror.probe (the probe's DPID:PORT)")
     if config.link_timeout_s <= config.lldp_interval_s:
         raise ConfigError("discovery.link_timeout_s",
                           f"must be greater than discovery.lldp_interval_s "

@@ -17,6 +17,8 @@ from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
 from controller.kpis import KpiStore
 from controller.metrics import ControllerMetrics, KpiCollector, serve_metrics
+from controller.mirroring import MirrorRules
+from controller.network.mirror import MirrorRule
 from controller.state import PublishedState
 from controller.store import Store
 
@@ -35,6 +37,7 @@ class Runtime:
     # called (from gRPC threads) after a customer, SLA or SLS change was stored
     customers_changed: list = dataclasses.field(default_factory=list)
     kpis: KpiStore = dataclasses.field(default_factory=KpiStore)  # probe records
+    mirror: MirrorRules | None = None  # what is copied to the probe (config + gRPC)
 
     def notify_customers_changed(self, customer_id: str) -> None:
         for callback in list(self.customers_changed):
@@ -45,8 +48,11 @@ class Runtime:
         registry = CollectorRegistry()
         kpis = KpiStore()
         registry.register(KpiCollector(kpis))
+        store = Store(config.store_path)
+        configured = tuple(MirrorRule(c, origin="config") for c in config.mirror_customers)
+        mirror = MirrorRules(store, configured + config.mirror_rules, config.mirror_probe)
         return Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
-                       ControllerMetrics(registry), Store(config.store_path), kpis=kpis)
+                       ControllerMetrics(registry), store, kpis=kpis, mirror=mirror)
 
     def start_servers(self) -> None:
         """Start gRPC (and the metrics exporter if configured)."""
@@ -61,7 +67,7 @@ class Runtime:
             kpis=self.kpis, unix_socket=self.config.grpc_unix_socket,
             gateway_dpid=self.config.gateway_dpid,
             capacities=dict(self.config.link_capacity_bps),
-            on_change=self.notify_customers_changed)
+            on_change=self.notify_customers_changed, mirror=self.mirror)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)

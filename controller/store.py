@@ -79,6 +79,15 @@ _MIGRATIONS = (
     );
     CREATE INDEX availability_events_place ON availability_events (dpid, port_no, time_unix_s);
     """,
+    # 4: mirroring to the probe set over gRPC (the config file's rules are not stored)
+    """
+    CREATE TABLE mirror_rules (
+        customer_id TEXT NOT NULL,
+        service TEXT NOT NULL,
+        sample_percent INTEGER NOT NULL,
+        PRIMARY KEY (customer_id, service)
+    );
+    """,
 )
 
 
@@ -170,6 +179,22 @@ class Store:
                 "SELECT mac, dpid, port_no, ipv4 FROM hosts ORDER BY mac").fetchall()
         return [HostInfo(mac, dpid, port_no, tuple(a for a in ipv4.split(",") if a))
                 for mac, dpid, port_no, ipv4 in rows]
+
+    def save_mirror_rule(self, customer_id: str, service: str, sample_percent: int) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO mirror_rules (customer_id, service, sample_percent) "
+                       "VALUES (?,?,?) ON CONFLICT(customer_id, service) DO UPDATE SET "
+                       "sample_percent=excluded.sample_percent",
+                       (customer_id, service, sample_percent))
+
+    def delete_mirror_rule(self, customer_id: str, service: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM mirror_rules WHERE customer_id=? AND service=?",
+                              (customer_id, service)).rowcount > 0
+
+    def mirror_rules(self) -> list[tuple[str, str, int]]:
+        return self.query("SELECT customer_id, service, sample_percent FROM mirror_rules "
+                          "ORDER BY customer_id, service")
 
     def close(self) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from controller.api.auth import BearerAuthInterceptor
 from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
+from controller.api.mirror import MirrorServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
@@ -89,9 +90,12 @@ def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 32, credentials=None, kpis: KpiStore | None = None,
-               unix_socket: str = "") -> tuple[GrpcServer, int]:
-    """Serve StatusService, and with `csm` SlaService, SlsService and ReportService behind bearer-token
-    authentication, plus health and reflection, on address; returns (server, bound port)."""
+               unix_socket: str = "", mirror=None, on_mirror_change=None
+               ) -> tuple[GrpcServer, int]:
+    """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
+    ReportService and (with `mirror`, a controller.mirroring.MirrorRules) MirrorService behind
+    bearer-token authentication; plus health and reflection, on address. Returns (server,
+    bound port)."""
     stop_event = threading.Event()
     services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
                  pb)]
@@ -107,10 +111,14 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                       customer_pb2.DESCRIPTOR.services_by_name["SlsService"], customer_pb2),
                      (ReportServicer(csm, state, **options),
                       customer_pb2.DESCRIPTOR.services_by_name["ReportService"], customer_pb2)]
+        if mirror is not None:
+            services.append((MirrorServicer(mirror, csm, state, on_mirror_change),
+                             probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
         interceptors.append(BearerAuthInterceptor(
             csm.principal_for, tuple(d.full_name for _, d, _ in services
                                      if d.full_name.startswith(("cems.v1.Sla", "cems.v1.Sls",
-                                                                "cems.v1.Report")))))
+                                                                "cems.v1.Report",
+                                                                "cems.v1.Mirror")))))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors)

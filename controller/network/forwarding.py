@@ -1,11 +1,10 @@
 """Desired flows per switch: control flows plus shortest-path unicast per host pair (core)."""
 
-import dataclasses
-
 import networkx as nx
 
 from controller.compat import ether_types
 from controller.compat import ofproto_v1_3 as ofp
+from controller.network.mirror import mirror_flows
 from controller.network.topology import HostInfo, Topology
 from controller.openflow.pipeline import (CLASSIFY_TABLE, FORWARDING_TABLE, PRIORITY, Component,
                                           FlowEntry, cookie_for)
@@ -82,31 +81,14 @@ def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, 
     return flows
 
 
-def add_mirror(flows: set[FlowEntry], probe_port: int, macs: frozenset[str]) -> set[FlowEntry]:
-    """Forwarding flows of the probe's switch -> the same, with a copy to the probe port for
-    every flow from or to one of `macs`. The original output stays first and unchanged, so
-    mirroring never changes forwarding; a flow that already goes to the probe port (traffic
-    for the probe host itself) is left as it is."""
-    out = set()
-    for entry in flows:
-        match = dict(entry.match)
-        actions = entry.instructions[0][1] if entry.instructions else ()
-        if (match.get("eth_src") in macs or match.get("eth_dst") in macs) and \
-                ("output", probe_port) not in actions:
-            entry = dataclasses.replace(
-                entry, instructions=(("apply_actions", actions + (("output", probe_port),)),))
-        out.add(entry)
-    return out
-
-
 def compute_desired_flows(topology: Topology, dpids: list[int],
-                          mirror: tuple[int, int, frozenset[str]] | None = None
+                          mirror: tuple[int, int, tuple] | None = None
                           ) -> dict[int, frozenset[FlowEntry]]:
     """Everything cems wants on each switch in `dpids`: control plus forwarding flows, and
-    with `mirror` = (probe dpid, probe port, MACs) copies of those hosts' traffic that passes
-    the probe's switch to the probe."""
+    with `mirror` = (probe dpid, probe port, ((MirrorRule, customer MACs), ...)) copies of
+    the chosen traffic that passes the probe's switch to the probe (controller.network.mirror)."""
     control = build_control_flows()
     forwarding = compute_forwarding_flows(topology, dpids)
     if mirror is not None and mirror[0] in forwarding:
-        forwarding[mirror[0]] = add_mirror(forwarding[mirror[0]], mirror[1], mirror[2])
+        forwarding[mirror[0]] = mirror_flows(forwarding[mirror[0]], mirror[1], mirror[2])
     return {dpid: control | frozenset(forwarding[dpid]) for dpid in dpids}

@@ -50,12 +50,14 @@ TABLES = {
     CLASSIFY_TABLE: Table(CLASSIFY_TABLE, "classify",
                           frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
     FORWARDING_TABLE: Table(FORWARDING_TABLE, "forwarding",
-                            frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
+                            frozenset({"in_port", "eth_type", "eth_src", "eth_dst", "ip_proto",
+                                       "tcp_src", "tcp_dst", "udp_src", "udp_dst"})),
 }
 
 PRIORITY = {
     "table_miss": 0,
     "forwarding": 1000,
+    "mirror": 1500,  # a host pair's service traffic copied to the probe, above its pair flow
     "customer_other": 1900,
     "customer_ip": 2000,
     "arp_to_controller": 50000,

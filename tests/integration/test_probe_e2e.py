@@ -1,8 +1,10 @@
 """End to end on the access network: a customer's voice and IPTV flows are mirrored to the
-probe port, the passive probe computes their KPIs and exports them, and `cemsctl kpis`
-shows them joined with the customer."""
+probe port (voice from the config file, IPTV set over gRPC, other traffic not at all), the
+passive probe computes their KPIs and exports them, and `cemsctl kpis` shows them joined
+with the customer."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from tests.integration.test_customer_service import auth, create_token
 
 
 def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
-    controller = make_controller(extra_config='[mirror]\nprobe = "2:10"\ncustomers = ["c1"]\n')
+    controller = make_controller(extra_config='[mirror]\nprobe = "2:10"\nrules = ["c1:voice"]\n')
     with running_network(AccessTopo(), controller) as net:
         net.pingAll(timeout=1)
         phone, stb, voice, iptv = net.get("c1phone", "c1stb", "voice", "iptv")
@@ -34,11 +36,21 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
             sla=pb.Sla(customer_id="c1", variant="gsb-business", bounds=[
                 pb.ClassBounds(service_class=pb.SERVICE_CLASS_SILVER, min_bps=10_000_000,
                                max_bps=20_000_000)])), metadata=auth(manager))
+        probe_pb2_grpc.MirrorServiceStub(channel).SetMirrorRule(
+            probe_pb2.MirrorRule(customer_id="c1", service="iptv"), metadata=auth(manager))
         # The mirror is on the core switch s2, port 10; the probe reads that port's egress
         # in the root namespace, where the controller's gRPC address is reachable.
-        wait_for(lambda: "output:10" in subprocess.run(
-            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s2", "table=1"],
-            capture_output=True, text=True).stdout, 20, "mirror outputs on s2")
+
+        def mirror_flows():
+            dump = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s2",
+                                   "table=1"], capture_output=True, text=True).stdout
+            return [line for line in dump.splitlines() if "output:10" in line]
+        def both(flows):
+            return flows if all(any(re.search(rf"tp_dst={port}\b", line) for line in flows)
+                                for port in (1234, 5004)) else None
+        flows = wait_for(lambda: both(mirror_flows()), 20,
+                         "voice and IPTV mirror flows on s2")  # OVS prints udp_dst as tp_dst
+        assert not any(re.search(r"tp_(src|dst)=80\b", line) for line in flows)
         probe = subprocess.Popen([sys.executable, "-m", "probes.cli", "passive", "--iface",
                                   "s2-eth10", "--controller", controller.grpc_address,
                                   "--probe-id", "core-probe"], cwd=REPO,
@@ -50,6 +62,9 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
             iptv_truth = json.loads(iptv.cmd(
                 f"cd {REPO} && {sys.executable} -m probes.cli gen-iptv --target "
                 f"{stb.IP()}:1234 --seconds 4").strip().splitlines()[-1])
+            # RTP to a port no service rule names: forwarded, not mirrored
+            voice.cmd(f"cd {REPO} && {sys.executable} -m probes.cli gen-voice --target "
+                      f"{phone.IP()}:7000 --seconds 1")
             stub = probe_pb2_grpc.ProbeServiceStub(channel)
 
             def records():
@@ -65,6 +80,9 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
         assert history.kind == "rtp" and history.dport == 5004 and history.probe_id == "core-probe"
         assert history.kpis["rtp_loss_ratio"] == 0.0
         assert found["iptv"].kind == "mpegts" and found["iptv"].kpis["ts_cc_errors"] == 0
+        every = probe_pb2_grpc.ProbeServiceStub(channel).ListKpis(
+            probe_pb2.ListKpisRequest(history=True)).records
+        assert not [r for r in every if 7000 in (r.sport, r.dport)]
         summary = json.loads(err.strip().splitlines()[-1])
         assert summary["exported"] > 0 and summary["export_dropped"] == 0
         # forwarding is untouched by the mirror: the phone still answers

@@ -109,3 +109,10 @@ def test_interfaces_edges_and_mirror():
         parse_config({"mirror": {"customers": ["alice"]}})
     with pytest.raises(ConfigError, match="NETNS:IFNAME"):
         parse_config({"csm": {"edge_shaping": {"alice": "no-colon"}}})
+    rules = parse_config({"mirror": {"probe": "2:10", "rules": ["bob:voice", "carol:*:10"]}})
+    assert [(r.customer_id, r.service, r.sample_percent) for r in rules.mirror_rules] == [
+        ("bob", "voice", 100), ("carol", "", 10)]
+    with pytest.raises(ConfigError, match="mirror.rules.*'bob:telepathy'.*not one of"):
+        parse_config({"mirror": {"probe": "2:10", "rules": ["bob:telepathy"]}})
+    with pytest.raises(ConfigError, match="needs mirror.probe"):
+        parse_config({"mirror": {"rules": ["bob"]}})

@@ -1,9 +1,11 @@
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from controller.network.forwarding import (build_control_flows, compute_desired_flows,
                                            compute_paths, forwarding_cookie)
 from controller.network.topology import LinkKey
-from controller.openflow.pipeline import Component
+from controller.network.mirror import MirrorRule, parse_rule, sampled
+from controller.openflow.pipeline import PRIORITY, Component
 
 from tests.unit.controller.fakes import FakeNetwork, build_topology, mac
 
@@ -109,7 +111,8 @@ def test_random_meshes_deliver_without_loops(n, data):
 def test_mirroring_copies_a_customers_traffic_without_changing_forwarding():
     topology = ring_with_hosts()
     plain = compute_desired_flows(topology, [1, 2, 3, 4])
-    mirrored = compute_desired_flows(topology, [1, 2, 3, 4], mirror=(2, 4, frozenset({mac(1)})))
+    mirrored = compute_desired_flows(topology, [1, 2, 3, 4],
+                                     mirror=(2, 4, ((MirrorRule("c1"), frozenset({mac(1)})),)))
     assert {d: plain[d] for d in (1, 3, 4)} == {d: mirrored[d] for d in (1, 3, 4)}
     changed = mirrored[2] - plain[2]
     assert changed and all(
@@ -121,3 +124,49 @@ def test_mirroring_copies_a_customers_traffic_without_changing_forwarding():
     assert net.copies == [(2, 4)]
     untouched = {e for e in mirrored[2] if mac(1) not in dict(e.match).values()}
     assert untouched <= plain[2]
+
+
+def test_mirroring_one_service_copies_only_its_ports_and_forwards_the_same():
+    topology = ring_with_hosts()
+    plain = compute_desired_flows(topology, [1, 2, 3, 4])
+    rules = ((MirrorRule("c1", "voice"), frozenset({mac(1)})),)
+    mirrored = compute_desired_flows(topology, [1, 2, 3, 4], mirror=(2, 4, rules))
+    assert plain[2] <= mirrored[2]  # the pair flows themselves are untouched
+    extra = mirrored[2] - plain[2]
+    assert extra and all(e.priority == PRIORITY["mirror"] and e.component == Component.MIRROR
+                         for e in extra)
+    voice_ip = {"eth_src": mac(1), "eth_dst": mac(3), "eth_type": 0x0800, "ip_proto": 17}
+    for fields, copied in [({**voice_ip, "udp_dst": 5004, "udp_src": 40000}, True),
+                           ({**voice_ip, "udp_src": 5060, "udp_dst": 40000}, True),
+                           ({**voice_ip, "udp_dst": 1234, "udp_src": 40000}, False),
+                           ({"eth_src": mac(3), "eth_dst": mac(1), "eth_type": 0x86DD,
+                             "ip_proto": 17, "udp_dst": 5004}, True)]:
+        net = FakeNetwork(topology, mirrored)
+        expected = ("host", int(fields["eth_dst"][-1]), 1)
+        assert net.deliver(int(fields["eth_src"][-1]), fields) == expected
+        assert net.copies == ([(2, 4)] if copied else []), fields
+
+
+def test_sampling_mirrors_a_stable_share_of_host_pairs():
+    pairs = [(mac(1), f"00:00:00:00:{i // 256:02x}:{i % 256:02x}") for i in range(2000)]
+    chosen = [p for p in pairs if sampled(*p, 25)]
+    assert 400 < len(chosen) < 600  # about a quarter
+    assert chosen == [p for p in pairs if sampled(*p, 25)]  # the same every time
+    assert all(sampled(*p, 100) for p in pairs)
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("c1", MirrorRule("c1", "", 100, "config")),
+    ("c1:voice", MirrorRule("c1", "voice", 100, "config")),
+    ("c1:*:10", MirrorRule("c1", "", 10, "config")),
+])
+def test_mirror_rules_parse(text, rule):
+    assert parse_rule(text) == rule
+
+
+@pytest.mark.parametrize("text, words", [
+    ("c1:telepathy", "not one of"), ("c1:voice:0", "1..100"), (":voice", "customer_id"),
+    ("c1:voice:ten", "whole number")])
+def test_bad_mirror_rules_say_what_is_wrong(text, words):
+    with pytest.raises(ValueError, match=words):
+        parse_rule(text)
