@@ -253,7 +253,7 @@ def main(argv=None) -> int:
             if args.command == "kpis":
                 print(show_kpis(channel, args))
                 return 0
-            if args.command in ("customer", "sla", "sls", "token", "report", "mirror"):
+            if args.command in ("customer", "sla", "sls", "token", "report", "mirror", "stamp"):
                 print(cli_csm.run(channel, args, _as_json))
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,

@@ -107,6 +107,18 @@ def add_commands(sub) -> None:
     mremove.add_argument("customer_id")
     mremove.add_argument("--service", default="")
 
+    stamp = sub.add_parser("stamp", help="STAMP tests run by probe agents (domain manager)")
+    stsub = stamp.add_subparsers(dest="action", required=True)
+    stsub.add_parser("list")
+    start = stsub.add_parser("start", help="for example: cemsctl stamp start h1-agent 10.0.0.2")
+    start.add_argument("sender", help="probe id of the sending agent")
+    start.add_argument("reflector", help="ADDRESS[:PORT] of the reflector (port 862 if not given)")
+    start.add_argument("--count", type=int, default=0, help="packets (default: until stopped)")
+    start.add_argument("--interval", type=float, default=0.01, metavar="SECONDS")
+    start.add_argument("--report-interval", type=float, default=1.0, metavar="SECONDS")
+    start.add_argument("--id", default="", help="test id (default: chosen by the controller)")
+    stsub.add_parser("stop").add_argument("test_id")
+
     token = sub.add_parser("token", help="create bearer tokens (domain manager)")
     tsub = token.add_subparsers(dest="action", required=True)
     tcreate = tsub.add_parser("create")
@@ -180,6 +192,20 @@ def describe_mirror_rule(r) -> str:
     return f"{r.service or 'all'} traffic of {r.customer_id}{sample}"
 
 
+def describe_stamp_test(t) -> str:
+    s = t.spec
+    count = f"{s.count} packets" if s.count else "until stopped"
+    text = (f"{s.test_id}: {s.sender_probe_id} -> {s.reflector_address}:{s.reflector_port}, "
+            f"{count} every {s.interval_s * 1000:g} ms, {t.state}")
+    if t.HasField("latest"):
+        k = t.latest.kpis
+        text += (f"; last {t.latest.interval_end_unix_s - t.latest.interval_start_unix_s:.1f} s: "
+                 f"rtt {k.get('stamp_rtt_ms', float('nan')):.3f} ms, jitter "
+                 f"{k.get('stamp_jitter_ms', float('nan')):.3f} ms, lost "
+                 f"{k.get('stamp_lost', 0):.0f} of {k.get('stamp_sent', 0):.0f}")
+    return text
+
+
 def run(channel, args, as_json) -> str:
     """Run one CSM command; returns what to print."""
     token = args.token or os.environ.get("CEMS_TOKEN", "")
@@ -249,6 +275,24 @@ def run(channel, args, as_json) -> str:
                      else "no probe port configured (mirror.probe)")
             text = "\n".join([f"{len(reply.rules)} mirror rules, to {where}"] + [
                 f"  {describe_mirror_rule(r)} (from {r.origin})" for r in reply.rules])
+    elif command == "stamp":
+        from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
+        stub = probe_pb2_grpc.ActiveTestServiceStub(channel)
+        if action == "start":
+            host, _, port = args.reflector.partition(":")
+            reply = stub.StartStampTest(probe_pb2.StampTestSpec(
+                test_id=args.id, sender_probe_id=args.sender, reflector_address=host,
+                reflector_port=int(port) if port.isdigit() else 0, count=args.count,
+                interval_s=args.interval, report_interval_s=args.report_interval), **call)
+            text = f"started {describe_stamp_test(reply)}"
+        elif action == "stop":
+            reply = stub.StopStampTest(probe_pb2.StopStampTestRequest(test_id=args.test_id),
+                                       **call)
+            text = describe_stamp_test(reply)
+        else:
+            reply = stub.ListStampTests(probe_pb2.ListStampTestsRequest(), **call)
+            text = "\n".join([f"{len(reply.tests)} STAMP tests"] +
+                              [f"  {describe_stamp_test(t)}" for t in reply.tests])
     elif command == "token" and action == "create":
         reply = sla_stub.CreateToken(pb.CreateTokenRequest(role=ROLES[args.role],
                                                            customer_id=args.customer), **call)

@@ -12,14 +12,16 @@ import threading
 
 from qoe.classify import classify_ports
 
-KIND_SERVICES = {"rtp": "voice", "mpegts": "iptv"}
-_RATIO_KPIS = ("rtp_loss_ratio",)
+KIND_SERVICES = {"rtp": "voice", "mpegts": "iptv", "stamp": "active-test"}
+_RATIO_KPIS = ("rtp_loss_ratio", "stamp_loss_ratio")
 _NON_NEGATIVE = ("rtp_lost", "rtp_expected", "rtp_duplicates", "rtp_reordered", "rtp_jitter_ms",
                  "ts_cc_errors", "ts_lost_packets", "ts_sync_loss", "ts_pat_errors",
                  "ts_pmt_errors", "mdi_df_ms", "mdi_mlr_pps", "tcp_rtt_ms",
                  "tcp_handshake_rtt_ms", "tcp_retransmissions", "tcp_zero_windows",
-                 "tcp_rtt_samples", "ts_pcr_jitter_ms")
-KINDS = ("udp", "rtp", "mpegts", "tcp")
+                 "tcp_rtt_samples", "ts_pcr_jitter_ms", "stamp_sent", "stamp_lost",
+                 "stamp_rtt_ms", "stamp_rtt_max_ms", "stamp_jitter_ms", "stamp_duplicates",
+                 "stamp_reordered")
+KINDS = ("udp", "rtp", "mpegts", "tcp", "stamp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,9 +179,10 @@ def service_of(record: KpiRecord) -> str:
     return answer.service if answer else "unknown"
 
 
-# KPIs summarised per service for Prometheus: (record kpi key, metric kpi label)
+# KPIs summarised per service for Prometheus (each better when smaller)
 SUMMARY_KPIS = ("rtp_loss_ratio", "rtp_jitter_ms", "ts_cc_errors", "mdi_df_ms", "mdi_mlr_pps",
-                "tcp_rtt_ms", "tcp_retransmissions")
+                "tcp_rtt_ms", "tcp_retransmissions", "stamp_rtt_ms", "stamp_loss_ratio",
+                "stamp_jitter_ms")
 
 
 def summarise_by_service(records: list[KpiRecord]) -> dict[str, dict]:

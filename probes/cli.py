@@ -3,6 +3,7 @@
     cems-probe passive (--pcap FILE | --iface IF [--bpf EXPR] [--no-ring]) [--interval S]
                        [--controller ADDR]   (JSON lines of flow records on stdout)
     cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent)
+    cems-probe agent --controller ADDR [--probe-id ID] [--reflect PORT]   (active tests)
     cems-probe stamp-reflector [--bind HOST:PORT]
     cems-probe stamp-sender --target HOST:PORT [--count N] [--interval S] [--json]
 """
@@ -18,6 +19,7 @@ import time
 
 from cems.v1 import probe_pb2
 
+from probes.agent import ProbeAgent
 from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
 from probes.flows import FlowTable
@@ -91,6 +93,30 @@ def run_passive(args) -> int:
     return 0
 
 
+def run_agent(args) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    exporter = RecordExporter(args.controller, args.probe_id).start()
+    reflector = None
+    if args.reflect is not None:
+        reflector = Reflector("0.0.0.0", args.reflect)
+        threading.Thread(target=reflector.serve, args=(stop,), daemon=True).start()
+    agent = ProbeAgent(args.controller, args.probe_id, exporter.offer)
+    print(f"cems-probe agent {args.probe_id}: waiting for tests from {args.controller}"
+          + (f", reflecting STAMP on port {reflector.address[1]}" if reflector else ""),
+          file=sys.stderr, flush=True)
+    agent.serve(stop)
+    exporter.close()
+    summary = {"tests": len(agent.tests), "exported": exporter.sent,
+               "export_rejected": exporter.rejected, "export_dropped": exporter.dropped,
+               "errors": agent.errors}
+    if reflector is not None:
+        summary.update(reflected=reflector.reflected, reflect_malformed=reflector.malformed)
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cems-probe", description="cems probes")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +139,11 @@ def main(argv=None) -> int:
         gen = sub.add_parser(f"gen-{kind}", help=f"send {kind} test traffic, print what was sent")
         gen.add_argument("--target", type=_address, required=True)
         gen.add_argument("--seconds", type=float, default=10.0)
+    agent = sub.add_parser("agent", help="run the active tests the controller starts")
+    agent.add_argument("--controller", required=True, metavar="HOST:PORT|unix:PATH")
+    agent.add_argument("--probe-id", default=socket.gethostname())
+    agent.add_argument("--reflect", type=int, metavar="PORT",
+                       help="also answer STAMP on this UDP port (862 is the standard one)")
     reflector = sub.add_parser("stamp-reflector", help="answer STAMP test packets (RFC 8762)")
     reflector.add_argument("--bind", type=_address, default=("0.0.0.0", DEFAULT_PORT))
     sender = sub.add_parser("stamp-sender", help="run one STAMP session and print its result")
@@ -128,6 +159,8 @@ def main(argv=None) -> int:
         return 0
     if args.command == "passive":
         return run_passive(args)
+    if args.command == "agent":
+        return run_agent(args)
     if args.command == "stamp-reflector":
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -54,17 +54,23 @@ class Reflector:
 
 
 def run_sender(host: str, port: int, count: int = 100, interval_s: float = 0.01,
-               timeout_s: float = 1.0, bind: str = "0.0.0.0") -> StampResult:
-    """Send `count` test packets `interval_s` apart; wait `timeout_s` for the last answers."""
+               timeout_s: float = 1.0, bind: str = "0.0.0.0", bind_port: int = 0,
+               stop: threading.Event | None = None) -> StampResult:
+    """Send `count` test packets `interval_s` apart; wait `timeout_s` for the last answers.
+
+    With `stop`, setting it ends the sending early (the answers still get their timeout)."""
     session = StampSession()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((bind, 0))
+        sock.bind((bind, bind_port))
         sock.setblocking(False)
         deadline = None
         next_send = time.monotonic()
         sent = 0
         while True:
             now = time.monotonic()
+            if stop is not None and stop.is_set() and sent < count:
+                count = sent
+                deadline = now + timeout_s
             if sent < count and now >= next_send:
                 sock.sendto(session.next_packet(time.time()), (host, port))
                 sent += 1

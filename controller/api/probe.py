@@ -11,6 +11,8 @@ import time
 import grpc
 from cems.v1 import probe_pb2 as pb
 
+from controller.active import ActiveTests
+from controller.api.active import watch_tasks
 from controller.api.convert import kpi_record_pb as record_pb
 from controller.csm.store import CsmStore
 from controller.events import KpiRecords
@@ -43,7 +45,10 @@ def health_pb(h: ProbeHealth) -> pb.ProbeHealth:
 
 
 class ProbeServicer:
-    def __init__(self, kpis: KpiStore, state: PublishedState, csm: CsmStore | None):
+    def __init__(self, kpis: KpiStore, state: PublishedState, csm: CsmStore | None,
+                 active: ActiveTests | None = None, stop_event=None):
+        self.active = active or ActiveTests()
+        self.stop_event = stop_event
         self.kpis = kpis
         self.state = state
         self.csm = csm
@@ -64,6 +69,9 @@ class ProbeServicer:
                 joined = join_customers(stored, self._ip_to_customer(), service_of)
                 self.state.bus.publish(KpiRecords(time.time(), tuple(joined)))
         return pb.ExportRecordsResponse(accepted=accepted, rejected=rejected, problems=problems)
+
+    def WatchTasks(self, request, context):
+        yield from watch_tasks(self.active, request, context, self.stop_event)
 
     def _ip_to_customer(self, fresh: bool = False) -> dict[str, str]:
         if self.csm is None:

@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection
 
 from controller.api.auth import BearerAuthInterceptor
 from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
+from controller.active import ActiveTests
+from controller.api.active import ActiveTestServicer
 from controller.api.mirror import MirrorServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
@@ -90,17 +92,18 @@ def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 32, credentials=None, kpis: KpiStore | None = None,
-               unix_socket: str = "", mirror=None, on_mirror_change=None
+               unix_socket: str = "", mirror=None, on_mirror_change=None, active=None
                ) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
-    ReportService and (with `mirror`, a controller.mirroring.MirrorRules) MirrorService behind
-    bearer-token authentication; plus health and reflection, on address. Returns (server,
-    bound port)."""
+    ReportService, ActiveTestService and (with `mirror`, a controller.mirroring.MirrorRules)
+    MirrorService behind bearer-token authentication; plus health and reflection, on address.
+    Returns (server, bound port)."""
+    active = active or ActiveTests()
     stop_event = threading.Event()
     services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
                  pb)]
     if kpis is not None:
-        services.append((ProbeServicer(kpis, state, csm),
+        services.append((ProbeServicer(kpis, state, csm, active, stop_event),
                          probe_pb2.DESCRIPTOR.services_by_name["ProbeService"], probe_pb2))
     interceptors = []
     if csm is not None:
@@ -111,6 +114,10 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                       customer_pb2.DESCRIPTOR.services_by_name["SlsService"], customer_pb2),
                      (ReportServicer(csm, state, **options),
                       customer_pb2.DESCRIPTOR.services_by_name["ReportService"], customer_pb2)]
+        if kpis is not None:
+            services.append((ActiveTestServicer(active, kpis, csm, state),
+                             probe_pb2.DESCRIPTOR.services_by_name["ActiveTestService"],
+                             probe_pb2))
         if mirror is not None:
             services.append((MirrorServicer(mirror, csm, state, on_mirror_change),
                              probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
@@ -118,7 +125,8 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
             csm.principal_for, tuple(d.full_name for _, d, _ in services
                                      if d.full_name.startswith(("cems.v1.Sla", "cems.v1.Sls",
                                                                 "cems.v1.Report",
-                                                                "cems.v1.Mirror")))))
+                                                                "cems.v1.Mirror",
+                                                                "cems.v1.ActiveTest")))))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors)
