@@ -39,6 +39,7 @@ def test_tests_are_queued_for_their_agent_and_resent_after_a_reconnect():
     tasks = active.connect("a1")
     counted = active.start(StampSpec("", "a1", "10.0.0.2", count=100, interval_s=0.01))
     forever = active.start(StampSpec("t2", "a1", "10.0.0.3"))
+    assert forever.ends_unix_s() is None
     assert counted.spec.test_id == "stamp-1" and tasks.get_nowait() == ("start", counted.spec)
     tasks.get_nowait()
     again = active.connect("a1")  # the agent restarted: the old stream ends, tests come back
