@@ -3,6 +3,8 @@
     cems-probe passive (--pcap FILE | --iface IF [--bpf EXPR] [--no-ring]) [--interval S]
                        [--controller ADDR]   (JSON lines of flow records on stdout)
     cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent)
+    cems-probe web-server [--bind HOST:PORT] | web-client --url URL [--pages N]
+    cems-probe video-server [--bind HOST:PORT] | video-player --url URL   (adaptive video)
     cems-probe agent --controller ADDR [--probe-id ID] [--reflect PORT]   (active tests)
     cems-probe stamp-reflector [--bind HOST:PORT]
     cems-probe stamp-sender --target HOST:PORT [--count N] [--interval S] [--json]
@@ -28,6 +30,8 @@ from probes.passive import ProbeCounters, live_frames, pcap_frames, run_frames, 
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
 from probes.stamp_io import Reflector, run_sender
+from probes.video import SegmentServer, play
+from probes.web import WebServer, load_page
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -117,6 +121,44 @@ def run_agent(args) -> int:
     return 0
 
 
+def parse_rate(text: str) -> int:
+    """'500k', '2M', '1G' or bit/s -> bit/s."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale != 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate {text!r}: use bit/s or a k/M/G suffix") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"rate {text!r} must be positive")
+    return int(value)
+
+
+def _serve_until_signal(server, what: str) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    print(f"{what} on {server.address[0]}:{server.address[1]}", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def run_web_client(args) -> int:
+    loads = []
+    for page in range(args.pages):
+        if page:
+            time.sleep(args.think)
+        load = load_page(args.url, connections=args.connections)
+        loads.append(load)
+        print(json.dumps(dataclasses.asdict(load)), flush=True)
+    times = sorted(l.page_load_s for l in loads if not l.errors)
+    print(json.dumps({"pages": len(loads), "failed": sum(1 for l in loads if l.errors),
+                      "page_load_median_s": times[len(times) // 2] if times else None,
+                      "page_load_max_s": times[-1] if times else None}), flush=True)
+    return 0 if times else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cems-probe", description="cems probes")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +181,27 @@ def main(argv=None) -> int:
         gen = sub.add_parser(f"gen-{kind}", help=f"send {kind} test traffic, print what was sent")
         gen.add_argument("--target", type=_address, required=True)
         gen.add_argument("--seconds", type=float, default=10.0)
+    web_server = sub.add_parser("web-server", help="serve a test web page with objects")
+    web_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8080))
+    web_server.add_argument("--objects", type=int, default=20)
+    web_server.add_argument("--object-bytes", type=int, default=50_000)
+    web_client = sub.add_parser("web-client", help="load pages, print their load times")
+    web_client.add_argument("--url", required=True, help="for example http://10.0.0.9:8080/")
+    web_client.add_argument("--pages", type=int, default=1)
+    web_client.add_argument("--think", type=float, default=1.0, metavar="SECONDS",
+                            help="pause between pages")
+    web_client.add_argument("--connections", type=int, default=4)
+    video_server = sub.add_parser("video-server", help="serve adaptive-video segments")
+    video_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8081))
+    video_server.add_argument("--bitrates", default="500k,1M,2M,4M",
+                              help="the bitrate ladder, comma-separated")
+    video_server.add_argument("--segment-seconds", type=float, default=2.0)
+    video_server.add_argument("--segments", type=int, default=30)
+    player = sub.add_parser("video-player", help="play a video, print what it experienced")
+    player.add_argument("--url", required=True, help="for example http://10.0.0.9:8081/")
+    player.add_argument("--startup", type=float, default=4.0, metavar="SECONDS")
+    player.add_argument("--max-buffer", type=float, default=20.0, metavar="SECONDS")
+    player.add_argument("--segments", type=int, default=0, help="stop after N (default: all)")
     agent = sub.add_parser("agent", help="run the active tests the controller starts")
     agent.add_argument("--controller", required=True, metavar="HOST:PORT|unix:PATH")
     agent.add_argument("--probe-id", default=socket.gethostname())
@@ -161,6 +224,24 @@ def main(argv=None) -> int:
         return run_passive(args)
     if args.command == "agent":
         return run_agent(args)
+    if args.command == "web-server":
+        return _serve_until_signal(WebServer(*args.bind, objects=args.objects,
+                                             object_bytes=args.object_bytes), "web server")
+    if args.command == "web-client":
+        return run_web_client(args)
+    if args.command == "video-server":
+        try:
+            ladder = tuple(parse_rate(v) for v in args.bitrates.split(","))
+        except argparse.ArgumentTypeError as err:
+            parser.error(str(err))
+        return _serve_until_signal(SegmentServer(*args.bind, bitrates_bps=ladder,
+                                                 segment_s=args.segment_seconds,
+                                                 segments=args.segments), "video server")
+    if args.command == "video-player":
+        session = play(args.url, startup_s=args.startup, max_buffer_s=args.max_buffer,
+                       max_segments=args.segments)
+        print(json.dumps(dataclasses.asdict(session)), flush=True)
+        return 0 if not session.errors else 1
     if args.command == "stamp-reflector":
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

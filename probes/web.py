@@ -1,0 +1,158 @@
+"""Web test service: a small HTTP server and a client that measures page load times (shell).
+
+The server serves a page ("/") that references `objects` objects ("/obj/N"), each of
+`object_bytes` bytes, like a page with its images and scripts. The client loads the page
+the way a browser does at its simplest: the HTML first (time to first byte, then the
+whole document), then the objects over `connections` parallel keep-alive connections. The
+page load time is from the first request to the last byte of the last object. Each load
+reports its own ground truth: bytes, objects, times and errors.
+"""
+
+import dataclasses
+import http.client
+import http.server
+import re
+import socketserver
+import threading
+import time
+import urllib.parse
+
+_OBJECT = re.compile(rb'src="(/obj/\d+)"')
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server_version = "cems-web/1"
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        page: "WebServer" = self.server.page  # type: ignore[attr-defined]
+        if self.path == "/":
+            body = page.html()
+            kind = "text/html"
+        elif self.path.startswith("/obj/") and self.path[5:].isdigit() and \
+                int(self.path[5:]) < page.objects:
+            body = page.object_body
+            kind = "application/octet-stream"
+        else:
+            self.send_error(404, "no such object")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # quiet: the client reports what happened
+        pass
+
+
+class ThreadingHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """An HTTP server with a thread per connection (shared with probes/video.py)."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class WebServer:
+    """Serves the test page on (host, port) until stop(); port 0 picks a free one."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 8080, objects: int = 20,
+                 object_bytes: int = 50_000, html_bytes: int = 20_000):
+        self.objects = objects
+        self.object_body = bytes(object_bytes)
+        self.html_bytes = html_bytes
+        self._server = ThreadingHttpServer((host, port), _Handler)
+        self._server.page = self  # type: ignore[attr-defined]
+        self.address = self._server.server_address
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def html(self) -> bytes:
+        tags = "".join(f'<img src="/obj/{i}">' for i in range(self.objects))
+        head = f"<html><body>{tags}".encode()
+        return head + b" " * max(0, self.html_bytes - len(head) - 14) + b"</body></html>"
+
+    def start(self) -> "WebServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclasses.dataclass(frozen=True)
+class PageLoad:
+    url: str
+    started_unix_s: float
+    ttfb_s: float          # first request sent -> first byte of the HTML answer
+    html_s: float          # -> the whole HTML
+    page_load_s: float     # -> the last byte of the last object
+    objects: int           # objects loaded
+    bytes: int             # body bytes received
+    errors: tuple[str, ...]
+
+
+def _connection(parts, timeout_s: float) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+
+
+def load_page(url: str, connections: int = 4, timeout_s: float = 30.0) -> PageLoad:
+    """Load the page at `url` and its objects; never raises for network errors, which are
+    reported in `errors` (the load time is then up to the failure)."""
+    parts = urllib.parse.urlsplit(url)
+    started, start = time.time(), time.monotonic()
+    errors: list[str] = []
+    received = [0]
+    lock = threading.Lock()
+    ttfb = html_s = float("nan")
+    links: list[bytes] = []
+    try:
+        conn = _connection(parts, timeout_s)
+        conn.request("GET", parts.path or "/")
+        answer = conn.getresponse()
+        ttfb = time.monotonic() - start
+        body = answer.read()
+        html_s = time.monotonic() - start
+        received[0] += len(body)
+        if answer.status != 200:
+            errors.append(f"GET {parts.path or '/'}: HTTP {answer.status}")
+        links = _OBJECT.findall(body)
+        conn.close()
+    except (OSError, http.client.HTTPException) as err:
+        errors.append(f"GET {parts.path or '/'}: {err}")
+    pending = list(links)
+    done = [0]
+
+    def worker():
+        conn = _connection(parts, timeout_s)
+        try:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    path = pending.pop(0).decode()
+                try:
+                    conn.request("GET", path)
+                    answer = conn.getresponse()
+                    body = answer.read()
+                except (OSError, http.client.HTTPException) as err:
+                    with lock:
+                        errors.append(f"GET {path}: {err}")
+                    conn.close()
+                    conn = _connection(parts, timeout_s)
+                    continue
+                with lock:
+                    received[0] += len(body)
+                    if answer.status == 200:
+                        done[0] += 1
+                    else:
+                        errors.append(f"GET {path}: HTTP {answer.status}")
+        finally:
+            conn.close()
+    threads = [threading.Thread(target=worker, daemon=True)
+               for _ in range(max(1, min(connections, len(links))))] if links else []
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return PageLoad(url, started, ttfb, html_s, time.monotonic() - start, done[0], received[0],
+                    tuple(errors))
