@@ -1,7 +1,9 @@
 """Adaptive video test service: a segment server and a player model (shell, with a pure core).
 
-Server: "/manifest" gives the bitrate ladder, the segment length and the number of
-segments (JSON); "/seg/RATE/N" is segment N at RATE bit/s, RATE * length / 8 bytes.
+Server: "/video.mpd" gives the bitrate ladder, the segment length and the number of
+segments (as JSON, under a DASH manifest's name); "/seg/RATE/N.m4s" is segment N at RATE
+bit/s, RATE * length / 8 bytes. The names are DASH-like so that a classifier sees the
+requests it would see of a real player.
 
 Player (the usual throughput-based model of a DASH/HLS client): it picks each segment's
 bitrate as the highest on the ladder at or below `safety` times the harmonic mean of the
@@ -35,8 +37,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         video: "SegmentServer" = self.server.video  # type: ignore[attr-defined]
-        parts = self.path.strip("/").split("/")
-        if parts == ["manifest"]:
+        parts = self.path.strip("/").removesuffix(".m4s").split("/")
+        if parts == ["video.mpd"]:
             body = json.dumps({"bitrates_bps": video.bitrates_bps,
                                "segment_s": video.segment_s,
                                "segments": video.segments}).encode()
@@ -146,7 +148,7 @@ def play(url: str, startup_s: float = 4.0, max_buffer_s: float = 20.0, safety: f
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
     errors: list[str] = []
     try:
-        conn.request("GET", "/manifest")
+        conn.request("GET", "/video.mpd")
         manifest = json.loads(conn.getresponse().read())
     except (OSError, http.client.HTTPException, ValueError) as err:
         return VideoSession(url, 0, None, 0, (), (), 0.0, 0, 0, float("nan"), (),
@@ -167,7 +169,7 @@ def play(url: str, startup_s: float = 4.0, max_buffer_s: float = 20.0, safety: f
         rate = choose_bitrate(ladder, throughputs, safety)
         start = time.monotonic()
         try:
-            conn.request("GET", f"/seg/{rate}/{index}")
+            conn.request("GET", f"/seg/{rate}/{index}.m4s")
             body = conn.getresponse().read()
         except (OSError, http.client.HTTPException) as err:
             errors.append(f"segment {index}: {err}")
