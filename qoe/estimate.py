@@ -9,6 +9,7 @@ import math
 from typing import Mapping
 
 from qoe import emodel
+from qoe import video
 from qoe.errors import QoeInputError
 
 EMODEL = "ITU-T G.107 (06/2015) E-model, Annex B MOS"
@@ -79,3 +80,26 @@ def estimate_voice(loss_ratio: float | None, one_way_delay_ms: float | None,
         inputs["jitter_ms"] = jitter_ms
     return QoeEstimate("voice", result.mos, f"{EMODEL}, codec {codec}", inputs, (),
                        result.extrapolated, tuple(assumptions), dict(result.breakdown))
+
+
+def estimate_iptv(loss_ratio: float | None, bitrate_bps: float | None,
+                  frame_rate: float | None,
+                  coefficients: video.G1070Coefficients = video.H264_VGA_9IN) -> QoeEstimate:
+    """IPTV picture quality from the MPEG-TS packet loss ratio of a window (lost TS packets
+    over expected, 0..1), the video bit rate and the frame rate, with G.1070's video quality
+    function (qoe.video). The frame rate is not visible in the transport stream's headers:
+    the operator gives it per channel or service; without it the estimate is unknown."""
+    missing = tuple(name for name, value in (("loss_ratio", loss_ratio),
+                                             ("bitrate_bps", bitrate_bps),
+                                             ("frame_rate", frame_rate))
+                    if not _finite_or_missing(name, value))
+    if missing:
+        return QoeEstimate("iptv", None, video.MODEL, {}, missing)
+    if not 0 <= loss_ratio <= 1:
+        raise QoeInputError("loss_ratio", loss_ratio, "0 to 1 (a ratio, not a percentage)")
+    result = video.video_quality(bitrate_bps / 1000, frame_rate, loss_ratio * 100,
+                                 coefficients)
+    inputs = {"loss_ratio": loss_ratio, "ppl_pct": loss_ratio * 100,
+              "bitrate_kbps": bitrate_bps / 1000, "frame_rate": frame_rate}
+    return QoeEstimate("iptv", result.mos, f"{video.MODEL} ({coefficients.name})", inputs, (),
+                       result.extrapolated, (), {"icoding": result.icoding})
