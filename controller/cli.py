@@ -128,7 +128,7 @@ def show_kpis(channel, args) -> str:
     if args.json:
         return _as_json(reply)
     keys = ("rtp_loss_ratio", "rtp_jitter_ms", "ts_cc_errors", "mdi_df_ms", "tcp_rtt_ms",
-            "tcp_retransmissions")
+            "tcp_retransmissions", "stamp_rtt_ms", "stamp_jitter_ms", "stamp_loss_ratio")
 
     def kpi_text(record):
         return " ".join(f"{k}={record.kpis[k]:.4g}" for k in keys if k in record.kpis)

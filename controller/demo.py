@@ -1,48 +1,96 @@
 """The cems demo on an emulated access network (shell): `make demo`.
 
 Starts the controller, builds the `access` topology on userspace Open vSwitch, shows that all
-hosts reach each other, prints the topology and live flow rates through cemsctl while service
-traffic runs (IPTV to a set-top box, voice to a phone, a web/bulk download to a PC), and tears
-everything down, also on failure or Ctrl-C.
+hosts reach each other and prints the topology. Then the QoE chain: customer c1 is created,
+its traffic is mirrored to the probe port on the core switch, a passive probe there exports
+KPIs, voice and IPTV generators send to c1's phone and set-top box while a bulk transfer and
+an adaptive-video session run for others, a STAMP test runs between two probe agents, and
+cemsctl shows flow rates, KPIs per customer and service, and the active test. Everything is
+torn down, also on failure or Ctrl-C.
 """
 
 import argparse
 import contextlib
+import json
+import os
+import signal
+import subprocess
 import sys
 import time
 
 from controller import cli
-from controller.emulation import ControllerProcess, build_network, expected_counts, wait_for, \
-    wait_for_topology
+from controller.emulation import REPO, ControllerProcess, build_network, expected_counts, \
+    wait_for, wait_for_topology
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def cemsctl(controller: ControllerProcess, *args: str) -> None:
-    print(f"$ cemsctl --server {controller.grpc_address} {' '.join(args)}", flush=True)
-    cli.main(["--server", controller.grpc_address, *args])
+def cemsctl(controller: ControllerProcess, *args: str, token: str = "") -> None:
+    print(f"$ cemsctl {' '.join(args)}", flush=True)
+    cli.main(["--server", controller.grpc_address, *(["--token", token] if token else []),
+              *args])
     sys.stdout.flush()
+
+
+def probe_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "probes.cli", *args]
+
+
+def domain_manager_token(controller: ControllerProcess) -> str:
+    out = subprocess.run([sys.executable, "-m", "controller.main", "--store",
+                          controller.store_path, "--create-token", "domain-manager"],
+                         cwd=REPO, capture_output=True, text=True, check=True, timeout=30)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def start_traffic(net, seconds: int) -> list:
     """Service traffic of the access topology; returns the processes to stop."""
-    flows = [  # (sender, receiver, iperf3 client args, what it stands for)
-        ("iptv", "c1stb", ["-u", "-b", "4M", "-l", "1316"], "IPTV 4 Mbit/s to c1's set-top box"),
-        ("voice", "c2phone", ["-u", "-b", "87k", "-l", "172"], "G.711 voice to c2's phone"),
-        ("web", "c3pc", ["-b", "8M"], "an 8 Mbit/s download to c3's PC"),
-    ]
     procs = []
-    for index, (src, dst, extra, what) in enumerate(flows):
-        port = 5301 + index
-        server = net.get(dst)
-        procs.append(server.popen(["iperf3", "-s", "-1", "-p", str(port)]))
-        wait_for(lambda s=server, p=port: f":{p} " in s.cmd("ss -ltn"), 10, f"iperf3 on {dst}")
-        procs.append(net.get(src).popen(["iperf3", "-c", server.IP(), "-p", str(port), "-t",
-                                         str(seconds), *extra]))
-        print(f"  {src} -> {dst}: {what}")
+    phone, stb, pc, video_pc = net.get("c1phone", "c1stb", "c3pc", "c2pc")
+    voice, iptv, web = net.get("voice", "iptv", "web")
+    procs.append(voice.popen(probe_cmd("gen-voice", "--target", f"{phone.IP()}:5004",
+                                       "--seconds", str(seconds)), cwd=REPO,
+                             stdout=subprocess.DEVNULL))
+    print("  voice -> c1phone: G.711 RTP, 50 packets/s")
+    procs.append(iptv.popen(probe_cmd("gen-iptv", "--target", f"{stb.IP()}:1234",
+                                      "--seconds", str(seconds)), cwd=REPO,
+                            stdout=subprocess.DEVNULL))
+    print("  iptv -> c1stb: MPEG-TS over UDP, 4 Mbit/s")
+    procs.append(pc.popen(["iperf3", "-s", "-1", "-p", "5301"]))
+    wait_for(lambda: ":5301 " in pc.cmd("ss -ltn"), 10, "iperf3 on c3pc")
+    procs.append(web.popen(["iperf3", "-c", pc.IP(), "-p", "5301", "-t", str(seconds),
+                            "-b", "8M"], stdout=subprocess.DEVNULL))
+    print("  web -> c3pc: an 8 Mbit/s download")
+    procs.append(web.popen(probe_cmd("video-server", "--bind", f"{web.IP()}:8081",
+                                     "--bitrates", "1M,2M,4M,8M", "--segment-seconds", "1",
+                                     "--segments", str(seconds)), cwd=REPO,
+                           stdout=subprocess.DEVNULL))
+    wait_for(lambda: ":8081 " in web.cmd("ss -ltn"), 15, "the video server on web")
+    player = video_pc.popen(probe_cmd("video-player", "--url", f"http://{web.IP()}:8081/",
+                                      "--startup", "2"), cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)
+    procs.append(player)
+    print("  web -> c2pc: adaptive video, 1 s segments at 1 to 8 Mbit/s")
     return procs
+
+
+def services_seen(controller: ControllerProcess) -> set[str]:
+    from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
+    import grpc  # pylint: disable=import-outside-toplevel
+    with grpc.insecure_channel(controller.grpc_address) as channel:
+        reply = probe_pb2_grpc.ProbeServiceStub(channel).ListKpis(
+            probe_pb2.ListKpisRequest(customer_id="c1"), timeout=5)
+    return {r.service for r in reply.records}
+
+
+def stop(procs: list) -> None:
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=10)
 
 
 def main(argv=None) -> int:
@@ -53,9 +101,12 @@ def main(argv=None) -> int:
     from mininet_topos import AccessTopo  # pylint: disable=import-outside-toplevel
     setLogLevel("error")
 
-    controller = ControllerProcess()
+    socket_path = f"/tmp/cems-demo-{os.getpid()}.sock"
+    controller = ControllerProcess(extra_config='[mirror]\nprobe = "2:10"\n',
+                                   unix_socket=socket_path)
     net = None
     procs: list = []
+    probes: list = []
     try:
         banner("starting the cems controller")
         controller.start()
@@ -80,13 +131,55 @@ def main(argv=None) -> int:
         banner("topology as cems sees it")
         cemsctl(controller, "topology")
 
+        banner("customer c1, its traffic mirrored to the probe port s2:10")
+        token = domain_manager_token(controller)
+        phone, stb = net.get("c1phone", "c1stb")
+        cemsctl(controller, "customer", "create", "c1", "--name", "Customer One", "--segment",
+                "business", "--access", "5:3", "--host", phone.MAC(), "--host", stb.MAC(),
+                "--variant", "gsb-business", "--class", "silver:10M:20M", token=token)
+        cemsctl(controller, "mirror", "set", "c1", token=token)
+        wait_for(lambda: "output:10" in subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s2", "table=1"],
+            capture_output=True, text=True).stdout, 20, "the mirror flows on s2")
+        probes.append(subprocess.Popen(
+            probe_cmd("passive", "--iface", "s2-eth10", "--controller", controller.grpc_address,
+                      "--probe-id", "core-probe", "--bpf", "udp or tcp"), cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        print("passive probe core-probe on s2-eth10 (TPACKET_V3 ring), exporting to cems")
+        voice_host = net.get("voice")
+        for host, extra in ((phone, []), (voice_host, ["--reflect", "862"])):
+            log = os.path.join(controller.workdir, f"{host.name}-agent.log")
+            with open(log, "w", encoding="utf-8") as stderr:
+                probes.append(host.popen(probe_cmd(
+                    "agent", "--controller", f"unix:{socket_path}", "--probe-id",
+                    f"{host.name}-agent", *extra), cwd=REPO, stderr=stderr))
+        print("probe agents on c1phone and voice (the latter also a STAMP reflector), logs in "
+              f"{controller.workdir}")
+
         banner(f"service traffic for {args.seconds} s")
         procs = start_traffic(net, args.seconds)
+        wait_for(lambda: subprocess.run(
+            [sys.executable, "-m", "controller.cli", "--server", controller.grpc_address,
+             "--token", token, "stamp", "start", "c1phone-agent", voice_host.IP(), "--count",
+             str(50 * (args.seconds - 2)), "--interval", "0.02"], cwd=REPO,
+            capture_output=True).returncode == 0, 20, "the c1phone agent to take a STAMP test")
+        print("STAMP test c1phone -> voice started over gRPC")
         time.sleep(min(5, args.seconds / 2))
+        wait_for(lambda: {"voice", "iptv", "active-test"} <= services_seen(controller), 20,
+                 "voice, IPTV and STAMP records at the controller")
         banner("live flow rates (flows with traffic now)")
         cemsctl(controller, "flows", "--component", "forwarding", "--active")
-        banner("access switch s5 ports")
-        cemsctl(controller, "ports", "--dpid", "5")
+        banner("KPIs of c1's mirrored voice and IPTV, and of the active test")
+        cemsctl(controller, "kpis", "--customer", "c1")
+        cemsctl(controller, "kpis", "--service", "active-test")
+        cemsctl(controller, "stamp", "list", token=token)
+        banner("the adaptive-video session on c2pc")
+        out, _ = procs[-1].communicate(timeout=args.seconds * 4 + 30)
+        video = json.loads(out.strip().splitlines()[-1])
+        print(f"initial delay {video['initial_delay_s']:.2f} s, {video['stalls']} stalls, "
+              f"bitrates chosen (Mbit/s): "
+              f"{' '.join(f'{b / 1e6:g}' for b in video['bitrates_bps'])}, "
+              f"MOS {video['mos']:.2f} (Hossfeld et al. 2011, from stalls)")
         banner("controller status")
         cemsctl(controller, "status")
         return 0 if loss == 0 else 1
@@ -94,13 +187,12 @@ def main(argv=None) -> int:
         return 130
     finally:
         banner("tearing down")
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(procs + probes)
         if net is not None:
             net.stop()
         controller.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
         print("done")
 
 

@@ -47,6 +47,12 @@ class KpiRecord:
     def flow_key(self) -> tuple:
         return (self.src, self.dst, self.proto, self.sport, self.dport)
 
+    @property
+    def store_key(self) -> tuple:
+        """What one window of records is kept for: a flow as one probe sees it. Two probes
+        on the path of the same flow (or an agent and a passive probe) are two windows."""
+        return (self.probe_id, *self.flow_key)
+
 
 def check_record(record: KpiRecord) -> str:
     """'' if the record is possible, else what is wrong with it."""
@@ -89,7 +95,8 @@ class ProbeHealth:
 
 
 class KpiStore:
-    """The latest `window` records of each flow, at most `max_flows` flows (oldest out), and
+    """The latest `window` records of each flow per probe, at most `max_flows` of those
+    (oldest out), and
     the latest health report of at most `max_probes` probes."""
 
     def __init__(self, window: int = 60, max_flows: int = 100_000, max_probes: int = 1000):
@@ -131,7 +138,7 @@ class KpiStore:
                 if problem:
                     problems.append(problem)
                     continue
-                key = record.flow_key
+                key = record.store_key
                 window = self._flows.get(key)
                 if window is None:
                     if len(self._flows) >= self.max_flows:
@@ -154,9 +161,9 @@ class KpiStore:
         with self._lock:
             return [record for window in self._flows.values() for record in window]
 
-    def history(self, flow_key: tuple) -> list[KpiRecord]:
+    def history(self, probe_id: str, flow_key: tuple) -> list[KpiRecord]:
         with self._lock:
-            return list(self._flows.get(flow_key, ()))
+            return list(self._flows.get((probe_id, *flow_key), ()))
 
 
 def join_customers(records: list[KpiRecord], ip_to_customer: dict[str, str],
@@ -172,9 +179,15 @@ def join_customers(records: list[KpiRecord], ip_to_customer: dict[str, str],
     return out
 
 
+STAMP_PORT = 862  # RFC 8762's well-known port: test traffic, not a customer's service
+
+
 def service_of(record: KpiRecord) -> str:
-    """The service a record's flow belongs to by its ports and DSCP (qoe.classify)."""
+    """The service a record's flow belongs to by its ports and DSCP (qoe.classify); STAMP
+    test traffic a passive probe sees is "active-test", like the agents' own records."""
     transport = {6: "tcp", 17: "udp"}.get(record.proto, "")
+    if transport == "udp" and STAMP_PORT in (record.sport, record.dport):
+        return KIND_SERVICES["stamp"]
     answer = classify_ports(transport, record.sport, record.dport, record.dscp)
     return answer.service if answer else "unknown"
 

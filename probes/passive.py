@@ -41,8 +41,8 @@ def run_frames(frames: Iterable[tuple[float, bytes | None]], interval_s: float,
 
     A frame of None is a tick: no frame arrived, but the time moves on (an idle live link
     still closes its intervals)."""
-    table = table or FlowTable()
-    counters = counters or ProbeCounters()
+    table = table if table is not None else FlowTable()  # an empty table is falsy (len 0)
+    counters = counters if counters is not None else ProbeCounters()
     boundary = None
     last = None
     for when, frame in frames:

@@ -96,7 +96,8 @@ class ProbeServicer:
         records = [r for r in records
                    if (not request.customer_id or r.customer_id == request.customer_id)
                    and (not request.service or r.service == request.service)]
-        records.sort(key=lambda r: (r.customer_id, r.service, r.flow_key, r.start_unix_s))
+        records.sort(key=lambda r: (r.customer_id, r.service, r.flow_key, r.probe_id,
+                                    r.start_unix_s))
         return pb.ListKpisResponse(records=[record_pb(r) for r in records[:request.limit or 1000]],
                                    accepted_total=self.kpis.accepted_total,
                                    rejected_total=self.kpis.rejected_total,

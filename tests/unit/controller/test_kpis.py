@@ -49,9 +49,13 @@ def test_store_keeps_a_bounded_window_and_loses_nothing_on_bad_input():
     assert store.add([kpi(start_unix_s=float(i), end_unix_s=i + 1.0) for i in range(5)]) == (5, [])
     accepted, problems = store.add([kpi(kpis={"rtp_loss_ratio": 2.0})])
     assert accepted == 0 and len(problems) == 1
-    assert [r.start_unix_s for r in store.history(kpi().flow_key)] == [2.0, 3.0, 4.0]
+    assert [r.start_unix_s for r in store.history("p", kpi().flow_key)] == [2.0, 3.0, 4.0]
     store.add([kpi(sport=1), kpi(sport=2)])
     assert len(store.latest()) == 2  # the oldest flow made room
+    # the same flow seen by another probe is another window, not an overwrite
+    fresh = KpiStore()
+    fresh.add([kpi(), kpi(probe_id="agent", kind="udp", kpis={})])
+    assert sorted(r.probe_id for r in fresh.latest()) == ["agent", "p"]
 
 
 def flow_record(sport: int, loss: float) -> FlowRecord:

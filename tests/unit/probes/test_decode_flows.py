@@ -157,3 +157,11 @@ def test_idle_ticks_close_intervals_without_counting_frames():
     assert counters.frames == 1 and counters.malformed_total == 0
     # 10-11 holds the frame; 11-12 and 12-13 are empty intervals closed by the ticks
     assert [len(b) for b in batches] == [1, 0, 0, 0]
+
+
+def test_the_callers_table_is_the_one_that_counts_even_when_it_starts_empty():
+    table = FlowTable(max_flows=1)
+    frames = [(1.0, craft.udp_frame("10.0.0.1", "10.0.0.2", 4000 + i, 5004, b"x" * 20))
+              for i in range(3)]
+    run_frames(frames, 1.0, lambda records: None, table)
+    assert len(table) == 1 and table.evicted == 2
