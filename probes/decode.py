@@ -13,6 +13,7 @@ ETH_IPV4, ETH_IPV6, ETH_VLAN, ETH_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
 TCP, UDP = 6, 17
 _IPV6_EXTENSIONS = {0, 43, 60}  # hop-by-hop, routing, destination options
 _U16 = struct.Struct("!H").unpack_from
+_IPV4 = struct.Struct("!BBHHHBBH4s4s").unpack_from  # the 20 fixed bytes, addresses as bytes
 _UDP = struct.Struct("!HHH").unpack_from
 _TCP = struct.Struct("!HHIIBBH").unpack_from
 
@@ -45,21 +46,17 @@ def decode_frame(frame, length: int | None = None):
     if ethertype == ETH_IPV4:
         if n < offset + 20:
             return None, "truncated ipv4"
-        first = frame[offset]
+        first, tos, total, _, fragment, _, proto, _, src, dst = _IPV4(frame, offset)
         ihl = (first & 0x0F) * 4
         if first >> 4 != 4 or ihl < 20:
             return None, "bad ipv4 header length"
-        total = _U16(frame, offset + 2)[0]
         if total < ihl or n < offset + ihl:
             return None, "bad ipv4 total length"
         end = min(n, offset + total)
-        dscp = frame[offset + 1] >> 2
-        proto = frame[offset + 9]
-        src, dst = bytes(frame[offset + 12:offset + 16]), bytes(frame[offset + 16:offset + 20])
-        fragment_offset = _U16(frame, offset + 6)[0] & 0x1FFF
+        dscp = tos >> 2
         l4 = offset + ihl
         ip_len = total
-        if fragment_offset:
+        if fragment & 0x1FFF:
             return (src, dst, proto, 0, 0, ip_len, dscp, end, 0, 0, 0, 0, 0), ""
     elif ethertype == ETH_IPV6:
         if n < offset + 40:
