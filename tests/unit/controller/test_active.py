@@ -136,3 +136,35 @@ def test_an_agent_runs_counted_and_open_ended_tests_started_over_grpc(controller
             thread.join(timeout=10)
         exporter.close()
     assert not agent.errors
+
+
+def test_an_agent_comes_back_after_the_controller_restarts_and_takes_new_tests(tmp_path):
+    from controller.emulation import free_port
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+
+    def controller():
+        active = ActiveTests()
+        server, _ = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", port),
+                               kpis=KpiStore(), active=active)
+        return server, active
+    server, active = controller()
+    stop = threading.Event()
+    agent = ProbeAgent(address, "agent-9", lambda records: None, max_backoff_s=0.5)
+    thread = threading.Thread(target=agent.serve, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: active.connected() == ["agent-9"], 10, "the agent to connect")
+        server.stop(0)
+        wait_for(lambda: not agent.connected.is_set(), 10, "the agent to notice")
+        server, active = controller()  # a new controller process on the same address
+        wait_for(lambda: active.connected() == ["agent-9"], 15, "the agent to reconnect")
+        reflector = Reflector("127.0.0.1", 0)
+        threading.Thread(target=reflector.serve, args=(stop,), daemon=True).start()
+        active.start(StampSpec("after", "agent-9", "127.0.0.1", reflector.address[1], count=5))
+        wait_for(lambda: "after" in agent.tests, 10, "the new test to reach the agent")
+        wait_for(lambda: reflector.reflected == 5, 10, "its 5 packets to be reflected")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        server.stop(0)
