@@ -17,12 +17,14 @@ Per flow kind:
 import collections
 import dataclasses
 import math
+import struct
 
 from probes import decode as d
 from qoe.mpegts import TsAnalyzer, compute_mdi
 from qoe.rtp import STATIC_CLOCK_RATES, RtpStreamStats, parse_rtp_header
 
 _TS_CADENCE = 188
+_RTP_FIXED = struct.Struct("!BBHII").unpack_from
 _UNCLASSIFIED, _PLAIN, _RTP, _TS, _TCP = range(5)
 _KIND_NAMES = {_UNCLASSIFIED: "udp", _PLAIN: "udp", _RTP: "rtp", _TS: "mpegts", _TCP: "tcp"}
 
@@ -122,6 +124,14 @@ class FlowTable:
             flow.ts_arrivals.append(now)
             flow.ts_sizes.append(len(payload))
         elif flow.kind == _RTP:
+            if flow.ts is None and len(payload) >= 12 and payload[0] == 0x80 and \
+                    not 72 <= payload[1] & 0x7F <= 76:
+                # the common header (version 2, no padding, extension or CSRCs): the same
+                # answer parse_rtp_header() gives, without building the header object
+                _, _, sequence, timestamp, ssrc = _RTP_FIXED(payload)
+                if ssrc == flow.ssrc:
+                    flow.rtp.update(sequence, timestamp, now)
+                return
             header = parse_rtp_header(bytes(payload[:64]))
             if header is None or header.ssrc != flow.ssrc:
                 return  # not this stream's RTP: the analysers count only what is theirs
