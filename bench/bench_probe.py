@@ -12,9 +12,9 @@ sent into one end while the reader at the other end is open but not reading, so 
 queues all of them; then the reader drains them against the clock. That measures what each
 reader can do, independent of how fast Python can send. Kernel drop counters are checked to
 be 0 (else the figure would flatter the reader). Readers, in the same run:
-- TPACKET_V3 ring, receive only (iterate the frames, nothing else);
-- recv_into socket, receive only (the issue's "receive-only raw-socket loop");
-- ring + decode + per-flow KPIs: the probe;
+- TPACKET_V3 ring, receive only (take the (time, frame) pairs, nothing else);
+- recv_into socket, receive only (the receive-only raw-socket loop);
+- ring + decode + per-flow KPIs: the probe's own loop (probes.passive.run_frames);
 - socket + decode + per-flow KPIs;
 - scapy's decoder on frames from the ring.
 
@@ -22,7 +22,9 @@ Run: make bench   (or .venv/bin/python bench/bench_probe.py [--frames N] [--live
 """
 
 import argparse
+import collections
 import io
+import itertools
 import os
 import socket
 import subprocess
@@ -37,6 +39,7 @@ from probes import craft  # noqa: E402
 from probes.capture import RingCapture, SocketCapture  # noqa: E402
 from probes.decode import decode_frame  # noqa: E402
 from probes.flows import FlowTable  # noqa: E402
+from probes.passive import run_frames  # noqa: E402
 from probes.pcap import read_pcap, write_pcap  # noqa: E402
 from probes.tsgen import TsMuxer  # noqa: E402
 from timing import best_of  # noqa: E402
@@ -73,19 +76,20 @@ def run_probe(capture) -> FlowTable:
     return table
 
 
-def _drain(capture, count: int, work) -> tuple[float, int]:
-    """Seconds to take `count` frames out of an already filled capture, calling work(frame)."""
-    got = 0
-    start = last = time.perf_counter()
-    for frame in capture.frames(idle_s=0.5):
-        if frame is None:
-            break  # the idle wait is not counted: `last` is when the last frame was done
-        work(frame)
-        got += 1
-        last = time.perf_counter()
-        if got == count:
-            break
-    return last - start, got
+def _drain(capture, count: int, consume) -> tuple[float, int]:
+    """Seconds for consume() to take `count` (time, data) pairs out of an already filled
+    capture; returns (seconds, frames it saw)."""
+    seen = [0]
+
+    def counted():
+        for pair in itertools.islice(capture.timed(idle_s=0.5), count):
+            if pair[1] is None:
+                return  # ran dry: fewer frames than sent
+            seen[0] += 1
+            yield pair
+    start = time.perf_counter()
+    consume(counted())
+    return time.perf_counter() - start, seen[0]
 
 
 def live(frames: list[bytes], scapy_sample: int) -> None:
@@ -124,27 +128,25 @@ def live(frames: list[bytes], scapy_sample: int) -> None:
         def sock():
             return SocketCapture(name, snaplen=2048, bpf="udp or tcp", rcvbuf=1 << 30)
 
-        def probe_work():
-            table = FlowTable()
+        def receive_only(pairs):
+            collections.deque(pairs, maxlen=0)
 
-            def work(frame):
-                packet, _ = decode_frame(frame.data)
-                if packet is not None:
-                    table.observe(packet, frame.data, frame.when)
-            return work
+        def probe(pairs):  # the passive probe's own loop, records every second
+            run_frames(pairs, 1.0, lambda records: None, FlowTable())
         results = {
-            "ring, receive only": run(ring, lambda f: None),
-            "socket (recv_into), receive only": run(sock, lambda f: None),
-            "ring + decode + per-flow KPIs": run(ring, probe_work()),
-            "socket + decode + per-flow KPIs": run(sock, probe_work()),
+            "ring, receive only": run(ring, receive_only),
+            "socket (recv_into), receive only": run(sock, receive_only),
+            "ring + decode + per-flow KPIs": run(ring, probe),
+            "socket + decode + per-flow KPIs": run(sock, probe),
         }
         try:
             from scapy.layers.l2 import Ether  # pylint: disable=import-outside-toplevel
 
-            def scapy_work(frame):
-                packet = Ether(frame.data)
-                _ = packet.payload.payload.sport if packet.payload.payload else None
-            results["ring + scapy decoder"] = run(ring, scapy_work, scapy_sample)
+            def scapy(pairs):
+                for _, data in pairs:
+                    packet = Ether(data)
+                    _ = packet.payload.payload.sport if packet.payload.payload else None
+            results["ring + scapy decoder"] = run(ring, scapy, scapy_sample)
         except ImportError:
             pass
         sender.close()

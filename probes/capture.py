@@ -46,6 +46,7 @@ _BLOCK = struct.Struct("=IIIIII")  # version, offset_to_priv, block_status, num_
 #                                    offset_to_first_pkt, blk_len
 _PKT = struct.Struct("=IIIIIIHHIIH")  # next_offset, sec, nsec, snaplen, len, status, mac, net,
 #                                       rxhash, vlan_tci, vlan_tpid
+_PKT_TIME = struct.Struct("=IIIIIIH")  # the fields the hot path needs, up to tp_mac
 _STATUS_AT = 8
 _STATS_V3 = struct.Struct("=III")  # tp_packets (includes drops), tp_drops, tp_freeze_q_cnt
 
@@ -199,6 +200,27 @@ class RingCapture:
             if not got:
                 yield None
 
+    def timed(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
+              clock: Callable[[], float] = time.time
+              ) -> Iterator[tuple[float, bytes | None]]:
+        """The probe's hot path: (kernel time, frame data) pairs, and (clock(), None) after
+        idle_s without frames; no per-frame object beyond the pair."""
+        unpack_block, unpack_time = _BLOCK.unpack_from, _PKT_TIME.unpack_from
+        ring = self.ring
+        while not stop():
+            got = False
+            for _, offset in self.blocks_ready(idle_s):
+                got = True
+                count, first = unpack_block(ring, offset)[3:5]
+                at = offset + first
+                for _ in range(count):
+                    next_offset, sec, nsec, snap, _, _, mac = unpack_time(ring, at)
+                    start = at + mac
+                    yield sec + nsec * 1e-9, ring[start:start + snap]
+                    at += next_offset
+            if not got:
+                yield clock(), None
+
     def close(self) -> None:
         try:
             self.read_stats()
@@ -250,6 +272,22 @@ class SocketCapture:
                 yield None
                 continue
             yield Frame(time.time(), bytes(view[:length]), length, None)
+
+    def timed(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
+              clock: Callable[[], float] = time.time
+              ) -> Iterator[tuple[float, bytes | None]]:
+        """(arrival time, frame data) pairs, and (clock(), None) after idle_s without any."""
+        self.sock.settimeout(idle_s)
+        buffer = bytearray(self.snaplen)
+        view = memoryview(buffer)
+        receive = self.sock.recv_into
+        while not stop():
+            try:
+                length = receive(buffer)
+            except socket.timeout:
+                yield clock(), None
+                continue
+            yield clock(), bytes(view[:length])
 
     def close(self) -> None:
         try:

@@ -26,7 +26,7 @@ from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
 from probes.flows import FlowTable
 from probes.gen import send_iptv, send_voice
-from probes.passive import ProbeCounters, live_frames, pcap_frames, run_frames, write_records
+from probes.passive import ProbeCounters, pcap_frames, run_frames, write_records
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
 from probes.stamp_io import Reflector, run_sender
@@ -82,8 +82,7 @@ def run_passive(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(f"cems-probe: capturing on {source}", file=sys.stderr, flush=True)
         with capture:
-            run_frames(live_frames(capture.frames(stop.is_set), time.time), args.interval, emit,
-                       table, counters)
+            run_frames(capture.timed(stop.is_set), args.interval, emit, table, counters)
     final = health()
     summary = {"source": source, "frames": counters.frames, "malformed": dict(counters.malformed),
                "flows_evicted": table.evicted, "kernel_received": final.kernel_received,

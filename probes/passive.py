@@ -2,7 +2,7 @@
 
 Both sources run the same core (probes.decode, probes.flows); records come out once per
 interval of capture time. Undecodable frames are counted by reason. Live frames come from
-probes.capture (a TPACKET_V3 ring, or a recv_into socket).
+probes.capture (a TPACKET_V3 ring, or a recv_into socket) as (time, data) pairs.
 """
 
 import collections
@@ -11,7 +11,6 @@ import json
 import math
 from typing import Callable, Iterable, TextIO
 
-from probes.capture import Frame
 from probes.decode import decode_frame
 from probes.flows import FlowRecord, FlowTable
 from probes.pcap import read_pcap
@@ -69,16 +68,6 @@ def pcap_frames(path: str) -> Iterable[tuple[float, bytes]]:
     with open(path, "rb") as stream:
         for when, data, _original in read_pcap(stream):
             yield when, data
-
-
-def live_frames(frames: Iterable[Frame | None], clock: Callable[[], float]
-                ) -> Iterable[tuple[float, bytes | None]]:
-    """A capture's frames as (time, data) pairs, with idle ticks at the clock's time."""
-    for frame in frames:
-        if frame is None:
-            yield clock(), None
-        else:
-            yield frame.when, frame.data
 
 
 def write_records(out: TextIO) -> Callable[[list[FlowRecord]], None]:

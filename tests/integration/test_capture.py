@@ -123,3 +123,21 @@ def test_cems_probe_on_an_interface_exports_records_and_its_health(veth):
         server.stop(0)
     assert probe.returncode == 0, err
     assert '"kernel_dropped": 0' in err
+
+
+@pytest.mark.parametrize("kind", [RingCapture, SocketCapture])
+def test_the_hot_path_gives_time_and_data_pairs_and_ticks_when_idle(veth, kind):
+    with kind(veth, bpf="udp dst port 5004") as capture:
+        send(veth + "p", [rtp(i) for i in range(50)])
+        pairs = []
+        ticks = iter(range(1, 1000))
+        for when, data in capture.timed(idle_s=0.3, clock=lambda: float(next(ticks))):
+            pairs.append((when, data))
+            if data is None:
+                break
+    assert [d for _, d in pairs[:-1]] == [rtp(i) for i in range(50)]
+    times = [t for t, _ in pairs[:-1]]
+    assert times == sorted(times)
+    assert pairs[-1][1] is None  # the idle tick, at the clock's time
+    if kind is RingCapture:
+        assert times[0] > 1e9 and pairs[-1][0] == 1.0  # frames carry the kernel's time
