@@ -179,33 +179,11 @@ class RingCapture:
             self._next = (self._next + 1) % self.blocks
             offset = self._next * self.block_size
 
-    def frames(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2
-               ) -> Iterator[Frame | None]:
-        """Frames until stop(); None after idle_s without any, so intervals still close."""
-        unpack_block, unpack_pkt = _BLOCK.unpack_from, _PKT.unpack_from
-        ring = self.ring
-        while not stop():
-            got = False
-            for _, offset in self.blocks_ready(idle_s):
-                got = True
-                _, _, _, count, first, _ = unpack_block(ring, offset)
-                at = offset + first
-                for _ in range(count):
-                    (next_offset, sec, nsec, snap, length, pstatus, mac, _, _, tci,
-                     _) = unpack_pkt(ring, at)
-                    start = at + mac
-                    yield Frame(sec + nsec * 1e-9, ring[start:start + snap], length,
-                                tci & 0x0FFF if pstatus & TP_STATUS_VLAN_VALID else None)
-                    at += next_offset
-            if not got:
-                yield None
-
-    def timed(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
-              clock: Callable[[], float] = time.time
-              ) -> Iterator[tuple[float, bytes | None]]:
-        """The probe's hot path: (kernel time, frame data) pairs, and (clock(), None) after
-        idle_s without frames; no per-frame object beyond the pair."""
-        unpack_block, unpack_time = _BLOCK.unpack_from, _PKT_TIME.unpack_from
+    def _walk(self, header: struct.Struct, stop: Callable[[], bool], idle_s: float
+              ) -> Iterator[tuple[int, tuple] | None]:
+        """(offset, the frame's tpacket3_hdr fields as `header` reads them) for every frame
+        the kernel hands over, until stop(); None after idle_s without any."""
+        unpack_block, unpack = _BLOCK.unpack_from, header.unpack_from
         ring = self.ring
         while not stop():
             got = False
@@ -214,12 +192,36 @@ class RingCapture:
                 count, first = unpack_block(ring, offset)[3:5]
                 at = offset + first
                 for _ in range(count):
-                    next_offset, sec, nsec, snap, _, _, mac = unpack_time(ring, at)
-                    start = at + mac
-                    yield sec + nsec * 1e-9, ring[start:start + snap]
-                    at += next_offset
+                    fields = unpack(ring, at)
+                    yield at, fields
+                    at += fields[0]  # tp_next_offset
             if not got:
+                yield None
+
+    def frames(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2
+               ) -> Iterator[Frame | None]:
+        """Frames with their metadata until stop(); None after idle_s without any."""
+        ring = self.ring
+        for item in self._walk(_PKT, stop, idle_s):
+            if item is None:
+                yield None
+                continue
+            at, (_, sec, nsec, snap, length, pstatus, mac, _, _, tci, _) = item
+            yield Frame(sec + nsec * 1e-9, ring[at + mac:at + mac + snap], length,
+                        tci & 0x0FFF if pstatus & TP_STATUS_VLAN_VALID else None)
+
+    def timed(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
+              clock: Callable[[], float] = time.time
+              ) -> Iterator[tuple[float, bytes | None]]:
+        """The probe's hot path: (kernel time, frame data) pairs, and (clock(), None) after
+        idle_s without frames; no per-frame object beyond the pair."""
+        ring = self.ring
+        for item in self._walk(_PKT_TIME, stop, idle_s):
+            if item is None:
                 yield clock(), None
+                continue
+            at, (_, sec, nsec, snap, _, _, mac) = item
+            yield sec + nsec * 1e-9, ring[at + mac:at + mac + snap]
 
     def close(self) -> None:
         try:

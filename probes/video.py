@@ -23,11 +23,10 @@ import dataclasses
 import http.client
 import http.server
 import json
-import threading
 import time
 import urllib.parse
 
-from probes.web import ThreadingHttpServer
+from probes.web import HttpService
 from qoe.streaming import stalling_mos
 
 
@@ -36,7 +35,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "cems-video/1"
 
     def do_GET(self):  # noqa: N802
-        video: "SegmentServer" = self.server.video  # type: ignore[attr-defined]
+        video: "SegmentServer" = self.server.service  # type: ignore[attr-defined]
         parts = self.path.strip("/").removesuffix(".m4s").split("/")
         if parts == ["video.mpd"]:
             body = json.dumps({"bitrates_bps": video.bitrates_bps,
@@ -58,25 +57,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class SegmentServer:
+class SegmentServer(HttpService):
+    """Serves the manifest and the segments."""
+
     def __init__(self, host: str = "0.0.0.0", port: int = 8081,
                  bitrates_bps: tuple[int, ...] = (500_000, 1_000_000, 2_000_000, 4_000_000),
                  segment_s: float = 2.0, segments: int = 30):
         self.bitrates_bps = sorted(bitrates_bps)
         self.segment_s = segment_s
         self.segments = segments
-        self._server = ThreadingHttpServer((host, port), _Handler)
-        self._server.video = self  # type: ignore[attr-defined]
-        self.address = self._server.server_address
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> "SegmentServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(host, port, _Handler)
 
 
 def choose_bitrate(ladder: list[int], throughputs_bps: list[float], safety: float = 0.8) -> int:

@@ -25,7 +25,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "cems-web/1"
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        page: "WebServer" = self.server.page  # type: ignore[attr-defined]
+        page: "WebServer" = self.server.service  # type: ignore[attr-defined]
         if self.path == "/":
             body = page.html()
             kind = "text/html"
@@ -52,31 +52,39 @@ class ThreadingHttpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-class WebServer:
-    """Serves the test page on (host, port) until stop(); port 0 picks a free one."""
+class HttpService:
+    """A test service's HTTP server on (host, port), in a thread from start() to stop();
+    port 0 picks a free one. The handler finds the service as `self.server.service`."""
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 8080, objects: int = 20,
-                 object_bytes: int = 50_000, html_bytes: int = 20_000):
-        self.objects = objects
-        self.object_body = bytes(object_bytes)
-        self.html_bytes = html_bytes
-        self._server = ThreadingHttpServer((host, port), _Handler)
-        self._server.page = self  # type: ignore[attr-defined]
+    def __init__(self, host: str, port: int, handler):
+        self._server = ThreadingHttpServer((host, port), handler)
+        self._server.service = self  # type: ignore[attr-defined]
         self.address = self._server.server_address
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def html(self) -> bytes:
-        tags = "".join(f'<img src="/obj/{i}">' for i in range(self.objects))
-        head = f"<html><body>{tags}".encode()
-        return head + b" " * max(0, self.html_bytes - len(head) - 14) + b"</body></html>"
-
-    def start(self) -> "WebServer":
+    def start(self):
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class WebServer(HttpService):
+    """Serves the test page."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 8080, objects: int = 20,
+                 object_bytes: int = 50_000, html_bytes: int = 20_000):
+        self.objects = objects
+        self.object_body = bytes(object_bytes)
+        self.html_bytes = html_bytes
+        super().__init__(host, port, _Handler)
+
+    def html(self) -> bytes:
+        tags = "".join(f'<img src="/obj/{i}">' for i in range(self.objects))
+        head = f"<html><body>{tags}".encode()
+        return head + b" " * max(0, self.html_bytes - len(head) - 14) + b"</body></html>"
 
 
 @dataclasses.dataclass(frozen=True)
