@@ -124,7 +124,33 @@ class Frame:
     vlan: int | None  # outer VLAN id the kernel stripped, if any
 
 
-class RingCapture:
+class _Capture:
+    """What both captures share: the kernel's counters folded in at close, and `with`."""
+
+    sock: socket.socket
+
+    def read_stats(self) -> CaptureStats:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Anything besides the socket to give back."""
+
+    def close(self) -> None:
+        try:
+            self.read_stats()
+        except OSError:
+            pass
+        self._release()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RingCapture(_Capture):
     """Frames from a TPACKET_V3 ring on `iface`, block by block.
 
     block_size * blocks is the ring's memory (default 4 MiB * 16 = 64 MiB): what absorbs a
@@ -223,22 +249,11 @@ class RingCapture:
             at, (_, sec, nsec, snap, _, _, mac) = item
             yield sec + nsec * 1e-9, ring[at + mac:at + mac + snap]
 
-    def close(self) -> None:
-        try:
-            self.read_stats()
-        except OSError:
-            pass
+    def _release(self) -> None:
         self.ring.close()
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
-class SocketCapture:
+class SocketCapture(_Capture):
     """The same interface over a plain recv_into loop: one system call per frame."""
 
     def __init__(self, iface: str, snaplen: int = 2048, bpf: str = "",
@@ -291,18 +306,6 @@ class SocketCapture:
                 continue
             yield clock(), bytes(view[:length])
 
-    def close(self) -> None:
-        try:
-            self.read_stats()
-        except OSError:
-            pass
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open_capture(iface: str, snaplen: int = 2048, bpf: str = "", ring: bool = True):
