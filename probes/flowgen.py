@@ -77,8 +77,18 @@ def _video(rng, duration):
 
 
 def _web(rng, duration):
+    """Either one keep-alive connection over several pages with think times, or (as
+    browsers mostly do, and probes/web.py's client) one of a page's parallel connections:
+    a few objects one after the other, a round trip apart, then closed."""
     parts, t = [], 0.0
-    while t < duration:
+    if rng.random() < 0.5:
+        rtt = rng.uniform(0.002, 0.05)
+        for _ in range(int(rng.integers(1, 6))):
+            size = rng.lognormal(10.5, 0.8)
+            rate = rng.uniform(5e6, 30e6)
+            parts.append(_tcp_transfer(rng, t, size, rate))
+            t += size * 8 / rate + rtt
+    while t < duration and not parts:
         for _ in range(int(rng.integers(3, 12))):  # objects of one page
             parts.append(_tcp_transfer(rng, t, rng.lognormal(9.5, 1.2), rng.uniform(5e6, 30e6)))
             t += rng.exponential(0.05)
@@ -89,8 +99,12 @@ def _web(rng, duration):
 
 
 def _bulk(rng, duration):
+    """A transfer of some seconds or more, a download or (backups, uploads) an upload."""
     rate = rng.uniform(5e6, 50e6)
-    times, sizes, down = _tcp_transfer(rng, 0.0, rate * duration / 8, rate)
+    seconds = rng.uniform(min(2.0, duration), duration)
+    times, sizes, down = _tcp_transfer(rng, 0.0, rate * seconds / 8, rate)
+    if rng.random() < 0.5:
+        down = ~down
     return "tcp", int(rng.integers(32768, 61000)), int(rng.integers(1024, 65535)), \
         times, sizes, down, bytes(rng.integers(0, 256, 64, dtype=np.uint8))
 

@@ -129,7 +129,7 @@ def classify_ports(transport: str, src_port: int, dst_port: int, dscp: int = 0,
 
 
 FEATURES = ("log_mean_size", "std_size_ratio", "log_mean_gap", "gap_cv", "down_byte_ratio",
-            "log_packet_rate")
+            "log_packet_rate", "log_duration")
 
 
 def flow_features(times_s: Sequence[float], sizes: Sequence[int],
@@ -155,6 +155,7 @@ def flow_features(times_s: Sequence[float], sizes: Sequence[int],
         gaps.std() / mean_gap,
         s[down].sum() / s.sum(),
         math.log(len(t) / duration),
+        math.log(duration),
     ])
 
 
