@@ -18,10 +18,9 @@ def rule_pb(rule: MirrorRule) -> pb.MirrorRule:
 
 
 class MirrorServicer(_Base):
-    def __init__(self, mirror: MirrorRules, csm, state, on_change=None):
+    def __init__(self, mirror: MirrorRules, csm, state):
         super().__init__(csm, state)
-        self.mirror = mirror
-        self.mirror_changed = on_change or (lambda: None)
+        self.mirror = mirror  # the app reads it at every reconciliation
 
     @staticmethod
     def _refuse(err: MirrorRuleError):
@@ -43,7 +42,6 @@ class MirrorServicer(_Base):
                                                   request.sample_percent or 100))
             except MirrorRuleError as err:
                 self._refuse(err)
-            self.mirror_changed()
             return rule_pb(rule)
         return self._run(context, "manage", request.customer_id, work)
 
@@ -53,6 +51,5 @@ class MirrorServicer(_Base):
                 self.mirror.remove(request.customer_id, request.service)
             except MirrorRuleError as err:
                 self._refuse(err)
-            self.mirror_changed()
             return pb.RemoveMirrorRuleResponse()
         return self._run(context, "manage", request.customer_id, work)

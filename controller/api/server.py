@@ -92,7 +92,7 @@ def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 32, credentials=None, kpis: KpiStore | None = None,
-               unix_socket: str = "", mirror=None, on_mirror_change=None, active=None
+               unix_socket: str = "", mirror=None, active=None
                ) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
     ReportService, ActiveTestService and (with `mirror`, a controller.mirroring.MirrorRules)
@@ -119,7 +119,7 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                              probe_pb2.DESCRIPTOR.services_by_name["ActiveTestService"],
                              probe_pb2))
         if mirror is not None:
-            services.append((MirrorServicer(mirror, csm, state, on_mirror_change),
+            services.append((MirrorServicer(mirror, csm, state),
                              probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
         interceptors.append(BearerAuthInterceptor(
             csm.principal_for, tuple(d.full_name for _, d, _ in services
