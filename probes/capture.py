@@ -55,6 +55,10 @@ class CaptureError(Exception):
     """Capture could not be set up; the message says what to do."""
 
 
+class RingUnavailable(CaptureError):
+    """This kernel or sandbox refuses a TPACKET_V3 ring; a recv_into socket still works."""
+
+
 @dataclasses.dataclass
 class CaptureStats:
     """Totals of the kernel's per-socket counters since the capture started."""
@@ -176,7 +180,7 @@ class RingCapture(_Capture):
                                   mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as err:
             self.sock.close()
-            raise CaptureError(f"cannot set up a TPACKET_V3 ring on {iface!r}: {err}") from None
+            raise RingUnavailable(f"cannot set up a TPACKET_V3 ring on {iface!r}: {err}") from None
         attach_filter(self.sock, program)
         _bind(self.sock, iface)
         self.block_size, self.blocks = block_size, blocks
@@ -313,7 +317,6 @@ def open_capture(iface: str, snaplen: int = 2048, bpf: str = "", ring: bool = Tr
     if ring:
         try:
             return RingCapture(iface, snaplen, bpf)
-        except CaptureError as err:
-            if "root" in str(err) or "cannot capture on" in str(err) or "filter" in str(err):
-                raise
+        except RingUnavailable:
+            pass  # other setup errors (permissions, interface, filter) hold for both
     return SocketCapture(iface, snaplen, bpf)
