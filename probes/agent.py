@@ -100,13 +100,20 @@ class ProbeAgent:
 
     def serve(self, stop: threading.Event) -> None:
         backoff = 0.5
+        current: list = [None]  # the open stream, which stop() cancels
+
+        def cancel_on_stop():
+            stop.wait()
+            if current[0] is not None:
+                current[0].cancel()
+        canceller = threading.Thread(target=cancel_on_stop, daemon=True)
+        canceller.start()
         while not stop.is_set():
             channel = grpc.insecure_channel(self.address)
-            stream = pb_grpc.ProbeServiceStub(channel).WatchTasks(
+            stream = current[0] = pb_grpc.ProbeServiceStub(channel).WatchTasks(
                 pb.WatchTasksRequest(probe_id=self.probe_id), wait_for_ready=True)
-            canceller = threading.Thread(target=lambda: (stop.wait(), stream.cancel()),
-                                         daemon=True)
-            canceller.start()
+            if stop.is_set():  # set before the canceller could see this stream
+                stream.cancel()
             try:
                 stream.initial_metadata()  # sent by the controller as soon as it registered us
                 self.connected.set()
@@ -124,5 +131,6 @@ class ProbeAgent:
                 channel.close()
             stop.wait(backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
+        canceller.join()
         for test in self.tests.values():
             test.set()
