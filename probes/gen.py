@@ -30,24 +30,14 @@ def send_voice(host: str, port: int, seconds: float, packets_per_second: int = 5
     samples = 8000 // packets_per_second
     payload = b"\xff" * samples
     interval = 1.0 / packets_per_second
-    sent = size = 0
-    first = last = time.time()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        start = time.monotonic()
-        count = int(seconds * packets_per_second)
-        for sequence in range(count):
-            wait = start + sequence * interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            packet = struct.pack("!BBHII", 0x80, payload_type | (0x80 if sequence == 0 else 0),
-                                 sequence & 0xFFFF, (sequence * samples) & 0xFFFFFFFF,
-                                 ssrc) + payload
-            sock.sendto(packet, (host, port))
-            last = time.time()
-            if sequence == 0:
-                first = last
-            sent += 1
-            size += len(packet)
+
+    def packets():
+        for sequence in range(int(seconds * packets_per_second)):
+            marker = 0x80 if sequence == 0 else 0
+            yield (struct.pack("!BBHII", 0x80, payload_type | marker, sequence & 0xFFFF,
+                               (sequence * samples) & 0xFFFFFFFF, ssrc) + payload,
+                   sequence * interval)
+    sent, size, first, last = _send_paced(host, port, packets())
     return SentTruth(sent, size, first, last, ssrc)
 
 
@@ -55,11 +45,17 @@ def send_iptv(host: str, port: int, seconds: float, bitrate_bps: float = 4_000_0
     """Constant-bitrate MPEG-TS over UDP, seven TS packets per datagram (probes/tsgen.py)."""
     muxer = TsMuxer(bitrate_bps=bitrate_bps)
     count = int(seconds * bitrate_bps / (7 * 188 * 8))
+    return SentTruth(*_send_paced(host, port, muxer.datagrams(count)))
+
+
+def _send_paced(host: str, port: int, datagrams) -> tuple[int, int, float, float]:
+    """Send (payload, seconds after the start) pairs on time over UDP; returns (datagrams,
+    bytes, time of the first send, time of the last send)."""
     sent = size = 0
     first = last = time.time()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         start = time.monotonic()
-        for payload, at in muxer.datagrams(count):
+        for payload, at in datagrams:
             wait = start + at - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
@@ -69,4 +65,4 @@ def send_iptv(host: str, port: int, seconds: float, bitrate_bps: float = 4_000_0
                 first = last
             sent += 1
             size += len(payload)
-    return SentTruth(sent, size, first, last)
+    return sent, size, first, last
