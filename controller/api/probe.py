@@ -46,8 +46,8 @@ def health_pb(h: ProbeHealth) -> pb.ProbeHealth:
 
 class ProbeServicer:
     def __init__(self, kpis: KpiStore, state: PublishedState, csm: CsmStore | None,
-                 active: ActiveTests | None = None, stop_event=None):
-        self.active = active or ActiveTests()
+                 active: ActiveTests, stop_event=None):
+        self.active = active
         self.stop_event = stop_event
         self.kpis = kpis
         self.state = state
