@@ -6,7 +6,6 @@ work runs on the app's event thread. Start it with cems-controller (os-ken), or 
 with `python -m controller.ryu_launcher` and CEMS_CONFIG pointing at a config file.
 """
 
-import collections
 import dataclasses
 import logging
 import threading
@@ -16,22 +15,24 @@ from controller import compat
 from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event,
                                set_ev_cls)
 from controller.compat import ofproto_v1_3 as ofp
-from controller.csm.mapping import METER_BASE, CustomerMapping, CustomerState, MeterSpec, diff_meters
-from controller.csm.queues import plan_egress
+from controller.csm.mapping import CustomerMapping, customer_meter_id
+from controller.csm.model import CustomerState
+from controller.csm.queues import plan_traffic_control
 from controller.csm.store import CsmStore
 from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
+from controller.monitor.mirror import MirrorCopies, plan_mirror
 from controller.network.discovery import build_lldp_frame
-from controller.network.forwarding import build_control_flows, compute_desired_flows
+from controller.network.forwarding import ControlFlows, Forwarding
 from controller.network.packet_in import handle_packet_in
 from controller.network.stats import (SwitchRates, compute_flow_views, compute_meter_views,
                                       compute_port_views)
 from controller.network.topology import PortInfo, Topology
 from controller.openflow import messages
-from controller.openflow.pipeline import apply_diff, diff_flows
+from controller.openflow.desired import assemble
+from controller.openflow.reconcile import Plan, Reconciler, StateRequest
 from controller.runtime import Runtime, take_runtime
 
 LOG = logging.getLogger("cems.app")
-_SENT_MEMORY = 256  # requests remembered per switch to explain OpenFlow errors
 
 
 class EventPollTick(compat.event.EventBase):
@@ -48,24 +49,6 @@ class EventCustomersChanged(compat.event.EventBase):
     def __init__(self, customer_id: str):
         super().__init__()
         self.customer_id = customer_id
-
-
-@dataclasses.dataclass
-class SwitchState:
-    """What the app knows of one connected switch."""
-
-    datapath: object
-    connected_at: float
-    believed: set = dataclasses.field(default_factory=set)  # cems flows we think are there
-    mods_sent: int = 0          # flow mods sent so far (orders replies against changes)
-    state_request_mods: dict = dataclasses.field(default_factory=dict)  # xid -> mods_sent then
-    # (flow stats and meter config requests: a reply is the switch's state only if no mod
-    # was sent between the request and the reply)
-    parts: dict = dataclasses.field(default_factory=dict)  # xid -> multipart bodies so far
-    sent: collections.OrderedDict = dataclasses.field(default_factory=collections.OrderedDict)
-    reconciled_once: bool = False
-    believed_meters: dict = dataclasses.field(default_factory=dict)  # cems meters: id -> spec
-    meters_known: bool = False  # a meter config reply has told what the switch holds
 
 
 def port_info_from_ofp(port) -> PortInfo:
@@ -91,16 +74,19 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self.topology.learn_host(host.mac, host.dpid, host.port_no)
             for address in host.ipv4:
                 self.topology.learn_host(host.mac, host.dpid, host.port_no, address)
-        self.switches: dict[int, SwitchState] = {}
+        self.datapaths: dict[int, object] = {}  # the connection of each connected switch
+        self.reconciler = Reconciler(self.config.settle_s)
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
-        self._errors_logged: set[tuple[int, int, int]] = set()
-        self._desired: tuple[tuple, dict] = ((), {})  # (topology version, settled) -> flows
         self.csm = CsmStore(self.runtime.store)
         self._egress_errors: set[str] = set()
         self.customers = CustomerMapping()
         self.customers.replace_all(
-            CustomerState(customer, sls, METER_BASE + index)
+            CustomerState(customer, sls, customer_meter_id(index))
             for customer, sls, index in self.csm.all_current_sls())
+        self.mirror = MirrorCopies()
+        # Desired state, in this order: each contributor sees what the earlier ones gave.
+        self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
+                             self.mirror)
         self.runtime.customers_changed.append(
             lambda customer_id: self.send_event(self.name, EventCustomersChanged(customer_id)))
         self._stop = threading.Event()
@@ -132,99 +118,59 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             compat.hub.sleep(min(0.1, max(0.01, min(next_poll, next_lldp) - time.monotonic())))
 
     # -- sending ------------------------------------------------------------------------
-    def _send(self, dpid: int, msgs) -> None:
-        """The one place messages leave the app: attach datapath, remember xid, send."""
-        switch = self.switches.get(dpid)
-        if switch is None:
+    def _send(self, dpid: int, items) -> None:
+        """The one place messages leave the app: compile, attach datapath, tell the switch's
+        ledger what left under which xid, send."""
+        datapath = self.datapaths.get(dpid)
+        ledger = self.reconciler.ledger(dpid)
+        if datapath is None or ledger is None:
             return
-        datapath = switch.datapath
-        for msg in msgs:
+        for item in items:
+            msg = messages.compile_item(item)
             msg.datapath = datapath
-            datapath.set_xid(msg)
-            switch.sent[msg.xid] = msg
-            while len(switch.sent) > _SENT_MEMORY:
-                switch.sent.popitem(last=False)
-            if isinstance(msg, (compat.ofproto_v1_3_parser.OFPFlowMod,
-                                compat.ofproto_v1_3_parser.OFPMeterMod)):
-                switch.mods_sent += 1
+            ledger.sent(datapath.set_xid(msg), item)
             datapath.send_msg(msg)
 
-    # -- reconciliation -----------------------------------------------------------------
-    def _settled(self, now: float) -> set[int]:
-        return {dpid for dpid, sw in self.switches.items()
-                if now - sw.connected_at >= self.config.settle_s}
-
-    def _mirror(self) -> tuple[int, int, tuple] | None:
-        """(probe dpid, probe port, ((rule, MACs of its customer), ...)), or None."""
-        if self.config.mirror_probe is None or self.runtime.mirror is None:
+    def _ledger_of(self, msg):
+        """The ledger for a message from a switch's current connection (None for a message
+        of an older connection of a switch that has reconnected)."""
+        datapath = msg.datapath
+        if datapath.id is None or self.datapaths.get(datapath.id) is not datapath:
             return None
-        chosen = tuple((rule, frozenset(self.customers.hosts_of(rule.customer_id)))
-                       for rule in self.runtime.mirror.rules())
-        chosen = tuple((rule, macs) for rule, macs in chosen if macs)
-        return (*self.config.mirror_probe, chosen) if chosen else None
+        return self.reconciler.ledger(datapath.id)
 
-    def _apply(self, dpid: int, desired: frozenset, allow_delete: bool,
-               meters: dict[int, MeterSpec] | None = None) -> None:
-        """Send what makes the switch hold `desired` flows (and `meters`, when given).
+    # -- reconciliation -----------------------------------------------------------------
+    def _converge(self, now: float, only=None) -> None:
+        """Assemble the desired state and send each switch (or those in `only`) what makes
+        it hold it (controller.openflow.reconcile decides what and in which order)."""
+        mirror = self.runtime.mirror
+        self.mirror.plan = plan_mirror(self.config.mirror_probe,
+                                       mirror.rules() if mirror is not None else (),
+                                       self.customers.hosts_of)
+        view = self.reconciler.view(now)
+        desired = assemble(view, self.contributors)
+        for plan in self.reconciler.converge(view, desired.flows, desired.meters, only):
+            self._send_plan(plan)
 
-        Order: meters added or changed, flows deleted, flows added, meters deleted (a switch
-        removes the flows of a meter it deletes, and refuses flows of a missing meter).
-        """
-        switch = self.switches[dpid]
-        to_add, to_delete = diff_flows(desired, switch.believed)
-        if not allow_delete:
-            to_delete = []
-        meter_add, meter_modify, meter_delete = ([], [], []) if meters is None else \
-            diff_meters(meters, switch.believed_meters, allow_delete)
-        if not (to_add or to_delete or meter_add or meter_modify or meter_delete):
+    def _send_plan(self, plan: Plan) -> None:
+        if plan.held:
+            LOG.debug("switch %016x: %d flows wait: %s", plan.dpid, len(plan.held),
+                      plan.held[0][1])
+        if not plan:
             return
-        self._send(dpid, [messages.build_meter_mod("add", m.meter_id, m.rate_kbps, m.burst_kbits)
-                          for m in meter_add]
-                   + [messages.build_meter_mod("modify", m.meter_id, m.rate_kbps, m.burst_kbits)
-                      for m in meter_modify]
-                   + [messages.build_flow_delete(e) for e in to_delete]
-                   + [messages.build_flow_add(e) for e in to_add]
-                   + [messages.build_meter_mod("delete", i) for i in meter_delete])
-        for meter in meter_add + meter_modify:
-            switch.believed_meters[meter.meter_id] = meter
-        for meter_id in meter_delete:
-            switch.believed_meters.pop(meter_id, None)
-        switch.believed = apply_diff(switch.believed, to_add, to_delete)
-        label = f"{dpid:016x}"
-        self.metrics.flow_changes.labels(label, "add").inc(len(to_add))
-        self.metrics.flow_changes.labels(label, "delete").inc(len(to_delete))
-        self.state.count(flows_added_total=len(to_add), flows_deleted_total=len(to_delete))
-        LOG.info("switch %016x: %d flows added, %d removed", dpid, len(to_add), len(to_delete))
-
-    def _converge(self, now: float) -> None:
-        """Make every settled switch hold exactly its desired flows; others get control flows."""
-        settled = sorted(self._settled(now))
-        mirror = self._mirror()
-        key = (self.topology.version, tuple(settled), mirror)
-        if self._desired[0] != key:  # flows follow from these only
-            self._desired = (key, compute_desired_flows(self.topology, settled, mirror))
-        desired = self._desired[1]
-        # Customers' meters and marking only where the switch's meters are known, so that
-        # a meter is never added twice nor a flow sent before its meter.
-        for dpid in settled:
-            if self.switches[dpid].meters_known:
-                customer_flows, customer_meters = self.customers.for_switch(dpid)
-                self._apply(dpid, desired[dpid] | customer_flows, allow_delete=True,
-                            meters=customer_meters)
-            else:
-                self._apply(dpid, desired[dpid], allow_delete=True)
-        control = build_control_flows()
-        for dpid in self.switches:
-            if dpid not in desired:
-                self._apply(dpid, control | frozenset(self.switches[dpid].believed),
-                            allow_delete=False)
+        self._send(plan.dpid, plan.changes)
+        added, deleted = plan.flows_added, plan.flows_deleted
+        label = f"{plan.dpid:016x}"
+        self.metrics.flow_changes.labels(label, "add").inc(added)
+        self.metrics.flow_changes.labels(label, "delete").inc(deleted)
+        self.state.count(flows_added_total=added, flows_deleted_total=deleted)
+        LOG.info("switch %016x: %d flows added, %d removed", plan.dpid, added, deleted)
 
     def _publish_topology(self) -> None:
         self.state.topology = self.topology.snapshot()
-        self.state.connected = frozenset(self.switches)
-        self.state.ready = frozenset(dpid for dpid, sw in self.switches.items()
-                                     if sw.reconciled_once)
-        self.metrics.switches.set(len(self.switches))
+        self.state.connected = self.reconciler.connected()
+        self.state.ready = self.reconciler.ready()
+        self.metrics.switches.set(len(self.datapaths))
         self.metrics.links.set(len(self.topology.links()))
         self.metrics.hosts.set(len(self.topology.hosts()))
 
@@ -237,14 +183,14 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         datapath = ev.msg.datapath
         now = time.monotonic()
         address = "%s:%s" % datapath.address if datapath.address else ""
-        self.switches[datapath.id] = SwitchState(datapath, now)
+        self.datapaths[datapath.id] = datapath
+        self.reconciler.connect(datapath.id, now)
         self.rates.setdefault(datapath.id, SwitchRates.create(self.config.rate_window))
         self.topology.add_switch(datapath.id, now, address)
         LOG.info("switch %016x connected from %s", datapath.id, address)
         self._send(datapath.id, [messages.build_port_desc_request()])
-        self._apply(datapath.id, build_control_flows(), allow_delete=False)
-        self._request_flow_stats(datapath.id)
-        self._request_meter_config(datapath.id)
+        self._converge(now, only=[datapath.id])  # not settled yet: control flows only
+        self._send(datapath.id, [StateRequest("meters"), StateRequest("flows")])
         self._publish_topology()
         self.runtime.store.record_availability(datapath.id, 0, True, time.time())
         self._publish(SwitchChanged(time.time(), datapath.id, True, address))
@@ -254,10 +200,10 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         datapath = ev.datapath
         if ev.state != DEAD_DISPATCHER or datapath.id is None:
             return
-        switch = self.switches.get(datapath.id)
-        if switch is None or switch.datapath is not datapath:
+        if self.datapaths.get(datapath.id) is not datapath:
             return  # an older connection of a switch that has already reconnected
-        del self.switches[datapath.id]
+        del self.datapaths[datapath.id]
+        self.reconciler.disconnect(datapath.id)
         lost = self.topology.remove_switch(datapath.id)
         self.state.drop_switch(datapath.id)
         self.metrics.forget_switch(datapath.id)
@@ -318,14 +264,14 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _packet_in(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id
-        if dpid not in self.switches:
+        if self._ledger_of(msg) is None:
             return
         now = time.monotonic()
         label = f"{dpid:016x}"
         self.metrics.packet_in.labels(label).inc()
         self.state.count(packet_in_total=1)
         result = handle_packet_in(self.topology, now, dpid, msg.match["in_port"], msg.data,
-                                  self._settled(now))
+                                  set(self.reconciler.view(now).settled))
         if result.malformed:
             self.metrics.packet_in_malformed.labels(label).inc()
             self.state.count(packet_in_malformed_total=1)
@@ -350,7 +296,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     # -- timers -------------------------------------------------------------------------
     @set_ev_cls(EventLldpTick)
     def _lldp_tick(self, _ev):
-        for dpid in list(self.switches):
+        for dpid in sorted(self.datapaths):
             frames = [messages.build_packet_out(None, [port.port_no],
                                                 build_lldp_frame(dpid, port.port_no, port.hw_addr))
                       for port in self.topology.ports(dpid) if port.up]
@@ -362,155 +308,116 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         lost = self.topology.expire_links(now, self.config.link_timeout_s)
         if lost:
             self._links_lost(lost)
-        self._apply_egress()
-        for dpid, switch in self.switches.items():
-            if not switch.reconciled_once and now - switch.connected_at >= self.config.settle_s:
-                switch.reconciled_once = True
-                self._converge(now)
-                self._publish_topology()
+        self._apply_traffic_control()
+        if self.reconciler.newly_settled(now):
+            self._converge(now)
+            self._publish_topology()
+        for dpid in sorted(self.datapaths):
             self._send(dpid, [messages.build_port_stats_request(),
-                              messages.build_meter_stats_request()])
-            self._request_flow_stats(dpid)
-            self._request_meter_config(dpid)
+                              messages.build_meter_stats_request(),
+                              StateRequest("meters"), StateRequest("flows")])
 
     @set_ev_cls(EventCustomersChanged)
     def _customers_changed(self, ev):
         found = self.csm.customer_state(ev.customer_id)
         self.customers.update(ev.customer_id, None if found is None else
-                              CustomerState(found[0], found[1], METER_BASE + found[2]))
+                              CustomerState(found[0], found[1], customer_meter_id(found[2])))
         self._converge(time.monotonic())
-        self._apply_egress()
+        self._apply_traffic_control()
 
-    def _apply_egress(self) -> None:
+    def _apply_traffic_control(self) -> None:
         """GSB HTB classes on the configured local interfaces and SLS shaping on the
         configured edge hosts (reconciled: when already right, nothing is changed)."""
         if not (self.config.egress_interfaces or self.config.edge_shaping):
             return
         from controller import edge  # pylint: disable=import-outside-toplevel
         committed = self.customers.committed_by_class()
-        work = [(ifname, lambda i=ifname, b=link_bps: edge.apply_egress(
-                    plan_egress(i, b, committed)))
-                for ifname, link_bps in self.config.egress_interfaces]
-        for customer_id, netns, ifname in self.config.edge_shaping:
+
+        def sls_rate_bps(customer_id: str) -> int | None:
             sls = self.customers.sls(customer_id)
-            if sls is not None:
-                work.append((f"{netns}:{ifname}", lambda n=netns, i=ifname, r=sls.rate_bps:
-                             edge.apply_edge_shaping(n, i, r)))
-        for place, apply in work:
+            return None if sls is None else sls.rate_bps
+        for wanted in plan_traffic_control(self.config.egress_interfaces,
+                                           self.config.edge_shaping, committed, sls_rate_bps):
             try:
-                if apply():
-                    LOG.info("traffic control on %s set (committed %s)", place,
+                if edge.apply_traffic_control(wanted):
+                    LOG.info("traffic control on %s set (committed %s)", wanted.place,
                              {c.value: r for c, r in committed.items()})
-                self._egress_errors.discard(place)
+                self._egress_errors.discard(wanted.place)
             except edge.EdgeError as err:
-                if place not in self._egress_errors:  # logged once until it works again
+                if wanted.place not in self._egress_errors:  # logged once until it works again
                     LOG.error("%s", err)
-                self._egress_errors.add(place)
-
-    def _request_meter_config(self, dpid: int) -> None:
-        self._request_state(dpid, messages.build_meter_config_request())
-
-    def _request_flow_stats(self, dpid: int) -> None:
-        self._request_state(dpid, messages.build_flow_stats_request())
-
-    def _request_state(self, dpid: int, request) -> None:
-        """Ask for flows or meters, remembering how many mods were sent before asking."""
-        switch = self.switches[dpid]
-        mods_before = switch.mods_sent
-        self._send(dpid, [request])
-        switch.state_request_mods[request.xid] = mods_before
-        while len(switch.state_request_mods) > 16:
-            switch.state_request_mods.pop(next(iter(switch.state_request_mods)))
+                self._egress_errors.add(wanted.place)
 
     # -- statistics ---------------------------------------------------------------------
-    def _complete_reply(self, msg, keep=lambda body: True) -> list | None:
-        """Collect a multipart reply; returns all bodies once the last part arrived."""
-        switch = self.switches.get(msg.datapath.id)
-        if switch is None:
-            return None
-        switch.parts.setdefault(msg.xid, []).extend(b for b in msg.body if keep(b))
-        if msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return None
-        return switch.parts.pop(msg.xid)
+    def _complete_reply(self, msg):
+        """The ledger and all bodies of a multipart reply once its last part arrived
+        (None while parts are missing, or for an older connection)."""
+        ledger = self._ledger_of(msg)
+        if ledger is None:
+            return None, None
+        return ledger, ledger.collect(msg.xid, msg.body, bool(msg.flags & ofp.OFPMPF_REPLY_MORE))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev):
-        stats = self._complete_reply(ev.msg)
+        ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
-        dpid = ev.msg.datapath.id
-        switch = self.switches[dpid]
+        dpid = ledger.dpid
         now = time.monotonic()
         entries, views = compute_flow_views(dpid, now, stats, self.rates[dpid].flows)
         self.state.set_flows(dpid, views)
         self.metrics.update_flows(dpid, views)
         self._publish(FlowRates(time.time(), dpid, views))
-        mods_then = switch.state_request_mods.pop(ev.msg.xid, None)
-        if mods_then is not None and mods_then == switch.mods_sent:
-            # The reply reflects every flow mod sent so far: it is the switch's real state.
-            actual = set(entries)
-            if actual != switch.believed:
+        report = ledger.flows_reported(ev.msg.xid, entries)
+        if report is not None:  # the switch's real state: every change sent is in it
+            if report.differs:
                 LOG.info("switch %016x: flow table differs from what cems believes "
-                         "(%d missing, %d unexpected); reconciling", dpid,
-                         len(switch.believed - actual), len(actual - switch.believed))
-            switch.believed = actual
+                         "(%d missing, %d unexpected); reconciling", dpid, report.missing,
+                         report.unexpected)
             self._converge(now)
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     def _meter_config(self, ev):
-        stats = self._complete_reply(ev.msg)
+        ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
-        switch = self.switches[ev.msg.datapath.id]
-        mods_then = switch.state_request_mods.pop(ev.msg.xid, None)
-        if mods_then is None or mods_then != switch.mods_sent:
-            return  # mods went out after the request: the reply may be stale
-        actual = {}
-        for stat in stats:
-            meter_id, rate_kbps, burst_kbits = messages.meter_from_config(stat)
-            if meter_id >= METER_BASE:
-                actual[meter_id] = MeterSpec(meter_id, rate_kbps, burst_kbits)
-        switch.believed_meters = actual
-        first = not switch.meters_known
-        switch.meters_known = True
-        if first or len(self.customers):
+        report = ledger.meters_reported(ev.msg.xid, [messages.meter_from_config(s) for s in stats])
+        if report is not None and (report.first or report.differs):
             self._converge(time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def _port_stats(self, ev):
-        stats = self._complete_reply(ev.msg, keep=lambda s: s.port_no <= ofp.OFPP_MAX)
+        ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
-        dpid = ev.msg.datapath.id
-        views = compute_port_views(dpid, time.monotonic(), stats, self.rates[dpid].ports)
-        self.state.set_ports(dpid, views)
-        self.metrics.update_ports(dpid, views)
+        stats = [s for s in stats if s.port_no <= ofp.OFPP_MAX]
+        views = compute_port_views(ledger.dpid, time.monotonic(), stats,
+                                   self.rates[ledger.dpid].ports)
+        self.state.set_ports(ledger.dpid, views)
+        self.metrics.update_ports(ledger.dpid, views)
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     def _meter_stats(self, ev):
-        stats = self._complete_reply(ev.msg)
+        ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
-        dpid = ev.msg.datapath.id
-        views = compute_meter_views(dpid, time.monotonic(), stats, self.rates[dpid].meters)
-        self.state.set_meters(dpid, views)
+        views = compute_meter_views(ledger.dpid, time.monotonic(), stats,
+                                    self.rates[ledger.dpid].meters)
+        self.state.set_meters(ledger.dpid, views)
 
     # -- errors -------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id or 0
-        switch = self.switches.get(dpid)
-        offending = switch.sent.get(msg.xid) if switch else None
+        error = self.reconciler.error(dpid, msg.xid, msg.type, msg.code)
         type_name, code_name = messages.describe_error(msg.type, msg.code)
         self.metrics.openflow_errors.labels(f"{dpid:016x}", type_name).inc()
         self.state.count(openflow_errors_total=1)
-        request = (offending if offending is not None
+        request = (messages.describe_item(error.offending) if error.offending is not None
                    else f"not remembered; first bytes {bytes(msg.data[:64]).hex()}")
-        first = (dpid, msg.type, msg.code) not in self._errors_logged
-        self._errors_logged.add((dpid, msg.type, msg.code))
         # Logged in full once per switch and error; repeats (reconciliation retries) are
         # counted in cems_openflow_errors_total and GetStatus.
-        (LOG.error if first else LOG.debug)(
+        (LOG.error if error.first else LOG.debug)(
             "switch %016x rejected a request with %s/%s (xid %d)%s; request: %s", dpid,
-            type_name, code_name, msg.xid, "" if first else " again", request)
+            type_name, code_name, msg.xid, "" if error.first else " again", request)

@@ -8,9 +8,10 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
-from controller.network.mirror import parse_rule
+from controller.monitor.mirror import parse_rule
+from controller.network.topology import SwitchPort
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,22 @@ class Address:
         return f"{host}:{self.port}"
 
 
+class EgressInterface(NamedTuple):
+    """A local interface (a switch port) given GSB HTB classes, and its link rate."""
+
+    ifname: str
+    link_bps: int
+
+
+class EdgeShaping(NamedTuple):
+    """A customer's edge host, shaped to its SLS rate: interface `ifname` in the network
+    namespace `netns` (a name under /var/run/netns)."""
+
+    customer_id: str
+    netns: str
+    ifname: str
+
+
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig:
     """Everything the controller needs to start; build it with parse_config()."""
@@ -54,10 +71,10 @@ class ControllerConfig:
     settle_s: float = 2.5
     log_level: str = "info"
     gateway_dpid: int = 0  # where customers' paths lead (admission); 0: access links only
-    link_capacity_bps: tuple = ()  # ((dpid, port), bps) overriding reported port speeds
-    egress_interfaces: tuple = ()  # (ifname, link bps): local interfaces given GSB HTB classes
-    edge_shaping: tuple = ()  # (customer_id, netns, ifname): edge hosts shaped to the SLS rate
-    mirror_probe: tuple | None = None  # (dpid, port) of the probe's port
+    link_capacity_bps: tuple = ()  # (SwitchPort, bps) overriding reported port speeds
+    egress_interfaces: tuple[EgressInterface, ...] = ()
+    edge_shaping: tuple[EdgeShaping, ...] = ()
+    mirror_probe: SwitchPort | None = None  # the probe's port
     mirror_customers: tuple = ()  # customers whose traffic is copied to the probe
     mirror_rules: tuple = ()  # MirrorRules: a customer's service or a sample of its traffic
 
@@ -114,11 +131,11 @@ def _path(key: str, value: Any) -> str:
     return value
 
 
-def _dpid_port(text: str) -> tuple[int, int] | None:
-    """'DPID:PORT' (DPID decimal or 0x hex) -> (dpid, port), or None if it is not that."""
+def _dpid_port(text: str) -> SwitchPort | None:
+    """'DPID:PORT' (DPID decimal or 0x hex) -> SwitchPort, or None if it is not that."""
     dpid_text, sep, port_text = str(text).partition(":")
     try:
-        return (int(dpid_text, 0), int(port_text)) if sep else None
+        return SwitchPort(int(dpid_text, 0), int(port_text)) if sep else None
     except ValueError:
         return None
 
@@ -144,15 +161,16 @@ def _capacities(key: str, value: Any) -> tuple:
                       "{ \"1:4\" = 1000000000 } (DPID decimal or 0x hex)", _dpid_port)
 
 
-def _interfaces(key: str, value: Any) -> tuple:
+def _interfaces(key: str, value: Any) -> tuple[EgressInterface, ...]:
     def interface(name):
         return name if name and len(name) <= 15 and "/" not in name and " " not in name \
             else None
-    return _bit_rates(key, value, "a table of \"IFNAME\" (1 to 15 characters, no '/' or "
-                      "spaces) = link bit/s, for example { \"s1-eth1\" = 20000000 }", interface)
+    return tuple(EgressInterface(*pair) for pair in _bit_rates(
+        key, value, "a table of \"IFNAME\" (1 to 15 characters, no '/' or spaces) = link "
+        "bit/s, for example { \"s1-eth1\" = 20000000 }", interface))
 
 
-def _edges(key: str, value: Any) -> tuple:
+def _edges(key: str, value: Any) -> tuple[EdgeShaping, ...]:
     allowed = ("a table of CUSTOMER = \"NETNS:IFNAME\", for example "
                "{ alice = \"cems-l1:l1-eth0\" }")
     if not isinstance(value, Mapping):
@@ -162,7 +180,7 @@ def _edges(key: str, value: Any) -> tuple:
         netns, sep, ifname = str(place).partition(":")
         if not sep or not netns or not ifname or len(ifname) > 15:
             raise ConfigError(f"{key}.{customer}", f"must be \"NETNS:IFNAME\"; {allowed}")
-        out.append((str(customer), netns, ifname))
+        out.append(EdgeShaping(str(customer), netns, ifname))
     return tuple(sorted(out))
 
 
@@ -180,7 +198,7 @@ def _readable(key: str, value: Any) -> str:
     return value
 
 
-def _switch_port(key: str, value: Any) -> tuple[int, int]:
+def _switch_port(key: str, value: Any) -> SwitchPort:
     parsed = _dpid_port(value)
     if parsed is None or parsed[1] <= 0:
         raise ConfigError(key, f"must be \"DPID:PORT\" with a port above 0, for example "

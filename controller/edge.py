@@ -12,7 +12,7 @@ import threading
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from controller.csm.queues import EgressPlan
+from controller.csm.queues import EgressPlan, TrafficControl
 
 ROOT = 0x10000      # handle 1:
 PARENT = 0x10001    # class 1:1, the link
@@ -105,15 +105,20 @@ def _in_netns(netns: str, work):
     return result["value"]
 
 
+def apply_traffic_control(wanted: TrafficControl) -> bool:
+    """Make the interface's root qdisc the plan, inside its network namespace if it has one;
+    returns True if anything was changed."""
+    if wanted.netns is not None:
+        return _in_netns(wanted.netns, lambda: apply_egress(wanted.plan))
+    return apply_egress(wanted.plan)
+
+
 def apply_edge_shaping(netns: str | None, ifname: str, rate_bps: int) -> bool:
     """Shape everything leaving `ifname` (in `netns`, a name under /var/run/netns) to
     `rate_bps`, so that a customer's own traffic meets its SLS meter smoothly instead of
     being dropped by it: an egress plan with the link class alone. Returns True if anything
     was changed."""
-    plan = EgressPlan(ifname, rate_bps, ())
-    if netns is not None:
-        return _in_netns(netns, lambda: apply_egress(plan))
-    return apply_egress(plan)
+    return apply_traffic_control(TrafficControl(netns, EgressPlan(ifname, rate_bps, ())))
 
 
 def _clear_root(ip, index: int) -> None:

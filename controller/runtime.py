@@ -17,8 +17,8 @@ from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
 from controller.kpis import KpiStore
 from controller.metrics import ControllerMetrics, KpiCollector, serve_metrics
-from controller.mirroring import MirrorRules
-from controller.network.mirror import MirrorRule
+from controller.monitor.mirror_rules import MirrorRules
+from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
 from controller.store import Store
 

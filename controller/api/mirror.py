@@ -8,8 +8,8 @@ from cems.v1 import probe_pb2 as pb
 
 from controller.api.customer import _Base
 from controller.csm import rules
-from controller.mirroring import MirrorRuleError, MirrorRules
-from controller.network.mirror import MirrorRule
+from controller.monitor.mirror_rules import MirrorRuleError, MirrorRules
+from controller.monitor.mirror import MirrorRule
 
 
 def rule_pb(rule: MirrorRule) -> pb.MirrorRule:

@@ -95,7 +95,7 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                unix_socket: str = "", mirror=None, active=None
                ) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
-    ReportService, ActiveTestService and (with `mirror`, a controller.mirroring.MirrorRules)
+    ReportService, ActiveTestService and (with `mirror`, a controller.monitor.mirror_rules.MirrorRules)
     MirrorService behind bearer-token authentication; plus health and reflection, on address.
     Returns (server, bound port)."""
     active = active or ActiveTests()

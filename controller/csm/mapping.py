@@ -6,37 +6,30 @@ For every customer device (host MAC) at its access switch, table 0 gets:
 - anything else from the device: the same meter and queue, on to forwarding.
 ARP and LLDP keep their higher-priority control flows. One meter per customer, on its
 access switch, shared by all its devices: the SLS rate is the customer's, not a device's.
-Meter ids are METER_BASE + the customer's index in the store, so they stay the same across
-restarts; meters below METER_BASE are someone else's and left alone.
+A customer's meter id is customer_meter_id(its index in the store), so it stays the same
+across restarts; meters below METER_BASE are someone else's and left alone.
+
+CustomerMapping is the desired-state contributor of component CSM
+(controller.openflow.desired): it is kept up to date one customer at a time, from the
+CustomerState each change event carries.
 """
 
 import collections
-import dataclasses
 from typing import Iterable
 
-from controller.compat import ether_types
-from controller.csm.model import DSCP, QUEUE, Customer, Sls
-from controller.openflow.pipeline import (CLASSIFY_TABLE, FORWARDING_TABLE, PRIORITY, Component,
-                                          FlowEntry, cookie_for)
+from controller.csm.model import DSCP, QUEUE, CustomerState, Sls
+from controller.openflow.desired import Contribution
+from controller.openflow.pipeline import (CLASSIFY_TABLE, ETH_TYPE_IP, FORWARDING_TABLE,
+                                          METER_BASE, PRIORITY, Component, FlowEntry, MeterSpec,
+                                          cookie_for)
+from controller.openflow.reconcile import SwitchView
 
-METER_BASE = 0x10000
 BURST_S = 0.1  # meter burst: 100 ms at the rate
 
 
-@dataclasses.dataclass(frozen=True)
-class MeterSpec:
-    meter_id: int
-    rate_kbps: int
-    burst_kbits: int
-
-
-@dataclasses.dataclass(frozen=True)
-class CustomerState:
-    """What the mapping needs of one customer: who, where, its SLS and its meter id."""
-
-    customer: Customer
-    sls: Sls
-    meter_id: int
+def customer_meter_id(index: int) -> int:
+    """The meter of the customer with this store index (1, 2, ...): the one place it is made."""
+    return METER_BASE + index
 
 
 def meter_for(sls: Sls, meter_id: int) -> MeterSpec:
@@ -61,7 +54,7 @@ def compute_customer_state(customers: list[CustomerState], dpids: set[int]
             to_forwarding = (("meter", state.meter_id), ("goto_table", FORWARDING_TABLE))
             flows[dpid].add(FlowEntry.make(
                 CLASSIFY_TABLE, PRIORITY["customer_ip"],
-                {"eth_type": ether_types.ETH_TYPE_IP, "eth_src": mac},
+                {"eth_type": ETH_TYPE_IP, "eth_src": mac},
                 (("set_field", "ip_dscp", dscp), ("set_queue", queue)),
                 cookie_for(Component.CSM, key + ":ip"), to_forwarding))
             flows[dpid].add(FlowEntry.make(
@@ -70,18 +63,11 @@ def compute_customer_state(customers: list[CustomerState], dpids: set[int]
     return flows, meters
 
 
-def diff_meters(desired: dict[int, MeterSpec], actual: dict[int, MeterSpec], allow_delete: bool
-                ) -> tuple[list[MeterSpec], list[MeterSpec], list[int]]:
-    """(to_add, to_modify, to_delete) that make a switch's cems meters the desired ones."""
-    to_add = [m for i, m in sorted(desired.items()) if i not in actual]
-    to_modify = [m for i, m in sorted(desired.items()) if i in actual and actual[i] != m]
-    to_delete = sorted(i for i in actual if i not in desired) if allow_delete else []
-    return to_add, to_modify, to_delete
-
-
 class CustomerMapping:
     """Each customer's flows and meter, kept per access switch and updated one customer at a
     time, so that an SLS change costs the work of that customer, not of all of them."""
+
+    component = Component.CSM
 
     def __init__(self):
         self._parts: dict[str, tuple[int, frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
@@ -103,7 +89,7 @@ class CustomerMapping:
             self.update(state.customer.customer_id, state)
 
     def update(self, customer_id: str, state: CustomerState | None) -> None:
-        """A customer changed (state) or was deleted (None)."""
+        """A customer changed (its new state) or was deleted (None)."""
         old = self._parts.pop(customer_id, None)
         self._sls.pop(customer_id, None)
         self._hosts.pop(customer_id, None)
@@ -145,3 +131,9 @@ class CustomerMapping:
                 meters.update(part_meters)
             self._cache[dpid] = (frozenset(flows), meters)
         return self._cache[dpid]
+
+    def contribute(self, view: SwitchView, earlier=None) -> Contribution:
+        """Desired state: every customer's flows and meter on its settled access switch."""
+        parts = {dpid: self.for_switch(dpid) for dpid in view.settled}
+        return Contribution({dpid: flows for dpid, (flows, _) in parts.items() if flows},
+                            {dpid: meters for dpid, (_, meters) in parts.items() if meters})

@@ -100,3 +100,18 @@ class Sls:
     rate_bps: int
     changed_unix_s: float
     source: str = "customer"  # "customer" (or peer domain) or "system" (creation, SLA update)
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerState:
+    """What the mapping needs of one customer: who, where, its current SLS and its meter id
+    (controller.csm.mapping.customer_meter_id). The store returns it after every change and
+    change events carry it, so that nobody has to read the store again to act on a change."""
+
+    customer: Customer
+    sls: Sls
+    meter_id: int
+
+    @property
+    def customer_id(self) -> str:
+        return self.customer.customer_id

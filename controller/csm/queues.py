@@ -47,3 +47,31 @@ def plan_egress(ifname: str, link_bps: int, committed_bps: dict[ServiceClass, in
                               None if c is ServiceClass.BRONZE else DSCP[c])
                    for c in ServiceClass)
     return EgressPlan(ifname, link_bps, queues)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrafficControl:
+    """One interface's root qdisc as cems wants it: `plan` in network namespace `netns`
+    (None: the controller's own namespace)."""
+
+    netns: str | None
+    plan: EgressPlan
+
+    @property
+    def place(self) -> str:
+        return f"{self.netns}:{self.plan.ifname}" if self.netns else self.plan.ifname
+
+
+def plan_traffic_control(egress_interfaces, edge_shaping, committed_bps: dict[ServiceClass, int],
+                         sls_rate_bps) -> list[TrafficControl]:
+    """Everything cems wants of Linux traffic control: GSB classes on each configured egress
+    interface (ifname, link_bps) and, for each configured edge host (customer_id, netns,
+    ifname) whose customer has an SLS (`sls_rate_bps(customer_id)` is not None), the host's
+    interface shaped to the SLS rate (a plan with the link class alone)."""
+    out = [TrafficControl(None, plan_egress(ifname, link_bps, committed_bps))
+           for ifname, link_bps in egress_interfaces]
+    for customer_id, netns, ifname in edge_shaping:
+        rate_bps = sls_rate_bps(customer_id)
+        if rate_bps is not None:
+            out.append(TrafficControl(netns, EgressPlan(ifname, rate_bps, ())))
+    return out

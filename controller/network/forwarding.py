@@ -1,13 +1,18 @@
-"""Desired flows per switch: control flows plus shortest-path unicast per host pair (core)."""
+"""Desired flows per switch: control flows plus shortest-path unicast per host pair (core).
+
+ControlFlows and Forwarding are the desired-state contributors of components CONTROL and
+FORWARDING (controller.openflow.desired): control flows on every connected switch, a path
+for every host pair across the settled ones.
+"""
 
 import networkx as nx
 
-from controller.compat import ether_types
-from controller.compat import ofproto_v1_3 as ofp
-from controller.network.mirror import mirror_flows
 from controller.network.topology import HostInfo, Topology
-from controller.openflow.pipeline import (CLASSIFY_TABLE, FORWARDING_TABLE, PRIORITY, Component,
+from controller.openflow.desired import Contribution, DesiredState
+from controller.openflow.pipeline import (CLASSIFY_TABLE, CONTROLLER_NO_BUFFER, ETH_TYPE_ARP,
+                                          ETH_TYPE_LLDP, FORWARDING_TABLE, PRIORITY, Component,
                                           FlowEntry, cookie_for)
+from controller.openflow.reconcile import SwitchView
 
 CONTROL_COOKIE_TABLE_MISS = cookie_for(Component.CONTROL, "table-miss")
 CONTROL_COOKIE_TO_FORWARDING = cookie_for(Component.CONTROL, "classify-to-forwarding")
@@ -22,14 +27,14 @@ def build_control_flows() -> frozenset[FlowEntry]:
     ARP always goes through the controller, which answers or forwards it to edge ports only:
     ARP is never flooded over inter-switch links, so loops in the topology cannot storm.
     """
-    to_controller = (("controller", ofp.OFPCML_NO_BUFFER),)
+    to_controller = (("controller", CONTROLLER_NO_BUFFER),)
     return frozenset({
         FlowEntry.make(CLASSIFY_TABLE, PRIORITY["table_miss"], {}, (), CONTROL_COOKIE_TO_FORWARDING,
                        (("goto_table", FORWARDING_TABLE),)),
         FlowEntry.make(CLASSIFY_TABLE, PRIORITY["lldp_to_controller"],
-                       {"eth_type": ether_types.ETH_TYPE_LLDP}, to_controller, CONTROL_COOKIE_LLDP),
+                       {"eth_type": ETH_TYPE_LLDP}, to_controller, CONTROL_COOKIE_LLDP),
         FlowEntry.make(CLASSIFY_TABLE, PRIORITY["arp_to_controller"],
-                       {"eth_type": ether_types.ETH_TYPE_ARP}, to_controller, CONTROL_COOKIE_ARP),
+                       {"eth_type": ETH_TYPE_ARP}, to_controller, CONTROL_COOKIE_ARP),
         FlowEntry.make(FORWARDING_TABLE, PRIORITY["table_miss"], {}, to_controller,
                        CONTROL_COOKIE_TABLE_MISS),
     })
@@ -81,14 +86,38 @@ def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, 
     return flows
 
 
-def compute_desired_flows(topology: Topology, dpids: list[int],
-                          mirror: tuple[int, int, tuple] | None = None
-                          ) -> dict[int, frozenset[FlowEntry]]:
-    """Everything cems wants on each switch in `dpids`: control plus forwarding flows, and
-    with `mirror` = (probe dpid, probe port, ((MirrorRule, customer MACs), ...)) copies of
-    the chosen traffic that passes the probe's switch to the probe (controller.network.mirror)."""
+def compute_desired_flows(topology: Topology, dpids: list[int]) -> dict[int, frozenset[FlowEntry]]:
+    """Control plus forwarding flows for each switch in `dpids` (all of them settled)."""
     control = build_control_flows()
     forwarding = compute_forwarding_flows(topology, dpids)
-    if mirror is not None and mirror[0] in forwarding:
-        forwarding[mirror[0]] = mirror_flows(forwarding[mirror[0]], mirror[1], mirror[2])
     return {dpid: control | frozenset(forwarding[dpid]) for dpid in dpids}
+
+
+class ControlFlows:
+    """Contributor: the control flows, on every connected switch (settled or not)."""
+
+    component = Component.CONTROL
+
+    def __init__(self):
+        self._flows = build_control_flows()
+
+    def contribute(self, view: SwitchView, earlier: DesiredState | None = None) -> Contribution:
+        return Contribution({dpid: self._flows for dpid in view.connected})
+
+
+class Forwarding:
+    """Contributor: host-pair paths across the settled switches, recomputed only when the
+    topology or the set of settled switches changed."""
+
+    component = Component.FORWARDING
+
+    def __init__(self, topology: Topology):
+        self.topology = topology
+        self._cached: tuple[tuple, Contribution] = ((), Contribution())
+
+    def contribute(self, view: SwitchView, earlier: DesiredState | None = None) -> Contribution:
+        key = (self.topology.version, view.settled)
+        if self._cached[0] != key:
+            flows = compute_forwarding_flows(self.topology, list(view.settled))
+            self._cached = (key, Contribution({dpid: frozenset(f) for dpid, f in flows.items()}))
+        return self._cached[1]

@@ -5,7 +5,7 @@ which is immutable. Every method takes the time `now` from the caller.
 """
 
 import dataclasses
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import networkx as nx
 
@@ -31,6 +31,16 @@ class LinkKey:
 
     def reverse(self) -> "LinkKey":
         return LinkKey(self.dst_dpid, self.dst_port, self.src_dpid, self.src_port)
+
+
+class SwitchPort(NamedTuple):
+    """One port of one switch (for example where a probe hangs off the network)."""
+
+    dpid: int
+    port_no: int
+
+    def __str__(self) -> str:
+        return f"{self.dpid:016x}:{self.port_no}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,18 @@
-"""Compile FlowEntry data into OpenFlow 1.3 messages and read flow stats back into it (core).
+"""Compile FlowEntry data and reconciliation changes into OpenFlow 1.3 messages, and read
+flow stats back into FlowEntry data (core: the one message builder).
 
 Messages are built without a datapath (as FAUCET does); the app's one send method attaches
-the datapath and sends. Nothing here does I/O.
+the datapath and sends. Nothing here does I/O. This and the packet codecs of
+controller.network are the only cores that use the OpenFlow framework, and only its
+message and packet libraries.
 """
 
 from typing import Any
 
 from controller.compat import ofproto_v1_3 as ofp
 from controller.compat import ofproto_v1_3_parser as parser
-from controller.openflow.pipeline import COOKIE_BASE, COOKIE_BASE_MASK, FlowEntry
+from controller.openflow.pipeline import COOKIE_BASE, COOKIE_BASE_MASK, FlowEntry, MeterSpec
+from controller.openflow.reconcile import FlowMod, MeterMod, StateRequest
 
 _FULL_COOKIE_MASK = 0xFFFFFFFFFFFFFFFF
 
@@ -192,10 +196,43 @@ def build_meter_config_request():
     return parser.OFPMeterConfigStatsRequest(datapath=None, meter_id=ofp.OFPM_ALL)
 
 
-def meter_from_config(stat) -> tuple[int, int, int]:
-    """One OFPMeterConfigStats -> (meter_id, rate_kbps, burst_kbits) of its drop band
-    (0, 0 when it has none: such a meter is not one cems made)."""
+def meter_from_config(stat) -> MeterSpec:
+    """One OFPMeterConfigStats -> the MeterSpec of its drop band (rate and burst 0 when it has
+    none: such a meter is not one cems made)."""
     drops = [b for b in stat.bands if isinstance(b, parser.OFPMeterBandDrop)]
     if not drops:
-        return stat.meter_id, 0, 0
-    return stat.meter_id, drops[0].rate, drops[0].burst_size
+        return MeterSpec(stat.meter_id, 0, 0)
+    return MeterSpec(stat.meter_id, drops[0].rate, drops[0].burst_size)
+
+
+def compile_item(item):
+    """A reconciliation change or state request -> its OpenFlow message (datapath unset);
+    anything else is taken to be a message already."""
+    if isinstance(item, FlowMod):
+        return build_flow_add(item.entry) if item.command == "add" else \
+            build_flow_delete(item.entry)
+    if isinstance(item, MeterMod):
+        meter = item.meter
+        return build_meter_mod(item.command, meter.meter_id, meter.rate_kbps, meter.burst_kbits)
+    if isinstance(item, StateRequest):
+        return build_flow_stats_request() if item.kind == "flows" else \
+            build_meter_config_request()
+    return item
+
+
+def describe_item(item) -> str:
+    """What was sent, for an operator reading an error: readable for cems' own changes."""
+    if isinstance(item, FlowMod):
+        e = item.entry
+        component = e.component.name.lower() if e.component else "other"
+        return (f"OFPFlowMod {item.command} ({component}) table {e.table_id} priority "
+                f"{e.priority} match {format_match(e.match)} actions "
+                f"{format_actions(e.instructions)} cookie {e.cookie:#x}")
+    if isinstance(item, MeterMod):
+        m = item.meter
+        return (f"OFPMeterMod {item.command} meter {m.meter_id} at {m.rate_kbps} kbit/s, burst "
+                f"{m.burst_kbits} kbit")
+    if isinstance(item, StateRequest):
+        return ("OFPFlowStatsRequest (cems flows)" if item.kind == "flows"
+                else "OFPMeterConfigStatsRequest")
+    return repr(item)

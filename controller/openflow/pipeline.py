@@ -9,6 +9,9 @@ says which part of cems wants it:
 
 Because the id is derived, not allocated, a restarted controller computes the same cookies
 and reconciliation finds nothing to change.
+
+Meters are cems' from METER_BASE up (a customer's meter is METER_BASE + its index, see
+controller.csm.mapping.customer_meter_id); meters below it belong to someone else.
 """
 
 import dataclasses
@@ -27,10 +30,19 @@ class Component(enum.IntEnum):
 
     CONTROL = 1      # table-miss, LLDP and ARP to the controller
     FORWARDING = 2   # shortest-path unicast per host pair
-    # Reserved for what comes next: policy, meters, mirroring, customer service mapping.
-    POLICY = 3
-    MIRROR = 4
-    CSM = 5
+    POLICY = 3       # reserved for the policy engine (controller/policy)
+    MIRROR = 4       # copies of chosen traffic to the probe port
+    CSM = 5          # customers' meters, DSCP marks and queues
+
+
+# Ethernet types and the "send the whole packet" length of an output to the controller
+# (OFPCML_NO_BUFFER), so that cores build flows without the OpenFlow framework.
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_IPV6 = 0x86DD
+ETH_TYPE_LLDP = 0x88CC
+CONTROLLER_NO_BUFFER = 0xFFFF
+METER_BASE = 0x10000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +69,7 @@ TABLES = {
 PRIORITY = {
     "table_miss": 0,
     "forwarding": 1000,
+    "mirror_pair": 1400,  # all of a host pair's traffic copied to the probe, above its pair flow
     "mirror": 1500,  # a host pair's service traffic copied to the probe, above its pair flow
     "customer_other": 1900,
     "customer_ip": 2000,
@@ -158,3 +171,30 @@ def apply_diff(flows: Iterable[FlowEntry], to_add: Iterable[FlowEntry],
     gone = set(to_delete)
     return {e for e in flows
             if e not in gone and (e.table_id, e.priority, e.match) not in replaced} | added
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class MeterSpec:
+    """A cems meter as it should be on a switch: one drop band at rate_kbps."""
+
+    meter_id: int
+    rate_kbps: int
+    burst_kbits: int
+
+
+def is_cems_meter(meter_id: int) -> bool:
+    return meter_id >= METER_BASE
+
+
+def meters_used(entry: FlowEntry) -> tuple[int, ...]:
+    """The meter ids a flow's instructions send its packets through."""
+    return tuple(i[1] for i in entry.instructions if i[0] == "meter")
+
+
+def diff_meters(desired: dict[int, MeterSpec], actual: dict[int, MeterSpec], allow_delete: bool
+                ) -> tuple[list[MeterSpec], list[MeterSpec], list[int]]:
+    """(to_add, to_modify, to_delete) that make a switch's cems meters the desired ones."""
+    to_add = [m for i, m in sorted(desired.items()) if i not in actual]
+    to_modify = [m for i, m in sorted(desired.items()) if i in actual and actual[i] != m]
+    to_delete = sorted(i for i in actual if i not in desired) if allow_delete else []
+    return to_add, to_modify, to_delete

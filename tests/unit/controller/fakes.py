@@ -78,3 +78,72 @@ class FakeNetwork:
                 return ("host", dpid, output)
             dpid = self.links[(dpid, output)][0]
         raise AssertionError(f"forwarding loop for {fields}")
+
+
+def desired_flows(topology: Topology, dpids, *contributors) -> dict[int, frozenset[FlowEntry]]:
+    """What each switch in `dpids` (all settled) should hold: control and forwarding flows,
+    then the given contributors (controller.openflow.desired), as the app assembles them."""
+    from controller.network.forwarding import ControlFlows, Forwarding
+    from controller.openflow.desired import assemble
+    from controller.openflow.reconcile import SwitchView
+    view = SwitchView(frozenset(dpids), tuple(sorted(dpids)))
+    state = assemble(view, (ControlFlows(), Forwarding(topology), *contributors))
+    return {dpid: state.flows(dpid) for dpid in dpids}
+
+
+class FakeSwitch:
+    """An OpenFlow 1.3 switch's flow and meter tables, as Open vSwitch keeps them, driven by
+    reconciliation changes (controller.openflow.reconcile):
+
+    - a flow add overwrites the flow with its table, priority and match; a strict delete
+      removes exactly it; a flow whose meter does not exist is refused (METER_NOT_FOUND
+      in OpenFlow terms);
+    - a meter add of an existing id is refused (METER_EXISTS), a modify or delete of a
+      missing one too (UNKNOWN_METER); deleting a meter removes the flows that use it.
+
+    Refusals are recorded in `errors` as (xid, what); `foreign` flows (other cookies) and
+    meters below METER_BASE are someone else's and reported like any other.
+    """
+
+    def __init__(self, dpid: int):
+        self.dpid = dpid
+        self.flows: dict[tuple, FlowEntry] = {}
+        self.meters: dict = {}
+        self.errors: list[tuple[int, str]] = []
+        self._xid = 0
+
+    def next_xid(self) -> int:
+        self._xid += 1
+        return self._xid
+
+    def table(self) -> frozenset[FlowEntry]:
+        return frozenset(self.flows.values())
+
+    def apply(self, xid: int, item) -> None:
+        from controller.openflow.pipeline import meters_used
+        from controller.openflow.reconcile import FlowMod, MeterMod
+        if isinstance(item, FlowMod):
+            key = (item.entry.table_id, item.entry.priority, item.entry.match)
+            if item.command == "add":
+                missing = [m for m in meters_used(item.entry) if m not in self.meters]
+                if missing:
+                    self.errors.append((xid, f"meter {missing[0]} not found"))
+                    return
+                self.flows[key] = item.entry
+            elif self.flows.get(key) == item.entry:
+                del self.flows[key]
+        elif isinstance(item, MeterMod):
+            meter_id = item.meter.meter_id
+            if item.command == "add":
+                if meter_id in self.meters:
+                    self.errors.append((xid, f"meter {meter_id} exists"))
+                    return
+                self.meters[meter_id] = item.meter
+            elif meter_id not in self.meters:
+                self.errors.append((xid, f"meter {meter_id} unknown"))
+            elif item.command == "modify":
+                self.meters[meter_id] = item.meter
+            else:
+                del self.meters[meter_id]
+                self.flows = {k: e for k, e in self.flows.items()
+                              if meter_id not in meters_used(e)}

@@ -4,10 +4,12 @@ from hypothesis import given, settings, strategies as st
 from controller.network.forwarding import (build_control_flows, compute_desired_flows,
                                            compute_paths, forwarding_cookie)
 from controller.network.topology import LinkKey
-from controller.network.mirror import MirrorRule, parse_rule, sampled
+from controller.monitor.mirror import (ChosenTraffic, MirrorCopies, MirrorPlan, MirrorRule,
+                                       parse_rule, sampled)
+from controller.network.topology import SwitchPort
 from controller.openflow.pipeline import PRIORITY, Component
 
-from tests.unit.controller.fakes import FakeNetwork, build_topology, mac
+from tests.unit.controller.fakes import FakeNetwork, build_topology, desired_flows, mac
 
 # Ring of 4 switches: port 1 host, port 2 to next, port 3 to previous.
 RING = ({1: 3, 2: 3, 3: 3, 4: 3}, [(1, 2, 2, 3), (2, 2, 3, 3), (3, 2, 4, 3), (4, 2, 1, 3)])
@@ -111,8 +113,8 @@ def test_random_meshes_deliver_without_loops(n, data):
 def test_mirroring_copies_a_customers_traffic_without_changing_forwarding():
     topology = ring_with_hosts()
     plain = compute_desired_flows(topology, [1, 2, 3, 4])
-    mirrored = compute_desired_flows(topology, [1, 2, 3, 4],
-                                     mirror=(2, 4, ((MirrorRule("c1"), frozenset({mac(1)})),)))
+    plan = MirrorPlan(SwitchPort(2, 4), (ChosenTraffic(MirrorRule("c1"), frozenset({mac(1)})),))
+    mirrored = desired_flows(topology, [1, 2, 3, 4], MirrorCopies(plan))
     assert {d: plain[d] for d in (1, 3, 4)} == {d: mirrored[d] for d in (1, 3, 4)}
     changed = mirrored[2] - plain[2]
     assert changed and all(
@@ -129,8 +131,8 @@ def test_mirroring_copies_a_customers_traffic_without_changing_forwarding():
 def test_mirroring_one_service_copies_only_its_ports_and_forwards_the_same():
     topology = ring_with_hosts()
     plain = compute_desired_flows(topology, [1, 2, 3, 4])
-    rules = ((MirrorRule("c1", "voice"), frozenset({mac(1)})),)
-    mirrored = compute_desired_flows(topology, [1, 2, 3, 4], mirror=(2, 4, rules))
+    rules = (ChosenTraffic(MirrorRule("c1", "voice"), frozenset({mac(1)})),)
+    mirrored = desired_flows(topology, [1, 2, 3, 4], MirrorCopies(MirrorPlan(SwitchPort(2, 4), rules)))
     assert plain[2] <= mirrored[2]  # the pair flows themselves are untouched
     extra = mirrored[2] - plain[2]
     assert extra and all(e.priority == PRIORITY["mirror"] and e.component == Component.MIRROR

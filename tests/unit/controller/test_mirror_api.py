@@ -11,8 +11,8 @@ from controller.config import Address
 from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla
 from controller.csm.rules import initial_sls
 from controller.csm.store import CsmStore
-from controller.mirroring import MirrorRules
-from controller.network.mirror import MirrorRule
+from controller.monitor.mirror_rules import MirrorRules
+from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
 from controller.store import Store
 

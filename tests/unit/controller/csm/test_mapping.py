@@ -1,6 +1,6 @@
-from controller.csm.mapping import (METER_BASE, CustomerState, MeterSpec, compute_customer_state,
-                                    diff_meters, meter_for)
-from controller.csm.model import Customer, ServiceClass, Sls
+from controller.csm.mapping import compute_customer_state, meter_for
+from controller.csm.model import Customer, CustomerState, ServiceClass, Sls
+from controller.openflow.pipeline import METER_BASE, MeterSpec, diff_meters
 from controller.network.forwarding import compute_desired_flows
 
 from tests.unit.controller.fakes import FakeNetwork, build_topology, mac

@@ -1,4 +1,5 @@
-"""The mirror rules in force: the config file's, plus those set over gRPC (shell).
+"""The mirror rules in force: the config file's, plus those set over gRPC (core; the store
+that keeps the gRPC ones is passed in).
 
 Rules set over gRPC are stored (SQLite), so a restarted controller mirrors the same
 traffic; the config file's rules are fixed while the controller runs and cannot be removed
@@ -8,8 +9,8 @@ replaces it (for example to change the sample share) until it is removed again.
 
 import threading
 
-from controller.network.mirror import MirrorRule, check_rule
-from controller.store import Store
+from controller.monitor.mirror import MirrorRule, check_rule
+from controller.network.topology import SwitchPort
 
 
 class MirrorRuleError(ValueError):
@@ -21,8 +22,10 @@ class MirrorRuleError(ValueError):
 
 
 class MirrorRules:
-    def __init__(self, store: Store, configured: tuple[MirrorRule, ...] = (),
-                 probe: tuple[int, int] | None = None):
+    def __init__(self, store, configured: tuple[MirrorRule, ...] = (),
+                 probe: SwitchPort | None = None):
+        """`store` keeps the rules set over gRPC: mirror_rules(), save_mirror_rule() and
+        delete_mirror_rule() of controller.store.Store."""
         self.store = store
         self.probe = probe
         self._configured = {rule.key: rule for rule in configured}

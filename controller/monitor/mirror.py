@@ -1,25 +1,31 @@
 """What traffic is copied to the probe's port, and the flows that copy it (core).
 
 A MirrorRule chooses traffic of one customer: all of it, one service of it, or a sample of
-it. The copy is made on the probe's switch (where the probe hangs off a port):
+it. The copy is made on the probe's switch (where the probe hangs off a port), by flows of
+component MIRROR above the host pair's forwarding flow, which output to the same port as
+the pair's flow and then to the probe:
 
-- all traffic: the customer's host-pair flows on that switch get a second output to the
-  probe port (`add_mirror`);
-- one service: for each such host pair, extra flows at a higher priority match the
-  service's well-known ports (qoe.classify.DEFAULT_PORTS, IPv4 and IPv6, either direction)
-  and output to the same port as the pair's flow, then to the probe;
+- all traffic: one flow per chosen host pair with the pair's match;
+- one service: for each chosen host pair, flows that also match the service's well-known
+  ports (qoe.classify.DEFAULT_PORTS, IPv4 and IPv6, either direction);
 - a sample: a share of the customer's host pairs, chosen by a stable hash of the pair, so
   the same pairs stay mirrored across restarts and reroutes. OpenFlow 1.3 has no per-packet
   sampling action; sampling is per host pair (the flow the switch knows about).
 
 In every case the original output comes first and is unchanged: mirroring never changes
-where the original traffic goes.
+where the original traffic goes, and the forwarding flows themselves are left as they are.
+MirrorCopies is the desired-state contributor of component MIRROR
+(controller.openflow.desired); it reads the forwarding flows the earlier contributor gave.
 """
 
 import dataclasses
 import zlib
+from typing import Callable, Iterable
 
+from controller.network.topology import SwitchPort
+from controller.openflow.desired import Contribution, DesiredState
 from controller.openflow.pipeline import FORWARDING_TABLE, PRIORITY, Component, FlowEntry, cookie_for
+from controller.openflow.reconcile import SwitchView
 from qoe.classify import DEFAULT_PORTS
 
 _IP_PROTO = {"tcp": 6, "udp": 17}
@@ -90,35 +96,66 @@ def service_matches(service: str) -> list[dict]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ChosenTraffic:
+    """A rule with the MAC addresses of its customer's devices."""
+
+    rule: MirrorRule
+    macs: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorPlan:
+    """What is copied where: the probe's port and the chosen traffic."""
+
+    probe: SwitchPort
+    chosen: tuple[ChosenTraffic, ...]
+
+
+def plan_mirror(probe: SwitchPort | None, rules: Iterable[MirrorRule],
+                hosts_of: Callable[[str], Iterable[str]]) -> MirrorPlan | None:
+    """The plan for the rules in force, given each customer's device MACs; None when there
+    is no probe or no rule whose customer has a device."""
+    if probe is None:
+        return None
+    chosen = tuple(ChosenTraffic(rule, frozenset(hosts_of(rule.customer_id))) for rule in rules)
+    chosen = tuple(c for c in chosen if c.macs)
+    return MirrorPlan(probe, chosen) if chosen else None
+
+
 def _with_probe(entry: FlowEntry, probe_port: int) -> tuple:
     actions = entry.instructions[0][1] if entry.instructions else ()
     return actions + (("output", probe_port),)
 
 
-def mirror_flows(flows: set[FlowEntry], probe_port: int,
-                 rules: tuple[tuple[MirrorRule, frozenset[str]], ...]) -> set[FlowEntry]:
-    """Forwarding flows of the probe's switch -> the same with copies to the probe port for
-    the traffic the rules choose; `rules` pairs each rule with its customer's MACs.
+def mirror_flows(flows: Iterable[FlowEntry], probe_port: int,
+                 chosen: Iterable[ChosenTraffic]) -> set[FlowEntry]:
+    """Forwarding flows of the probe's switch -> the MIRROR flows that copy the traffic the
+    rules choose to the probe port, above the pair flows they copy.
 
-    A flow that already goes to the probe port (traffic for the probe host itself) is left
-    as it is. When a pair is chosen both whole and for a service, the whole copy wins (a
+    A pair whose flow already goes to the probe port (traffic for the probe host itself) is
+    left alone. When a pair is chosen both whole and for a service, the whole copy wins (a
     service flow would only copy the same packets twice)."""
+    chosen = tuple(chosen)
     out = set()
     for entry in flows:
+        if entry.component != Component.FORWARDING:
+            continue
         match = dict(entry.match)
         src, dst = match.get("eth_src"), match.get("eth_dst")
         actions = entry.instructions[0][1] if entry.instructions else ()
-        chosen = [rule for rule, macs in rules
-                  if (src in macs or dst in macs) and sampled(src, dst, rule.sample_percent)]
-        if not chosen or src is None or dst is None or ("output", probe_port) in actions:
-            out.add(entry)
+        if src is None or dst is None or ("output", probe_port) in actions:
             continue
-        if any(not rule.service for rule in chosen):
-            out.add(dataclasses.replace(
-                entry, instructions=(("apply_actions", _with_probe(entry, probe_port)),)))
+        rules = [c.rule for c in chosen
+                 if (src in c.macs or dst in c.macs) and sampled(src, dst, c.rule.sample_percent)]
+        if not rules:
             continue
-        out.add(entry)
-        for service in sorted({rule.service for rule in chosen}):
+        if any(not rule.service for rule in rules):
+            out.add(FlowEntry.make(FORWARDING_TABLE, PRIORITY["mirror_pair"], match,
+                                   _with_probe(entry, probe_port),
+                                   cookie_for(Component.MIRROR, f"{src}>{dst}")))
+            continue
+        for service in sorted({rule.service for rule in rules}):
             cookie = cookie_for(Component.MIRROR, f"{src}>{dst}:{service}")
             for extra in service_matches(service):
                 out.add(FlowEntry.make(FORWARDING_TABLE, PRIORITY["mirror"],
@@ -127,6 +164,22 @@ def mirror_flows(flows: set[FlowEntry], probe_port: int,
     return out
 
 
-def add_mirror(flows: set[FlowEntry], probe_port: int, macs: frozenset[str]) -> set[FlowEntry]:
-    """All traffic from or to `macs` copied to the probe port (one whole-traffic rule)."""
-    return mirror_flows(flows, probe_port, ((MirrorRule("*"), macs),))
+class MirrorCopies:
+    """Contributor: the plan's copies on the probe's switch, once it has settled."""
+
+    component = Component.MIRROR
+
+    def __init__(self, plan: MirrorPlan | None = None):
+        self.plan = plan
+        self._cached: tuple[tuple, Contribution] = ((), Contribution())
+
+    def contribute(self, view: SwitchView, earlier: DesiredState) -> Contribution:
+        plan = self.plan
+        if plan is None or plan.probe.dpid not in view.settled:
+            return Contribution()
+        forwarding = earlier.part(Component.FORWARDING).flows.get(plan.probe.dpid, frozenset())
+        key = (plan, forwarding)
+        if self._cached[0] != key:
+            flows = frozenset(mirror_flows(forwarding, plan.probe.port_no, plan.chosen))
+            self._cached = (key, Contribution({plan.probe.dpid: flows} if flows else {}))
+        return self._cached[1]
