@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cems.v1 import customer_pb2 as pb  # noqa: E402
 from cems.v1 import customer_pb2_grpc as pb_grpc  # noqa: E402
 
-from controller.csm.mapping import METER_BASE  # noqa: E402
+from controller.csm.mapping import customer_meter_id  # noqa: E402
 from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla  # noqa: E402
 from controller.csm.rules import initial_sls  # noqa: E402
 from controller.csm.store import CsmStore  # noqa: E402
@@ -102,7 +102,7 @@ def bench_change(customers: int, changes: int) -> None:
         channel = grpc.insecure_channel(controller.grpc_address)
         stub = pb_grpc.SlsServiceStub(channel)
         meta = (("authorization", f"Bearer {token}"),)
-        target = f"meter={METER_BASE + 1}"
+        target = f"meter={customer_meter_id(1)}"
         probe = []
         for _ in range(20):
             start = time.perf_counter()

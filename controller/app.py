@@ -15,8 +15,7 @@ from controller import compat
 from controller.compat import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, ofp_event,
                                set_ev_cls)
 from controller.compat import ofproto_v1_3 as ofp
-from controller.csm.mapping import CustomerMapping, customer_meter_id
-from controller.csm.model import CustomerState
+from controller.csm.mapping import CustomerMapping
 from controller.csm.queues import plan_traffic_control
 from controller.csm.store import CsmStore
 from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
@@ -44,11 +43,12 @@ class EventLldpTick(compat.event.EventBase):
 
 
 class EventCustomersChanged(compat.event.EventBase):
-    """Posted by the gRPC servicers after a customer, SLA or SLS change was stored."""
+    """Posted after a customer, SLA or SLS change was stored; carries the customer's new
+    state (controller.csm.service.CustomerChanged)."""
 
-    def __init__(self, customer_id: str):
+    def __init__(self, change):
         super().__init__()
-        self.customer_id = customer_id
+        self.change = change
 
 
 def port_info_from_ofp(port) -> PortInfo:
@@ -77,18 +77,15 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.datapaths: dict[int, object] = {}  # the connection of each connected switch
         self.reconciler = Reconciler(self.config.settle_s)
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
-        self.csm = CsmStore(self.runtime.store)
         self._egress_errors: set[str] = set()
         self.customers = CustomerMapping()
-        self.customers.replace_all(
-            CustomerState(customer, sls, customer_meter_id(index))
-            for customer, sls, index in self.csm.all_current_sls())
+        self.customers.replace_all(CsmStore(self.runtime.store).all_current_sls())
         self.mirror = MirrorCopies()
         # Desired state, in this order: each contributor sees what the earlier ones gave.
         self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
                              self.mirror)
         self.runtime.customers_changed.append(
-            lambda customer_id: self.send_event(self.name, EventCustomersChanged(customer_id)))
+            lambda change: self.send_event(self.name, EventCustomersChanged(change)))
         self._stop = threading.Event()
         self._timer = None
 
@@ -319,9 +316,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     @set_ev_cls(EventCustomersChanged)
     def _customers_changed(self, ev):
-        found = self.csm.customer_state(ev.customer_id)
-        self.customers.update(ev.customer_id, None if found is None else
-                              CustomerState(found[0], found[1], customer_meter_id(found[2])))
+        self.customers.update(ev.change.customer_id, ev.change.state)
         self._converge(time.monotonic())
         self._apply_traffic_control()
 

@@ -91,7 +91,7 @@ class FlowRates:
 
 @dataclasses.dataclass(frozen=True)
 class KpiRecords:
-    """Probe records the controller just accepted (controller.kpis.KpiRecord, joined)."""
+    """Probe records the controller just accepted (controller.monitor.kpis.KpiRecord, joined)."""
     time_unix_s: float
     records: tuple
 

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller.config import Address
 from controller.events import PORT_COUNTERS, FlowView, PortStatsView
-from controller.kpis import SUMMARY_KPIS, KpiStore, summarise_by_service
+from controller.monitor.kpis import SUMMARY_KPIS, KpiStore, summarise_by_service
 
 
 class ControllerMetrics:

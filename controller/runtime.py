@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
-from controller.kpis import KpiStore
+from controller.monitor.kpis import KpiStore
 from controller.metrics import ControllerMetrics, KpiCollector, serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
@@ -34,14 +34,14 @@ class Runtime:
     grpc_server: object = None
     grpc_port: int = 0
     metrics_server: object = None
-    # called (from gRPC threads) after a customer, SLA or SLS change was stored
+    # called (from gRPC threads) with a CustomerChanged after every stored customer change
     customers_changed: list = dataclasses.field(default_factory=list)
     kpis: KpiStore = dataclasses.field(default_factory=KpiStore)  # probe records
     mirror: MirrorRules | None = None  # what is copied to the probe (config + gRPC)
 
-    def notify_customers_changed(self, customer_id: str) -> None:
+    def notify_customers_changed(self, change) -> None:
         for callback in list(self.customers_changed):
-            callback(customer_id)
+            callback(change)
 
     @staticmethod
     def build(config: ControllerConfig) -> "Runtime":

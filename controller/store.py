@@ -180,6 +180,9 @@ class Store:
         return [HostInfo(mac, dpid, port_no, tuple(a for a in ipv4.split(",") if a))
                 for mac, dpid, port_no, ipv4 in rows]
 
+    def customer_exists(self, customer_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM customers WHERE customer_id=?", (customer_id,)))
+
     def save_mirror_rule(self, customer_id: str, service: str, sample_percent: int) -> None:
         with self.transaction() as db:
             db.execute("INSERT INTO mirror_rules (customer_id, service, sample_percent) "

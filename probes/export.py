@@ -22,8 +22,8 @@ from probes.flows import FlowRecord
 def record_pb(record: FlowRecord, probe_id: str) -> pb.FlowRecord:
     return pb.FlowRecord(
         src=record.src, dst=record.dst, proto=record.proto, sport=record.sport,
-        dport=record.dport, kind=record.kind, interval_start_unix_s=record.interval_start_s,
-        interval_end_unix_s=record.interval_end_s, packets=record.packets, bytes=record.bytes,
+        dport=record.dport, kind=record.kind, interval_start_unix_s=record.interval_start_unix_s,
+        interval_end_unix_s=record.interval_end_unix_s, packets=record.packets, bytes=record.bytes,
         throughput_bps=record.throughput_bps, dscp=record.dscp, probe_id=probe_id,
         kpis={k: float(v) for k, v in record.kpis.items()
               if v is not None and not (isinstance(v, float) and math.isnan(v))})

@@ -20,10 +20,9 @@ import math
 import struct
 
 from probes import decode as d
-from qoe.mpegts import TsAnalyzer, compute_mdi
+from qoe.mpegts import TsAnalyzer, compute_mdi, is_ts_payload
 from qoe.rtp import STATIC_CLOCK_RATES, RtpStreamStats, parse_rtp_header
 
-_TS_CADENCE = 188
 _RTP_FIXED = struct.Struct("!BBHII").unpack_from
 _UNCLASSIFIED, _PLAIN, _RTP, _TS, _TCP = range(5)
 _KIND_NAMES = {_UNCLASSIFIED: "udp", _PLAIN: "udp", _RTP: "rtp", _TS: "mpegts", _TCP: "tcp"}
@@ -37,8 +36,8 @@ class FlowRecord:
     sport: int
     dport: int
     kind: str
-    interval_start_s: float
-    interval_end_s: float
+    interval_start_unix_s: float
+    interval_end_unix_s: float
     packets: int
     bytes: int
     throughput_bps: float
@@ -63,11 +62,6 @@ class _Flow:
         self.sent = {}
         self.rtt, self.retrans, self.zero_windows = [], 0, 0
         self.syn_at = self.synack_at = self.handshake_rtt = None
-
-
-def _ts_cadence(payload) -> bool:
-    return len(payload) >= _TS_CADENCE and len(payload) % _TS_CADENCE == 0 and \
-        all(payload[i] == 0x47 for i in range(0, len(payload), _TS_CADENCE))
 
 
 class FlowTable:
@@ -108,7 +102,7 @@ class FlowTable:
     # -- UDP: RTP and MPEG-TS -----------------------------------------------------------
     def _udp(self, flow: _Flow, payload, now: float) -> None:
         if flow.kind == _UNCLASSIFIED:
-            if _ts_cadence(payload):
+            if is_ts_payload(payload):
                 flow.kind, flow.ts = _TS, TsAnalyzer()
             else:
                 header = parse_rtp_header(bytes(payload[:64]))

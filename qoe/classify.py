@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from qoe.mpegts import is_ts_payload
 from qoe.rtp import parse_rtp_header
 
 SERVICES = ("voice", "iptv", "video", "web", "bulk", "unknown")
@@ -42,11 +43,6 @@ class Classification:
 
 
 UNKNOWN = Classification("unknown", 0.0, "none", "no signature, port, DSCP or model matched")
-
-
-def _ts_cadence(data: bytes) -> bool:
-    return len(data) >= 188 and len(data) % 188 == 0 and \
-        all(data[i] == 0x47 for i in range(0, len(data), 188))
 
 
 def tls_server_name(data: bytes) -> str | None:
@@ -78,12 +74,12 @@ def tls_server_name(data: bytes) -> str | None:
 def classify_payload(payload: bytes, transport: str) -> Classification | None:
     """First payloads of a flow -> a confident answer from its content, or None."""
     if transport == "udp":
-        if _ts_cadence(payload):
+        if is_ts_payload(payload):
             return Classification("iptv", 0.95, "signature", "MPEG-TS sync bytes at 188-byte cadence")
         header = parse_rtp_header(payload)
         if header is not None:
             body = payload[header.payload_offset:]
-            if header.payload_type == MP2T_PAYLOAD_TYPE or _ts_cadence(body):
+            if header.payload_type == MP2T_PAYLOAD_TYPE or is_ts_payload(body):
                 return Classification("iptv", 0.95, "signature", "MPEG-TS in RTP")
             if header.payload_type in AUDIO_PAYLOAD_TYPES:
                 return Classification("voice", 0.9, "signature",

@@ -30,6 +30,13 @@ PCR_DISCONTINUITY_S = 0.100  # 2.3.b
 DEFAULT_PID_TIMEOUT_S = 5.0  # 1.6: "user specified period"
 
 
+def is_ts_payload(payload) -> bool:
+    """Whether a datagram payload (bytes or memoryview) is whole 188-byte TS packets, each
+    starting with the sync byte 0x47 (ISO/IEC 13818-1 2.4.3.2): how TS over UDP or RTP looks."""
+    return len(payload) >= TS_PACKET and len(payload) % TS_PACKET == 0 and \
+        all(payload[i] == SYNC for i in range(0, len(payload), TS_PACKET))
+
+
 def _crc32_table() -> list[int]:
     table = []
     for i in range(256):

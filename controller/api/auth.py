@@ -73,3 +73,19 @@ class BearerAuthInterceptor(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             wrap(handler.unary_unary), request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
+
+
+class GatedServicer:
+    """Base of the servicers behind authentication: each method runs its work through the
+    core's Gate (authorization and audit) and answers a Refused with its status and text."""
+
+    def __init__(self, gate):
+        self.gate = gate  # controller.csm.service.Gate
+
+    def _run(self, context, action: str, customer_id: str, work, own: bool = False):
+        """work(customer_id) -> reply, for the caller of this request."""
+        from controller.csm.rules import Refused  # pylint: disable=import-outside-toplevel
+        try:
+            return self.gate.run(current_principal(), action, customer_id, work, own)
+        except Refused as refused:
+            context.abort(getattr(grpc.StatusCode, refused.code), refused.message)

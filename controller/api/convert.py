@@ -1,15 +1,29 @@
-"""Domain data (snapshots, events) -> cems.v1 protobuf messages (shell)."""
+"""Every conversion between cems.v1 protobuf messages and domain data, in one place (shell).
+
+Sections: status (snapshots and events), probes (records, health, active tests, mirror
+rules), customer service management (customers, SLAs, SLSs, reports). A conversion from
+protobuf that cannot be made raises rules.Refused(INVALID_ARGUMENT) naming the field.
+"""
 
 import math
 
+from cems.v1 import customer_pb2
 from cems.v1 import probe_pb2
 from cems.v1 import status_pb2 as pb
 
+from controller.csm import rules
+from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla, Sls
+from controller.csm.report import CustomerReport
 from controller.events import (FlowRates, FlowView, HostLearned, KpiRecords, LinkChanged,
                                MeterStatsView, PortChanged, PortStatsView, SwitchChanged)
-from controller.kpis import KpiRecord
+from controller.monitor.kpis import KpiRecord, ProbeHealth
+from controller.monitor.active import DEFAULT_PORT, StampSpec, TestState
+from controller.monitor.mirror import MirrorRule
 from controller.network.topology import HostInfo, LinkKey, PortInfo, TopologySnapshot
 from controller.openflow.messages import format_actions, format_match
+
+
+# -- status -------------------------------------------------------------------------------
 
 
 def port_pb(dpid: int, port: PortInfo, edge: bool) -> pb.Port:
@@ -78,14 +92,6 @@ def meter_stats_pb(meter: MeterStatsView) -> pb.MeterStats:
         rate_known=not math.isnan(r[0]))
 
 
-def kpi_record_pb(r: KpiRecord) -> probe_pb2.FlowRecord:
-    return probe_pb2.FlowRecord(
-        src=r.src, dst=r.dst, proto=r.proto, sport=r.sport, dport=r.dport, kind=r.kind,
-        interval_start_unix_s=r.start_unix_s, interval_end_unix_s=r.end_unix_s,
-        packets=r.packets, bytes=r.bytes, throughput_bps=r.throughput_bps, dscp=r.dscp,
-        kpis=r.kpis, probe_id=r.probe_id, customer_id=r.customer_id, service=r.service)
-
-
 def event_pb(item) -> pb.Event | None:
     """A domain event -> Event message, or None for things watchers do not see."""
     if isinstance(item, SwitchChanged):
@@ -108,3 +114,148 @@ def event_pb(item) -> pb.Event | None:
         return pb.Event(time_unix_s=item.time_unix_s, kind=pb.EVENT_KIND_KPI,
                         kpi=pb.KpiEvent(records=[kpi_record_pb(r) for r in item.records]))
     return None
+
+
+# -- probes -------------------------------------------------------------------------------
+def kpi_record_pb(r: KpiRecord) -> probe_pb2.FlowRecord:
+    return probe_pb2.FlowRecord(
+        src=r.src, dst=r.dst, proto=r.proto, sport=r.sport, dport=r.dport, kind=r.kind,
+        interval_start_unix_s=r.interval_start_unix_s,
+        interval_end_unix_s=r.interval_end_unix_s,
+        packets=r.packets, bytes=r.bytes, throughput_bps=r.throughput_bps, dscp=r.dscp,
+        kpis=r.kpis, probe_id=r.probe_id, customer_id=r.customer_id, service=r.service)
+
+
+def record_from_pb(probe_id: str, m: probe_pb2.FlowRecord) -> KpiRecord:
+    return KpiRecord(m.probe_id or probe_id, m.src, m.dst, m.proto, m.sport, m.dport, m.kind,
+                     m.interval_start_unix_s, m.interval_end_unix_s, m.packets, m.bytes,
+                     m.throughput_bps, m.dscp, dict(m.kpis))
+
+
+def health_from_pb(probe_id: str, m: probe_pb2.ProbeHealth) -> ProbeHealth:
+    return ProbeHealth(m.probe_id or probe_id, m.time_unix_s, m.source, m.frames, m.malformed,
+                       m.kernel_received, m.kernel_dropped, m.flows_tracked, m.flows_evicted,
+                       m.export_dropped)
+
+
+def health_pb(h: ProbeHealth) -> probe_pb2.ProbeHealth:
+    return probe_pb2.ProbeHealth(
+        probe_id=h.probe_id, time_unix_s=h.time_unix_s, source=h.source, frames=h.frames,
+        malformed=h.malformed, kernel_received=h.kernel_received,
+        kernel_dropped=h.kernel_dropped, flows_tracked=h.flows_tracked,
+        flows_evicted=h.flows_evicted, export_dropped=h.export_dropped)
+
+
+def stamp_spec_from_pb(m: probe_pb2.StampTestSpec) -> StampSpec:
+    return StampSpec(m.test_id, m.sender_probe_id, m.reflector_address,
+                     m.reflector_port or DEFAULT_PORT, m.count, m.interval_s or 0.01,
+                     m.report_interval_s or 1.0)
+
+
+def stamp_spec_pb(s: StampSpec) -> probe_pb2.StampTestSpec:
+    return probe_pb2.StampTestSpec(
+        test_id=s.test_id, sender_probe_id=s.sender_probe_id,
+        reflector_address=s.reflector_address, reflector_port=s.reflector_port, count=s.count,
+        interval_s=s.interval_s, report_interval_s=s.report_interval_s)
+
+
+def stamp_test_pb(test: TestState, latest: KpiRecord | None) -> probe_pb2.StampTest:
+    reply = probe_pb2.StampTest(spec=stamp_spec_pb(test.spec), state=test.state,
+                                started_unix_s=test.started_unix_s)
+    if latest is not None:
+        reply.latest.CopyFrom(kpi_record_pb(latest))
+    return reply
+
+
+def mirror_rule_pb(rule: MirrorRule) -> probe_pb2.MirrorRule:
+    return probe_pb2.MirrorRule(customer_id=rule.customer_id, service=rule.service,
+                                sample_percent=rule.sample_percent, origin=rule.origin)
+
+
+def mirror_rule_from_pb(m: probe_pb2.MirrorRule) -> MirrorRule:
+    return MirrorRule(m.customer_id, m.service, m.sample_percent or 100)
+
+
+# -- customer service management ---------------------------------------------------------
+_CLASS_TO_PB = {ServiceClass.GOLD: customer_pb2.SERVICE_CLASS_GOLD,
+                ServiceClass.SILVER: customer_pb2.SERVICE_CLASS_SILVER,
+                ServiceClass.BRONZE: customer_pb2.SERVICE_CLASS_BRONZE}
+_PB_TO_CLASS = {v: k for k, v in _CLASS_TO_PB.items()}
+_PB_TO_ROLE = {customer_pb2.ROLE_DOMAIN_MANAGER: Role.DOMAIN_MANAGER,
+               customer_pb2.ROLE_CUSTOMER: Role.CUSTOMER,
+               customer_pb2.ROLE_PEER_DOMAIN: Role.PEER_DOMAIN}
+
+
+def service_class_of(value: int) -> ServiceClass:
+    if value not in _PB_TO_CLASS:
+        raise rules.Refused("INVALID_ARGUMENT", f"service_class {value} is not one of "
+                            "SERVICE_CLASS_GOLD, SERVICE_CLASS_SILVER, SERVICE_CLASS_BRONZE")
+    return _PB_TO_CLASS[value]
+
+
+def role_of(value: int) -> Role:
+    if value not in _PB_TO_ROLE:
+        raise rules.Refused("INVALID_ARGUMENT", "role must be ROLE_DOMAIN_MANAGER, "
+                            "ROLE_CUSTOMER or ROLE_PEER_DOMAIN")
+    return _PB_TO_ROLE[value]
+
+
+def customer_pb(c: Customer) -> customer_pb2.Customer:
+    return customer_pb2.Customer(customer_id=c.customer_id, name=c.name, segment=c.segment,
+                                 vip=c.vip, access_dpid=c.access_dpid,
+                                 access_port=c.access_port, hosts=list(c.hosts))
+
+
+def customer_from_pb(m: customer_pb2.Customer) -> Customer:
+    return Customer(m.customer_id, m.name, m.segment or "residential", m.vip, m.access_dpid,
+                    m.access_port, tuple(h.lower() for h in m.hosts))
+
+
+def sla_pb(s: Sla) -> customer_pb2.Sla:
+    return customer_pb2.Sla(
+        customer_id=s.customer_id, variant=s.variant,
+        bounds=[customer_pb2.ClassBounds(service_class=_CLASS_TO_PB[c], min_bps=b.min_bps,
+                                         max_bps=b.max_bps) for c, b in s.bounds.items()],
+        availability_target=s.availability_target,
+        min_change_interval_s=s.min_change_interval_s)
+
+
+def sla_from_pb(m: customer_pb2.Sla, customer_id: str) -> Sla:
+    bounds = {}
+    for b in m.bounds:
+        service_class = service_class_of(b.service_class)
+        if service_class in bounds:
+            raise rules.Refused("INVALID_ARGUMENT", f"{service_class.value} bounds given twice")
+        bounds[service_class] = ClassBounds(b.min_bps, b.max_bps)
+    return Sla(customer_id, m.variant, bounds, m.availability_target or 0.999,
+               m.min_change_interval_s)
+
+
+def sls_pb(s: Sls) -> customer_pb2.Sls:
+    return customer_pb2.Sls(customer_id=s.customer_id, service_class=_CLASS_TO_PB[s.service_class],
+                            rate_bps=s.rate_bps, changed_unix_s=s.changed_unix_s)
+
+
+def _optional(value):
+    """None (absent in the message) for a figure that is not known (None or NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def report_pb(report: CustomerReport) -> customer_pb2.GetReportResponse:
+    target = report.target
+    return customer_pb2.GetReportResponse(
+        customer_id=report.customer_id, start_unix_s=report.start_unix_s,
+        end_unix_s=report.end_unix_s, variant=report.variant,
+        current_sls=sls_pb(report.current),
+        classes=[customer_pb2.ClassHours(service_class=_CLASS_TO_PB[c], hours=h,
+                                         charge=report.charges[c])
+                 for c, h in report.hours.items()],
+        total_charge=report.total_charge, availability=_optional(report.availability),
+        availability_target=report.availability_target,
+        availability_met=report.availability_met,
+        throughput_bps=_optional(report.throughput_bps),
+        policed_ratio=_optional(report.policed_ratio),
+        delay_ms=report.delay_ms, jitter_ms=report.jitter_ms, loss_ratio=report.loss_ratio,
+        target_delay_ms=target.delay_ms, target_jitter_ms=target.jitter_ms,
+        target_loss_ratio=target.loss_ratio, target_source=target.source,
+        unknown=list(report.unknown))

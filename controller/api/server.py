@@ -13,14 +13,15 @@ from grpc_reflection.v1alpha import reflection
 
 from controller.api.auth import BearerAuthInterceptor
 from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
-from controller.active import ActiveTests
+from controller.monitor.active import ActiveTests
 from controller.api.active import ActiveTestServicer
 from controller.api.mirror import MirrorServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
+from controller.csm.service import CustomerService, Gate
 from controller.csm.store import CsmStore
-from controller.kpis import KpiStore
+from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
 
 
@@ -95,31 +96,45 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                unix_socket: str = "", mirror=None, active=None
                ) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
-    ReportService, ActiveTestService and (with `mirror`, a controller.monitor.mirror_rules.MirrorRules)
-    MirrorService behind bearer-token authentication; plus health and reflection, on address.
+    ReportService, ActiveTestService and (with `mirror`, a MirrorRules) MirrorService behind
+    bearer-token authentication; plus health and reflection, on address. `on_change` hears
+    every stored customer change (a controller.csm.service.CustomerChanged).
     Returns (server, bound port)."""
     active = active or ActiveTests()
     stop_event = threading.Event()
     services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
                  pb)]
     if kpis is not None:
-        services.append((ProbeServicer(kpis, state, csm, active, stop_event),
+        # records are joined with the customers of the hosts the controller has learned
+        kpis.directory.use_topology(lambda: state.topology)
+        services.append((ProbeServicer(kpis, state.bus, active, stop_event),
                          probe_pb2.DESCRIPTOR.services_by_name["ProbeService"], probe_pb2))
     interceptors = []
     if csm is not None:
-        options = {"gateway_dpid": gateway_dpid, "capacities": capacities, "on_change": on_change}
-        services += [(SlaServicer(csm, state, **options),
+        listeners = [on_change] if on_change is not None else []
+        if kpis is not None:
+            kpis.directory.load(csm.customers(0, 1 << 62))
+            listeners.append(kpis.directory.customer_changed)
+
+        def changed(change):
+            for listener in listeners:
+                listener(change)
+        gate = Gate(csm)
+        customers = CustomerService(csm, lambda: state.topology,
+                                    lambda dpid: state.meters.get(dpid, ()), gateway_dpid,
+                                    capacities, changed)
+        services += [(SlaServicer(gate, customers),
                       customer_pb2.DESCRIPTOR.services_by_name["SlaService"], customer_pb2),
-                     (SlsServicer(csm, state, **options),
+                     (SlsServicer(gate, customers),
                       customer_pb2.DESCRIPTOR.services_by_name["SlsService"], customer_pb2),
-                     (ReportServicer(csm, state, **options),
+                     (ReportServicer(gate, customers),
                       customer_pb2.DESCRIPTOR.services_by_name["ReportService"], customer_pb2)]
         if kpis is not None:
-            services.append((ActiveTestServicer(active, kpis, csm, state),
+            services.append((ActiveTestServicer(gate, active, kpis),
                              probe_pb2.DESCRIPTOR.services_by_name["ActiveTestService"],
                              probe_pb2))
         if mirror is not None:
-            services.append((MirrorServicer(mirror, csm, state),
+            services.append((MirrorServicer(gate, mirror),
                              probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
         interceptors.append(BearerAuthInterceptor(
             csm.principal_for, tuple(d.full_name for _, d, _ in services

@@ -7,6 +7,7 @@ wall-clock instant is meant, because contracts and bills are about calendar time
 
 import dataclasses
 import enum
+from typing import NamedTuple
 
 
 class ServiceClass(str, enum.Enum):
@@ -102,8 +103,7 @@ class Sls:
     source: str = "customer"  # "customer" (or peer domain) or "system" (creation, SLA update)
 
 
-@dataclasses.dataclass(frozen=True)
-class CustomerState:
+class CustomerState(NamedTuple):
     """What the mapping needs of one customer: who, where, its current SLS and its meter id
     (controller.csm.mapping.customer_meter_id). The store returns it after every change and
     change events carry it, so that nobody has to read the store again to act on a change."""

@@ -93,6 +93,19 @@ def check_sls_change(sla: Sla, last_change_unix_s: float | None, service_class: 
     return Sls(sla.customer_id, service_class, rate_bps, now_unix_s)
 
 
+def sls_within_sla(sla: Sla, current: Sls | None, now_unix_s: float) -> Sls | None:
+    """The SLS a customer is moved to when its SLA changes, or None when its current SLS still
+    fits: a class the SLA no longer allows (or no SLS at all) starts over at the variant's
+    default; a rate outside the class's new bounds is moved to the nearest bound."""
+    if current is None or current.service_class not in sla.bounds:
+        return initial_sls(sla, now_unix_s)
+    bounds = sla.bounds[current.service_class]
+    clamped = min(max(current.rate_bps, bounds.min_bps), bounds.max_bps)
+    if clamped != current.rate_bps:
+        return Sls(sla.customer_id, current.service_class, clamped, now_unix_s, "system")
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class LinkLoad:
     """A link on a customer's path: its capacity and the Gold+Silver already committed."""

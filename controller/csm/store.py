@@ -13,7 +13,9 @@ import secrets
 import time
 from typing import Callable, Iterable
 
-from controller.csm.model import ClassBounds, Customer, Principal, Role, ServiceClass, Sla, Sls
+from controller.csm.mapping import customer_meter_id
+from controller.csm.model import (ClassBounds, Customer, CustomerState, Principal, Role,
+                                  ServiceClass, Sla, Sls)
 from controller.csm.rules import Refused, committed_bps
 from controller.store import Store
 
@@ -95,9 +97,12 @@ class CsmStore:
 
     # -- customers and SLAs -------------------------------------------------------------
     def create_customer(self, customer: Customer, sla: Sla, first_sls: Sls,
-                        admit: Callable[[dict[int, int]], None]) -> None:
+                        admit: Callable[[dict[int, int]], None]) -> CustomerState:
         """Store a customer with its SLA and first SLS, if `admit` (given the Gold/Silver
-        committed per access switch, before this one) does not raise."""
+        committed per access switch, before this one) does not raise; returns its state."""
+        if not customer.customer_id == sla.customer_id == first_sls.customer_id:
+            raise ValueError(f"customer {customer.customer_id!r}: its SLA and first SLS name "
+                             f"{sla.customer_id!r} and {first_sls.customer_id!r}")
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM customers WHERE customer_id=?",
                           (customer.customer_id,)).fetchone():
@@ -109,6 +114,7 @@ class CsmStore:
                         customer.access_dpid, customer.access_port, ",".join(customer.hosts)))
             self._write_sla(db, sla)
             self._write_sls(db, first_sls)
+            return self._state(db, customer.customer_id)
 
     def import_customers(self, rows: Iterable[tuple[Customer, Sla, Sls]],
                          batch: int = 50_000) -> int:
@@ -144,9 +150,10 @@ class CsmStore:
             encoded.clear()
 
     def update_sla(self, sla: Sla, admit: Callable[[dict[int, int], Sla], None],
-                   fix_sls: Callable[[Sla, Sls], Sls | None]) -> Sls | None:
+                   fix_sls: Callable[[Sla, Sls | None], Sls | None]) -> CustomerState:
         """Replace a customer's SLA if `admit(committed_by_access, old_sla)` passes; if the
-        current SLS no longer fits, `fix_sls` gives the SLS to switch to (stored too)."""
+        current SLS no longer fits, `fix_sls` gives the SLS to switch to (stored too).
+        Returns the customer's state after it."""
         with self.store.transaction() as db:
             old = self._sla(db, sla.customer_id)
             admit(self._committed_by_access(db), old)
@@ -155,7 +162,7 @@ class CsmStore:
             fixed = fix_sls(sla, self._current_sls(db, sla.customer_id))
             if fixed is not None:
                 self._write_sls(db, fixed)
-            return fixed
+            return self._state(db, sla.customer_id)
 
     def delete_customer(self, customer_id: str) -> None:
         with self.store.transaction() as db:
@@ -164,16 +171,17 @@ class CsmStore:
                 raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
             db.execute("DELETE FROM tokens WHERE customer_id=?", (customer_id,))
 
-    def change_sls(self, customer_id: str, decide: Callable[[Sla, float | None], Sls]) -> Sls:
+    def change_sls(self, customer_id: str, decide: Callable[[Sla, float | None], Sls]
+                   ) -> CustomerState:
         """Apply `decide(sla, last_customer_change_unix_s)` (which raises Refused or returns
-        the new SLS) atomically against the stored state."""
+        the new SLS) atomically against the stored state; returns the customer's state."""
         with self.store.transaction() as db:
             sla = self._sla(db, customer_id)
             last = db.execute("SELECT MAX(changed_unix_s) FROM sls_history WHERE customer_id=? "
                               "AND source='customer'", (customer_id,)).fetchone()[0]
             new = decide(sla, last)
             self._write_sls(db, new)
-            return new
+            return self._state(db, customer_id)
 
     def customer(self, customer_id: str) -> Customer:
         rows = self.store.query("SELECT * FROM customers WHERE customer_id=?", (customer_id,))
@@ -181,21 +189,13 @@ class CsmStore:
             raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
         return _customer_from_row(rows[0])
 
-    def customer_state(self, customer_id: str) -> tuple[Customer, Sls, int] | None:
+    def customer_state(self, customer_id: str) -> CustomerState | None:
         """One customer as all_current_sls() gives it, or None if it does not exist."""
-        rows = self.store.query("SELECT * FROM customers WHERE customer_id=?", (customer_id,))
-        if not rows:
-            return None
         with self.store.reading() as db:
-            sls = self._current_sls(db, customer_id)
-        return (_customer_from_row(rows[0]), sls, rows[0][7]) if sls else None
-
-    def customer_index(self, customer_id: str) -> int:
-        """The customer's stable index (its meter id is METER_BASE + index)."""
-        rows = self.store.query("SELECT idx FROM customers WHERE customer_id=?", (customer_id,))
-        if not rows:
-            raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
-        return rows[0][0]
+            try:
+                return self._state(db, customer_id)
+            except Refused:
+                return None
 
     def committed_by_access(self) -> dict[int, int]:
         with self.store.reading() as db:
@@ -224,18 +224,32 @@ class CsmStore:
             "SELECT customer_id, service_class, rate_bps, changed_unix_s, source FROM sls_history "
             "WHERE customer_id=? ORDER BY changed_unix_s, rowid", (customer_id,))]
 
-    def all_current_sls(self) -> list[tuple[Customer, Sls, int]]:
-        """Every customer with its current SLS and its index (stable while it exists, the
-        base of its meter id): what the mapping function turns into device configuration."""
+    def all_current_sls(self) -> list[CustomerState]:
+        """Every customer with its current SLS and its meter id (stable while it exists):
+        what the mapping function turns into device configuration."""
         rows = self.store.query(
             "SELECT c.*, h.service_class, h.rate_bps, h.changed_unix_s, h.source "
             "FROM customers c JOIN sls_history h ON h.rowid = (SELECT rowid FROM sls_history "
             "WHERE customer_id = c.customer_id ORDER BY changed_unix_s DESC, rowid DESC LIMIT 1) "
             "ORDER BY c.customer_id")
-        return [(_customer_from_row(r), Sls(r[0], ServiceClass(r[8]), r[9], r[10], r[11]), r[7])
+        return [CustomerState(_customer_from_row(r), Sls(r[0], ServiceClass(r[8]), r[9], r[10],
+                                                         r[11]), customer_meter_id(r[7]))
                 for r in rows]
 
+    def availability_events(self, dpid: int, port_no: int, end_unix_s: float
+                            ) -> list[tuple[float, bool]]:
+        """(time, up) of a switch (port_no 0) or port until end, oldest first."""
+        return self.store.availability_events(dpid, port_no, end_unix_s)
+
     # -- inside transactions ------------------------------------------------------------
+    @classmethod
+    def _state(cls, db, customer_id: str) -> CustomerState:
+        row = db.execute("SELECT * FROM customers WHERE customer_id=?", (customer_id,)).fetchone()
+        sls = cls._current_sls(db, customer_id) if row else None
+        if row is None or sls is None:
+            raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
+        return CustomerState(_customer_from_row(row), sls, customer_meter_id(row[7]))
+
     @staticmethod
     def _committed_by_access(db) -> dict[int, int]:
         return dict(db.execute("SELECT c.access_dpid, SUM(s.committed_bps) FROM slas s JOIN "

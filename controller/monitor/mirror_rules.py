@@ -5,6 +5,9 @@ Rules set over gRPC are stored (SQLite), so a restarted controller mirrors the s
 traffic; the config file's rules are fixed while the controller runs and cannot be removed
 over gRPC. A rule set over gRPC for the same customer and service as a config rule
 replaces it (for example to change the sample share) until it is removed again.
+
+Nobody outside changes the rules but through set() and remove(); after each change every
+listener hears the rules now in force (the app turns them into a mirror plan).
 """
 
 import threading
@@ -24,13 +27,20 @@ class MirrorRuleError(ValueError):
 class MirrorRules:
     def __init__(self, store, configured: tuple[MirrorRule, ...] = (),
                  probe: SwitchPort | None = None):
-        """`store` keeps the rules set over gRPC: mirror_rules(), save_mirror_rule() and
-        delete_mirror_rule() of controller.store.Store."""
+        """`store` keeps the rules set over gRPC and knows the customers: mirror_rules(),
+        save_mirror_rule(), delete_mirror_rule() and customer_exists() of
+        controller.store.Store."""
         self.store = store
         self.probe = probe
         self._configured = {rule.key: rule for rule in configured}
         self._lock = threading.Lock()
         self._api = {(c, s): MirrorRule(c, s, p, "api") for c, s, p in store.mirror_rules()}
+        self.listeners: list = []  # called with the rules in force after every change
+
+    def _changed(self) -> None:
+        rules = self.rules()
+        for listener in list(self.listeners):
+            listener(rules)
 
     def rules(self) -> tuple[MirrorRule, ...]:
         with self._lock:
@@ -39,6 +49,8 @@ class MirrorRules:
 
     def set(self, rule: MirrorRule) -> MirrorRule:
         rule = MirrorRule(rule.customer_id, rule.service, rule.sample_percent, "api")
+        if rule.customer_id and not self.store.customer_exists(rule.customer_id):
+            raise MirrorRuleError("NOT_FOUND", f"no customer {rule.customer_id!r}")
         problem = check_rule(rule)
         if problem:
             raise MirrorRuleError("INVALID_ARGUMENT", problem)
@@ -48,15 +60,19 @@ class MirrorRules:
         with self._lock:
             self.store.save_mirror_rule(rule.customer_id, rule.service, rule.sample_percent)
             self._api[rule.key] = rule
+        self._changed()
         return rule
 
     def remove(self, customer_id: str, service: str) -> None:
         key = (customer_id, service)
         with self._lock:
-            if key in self._api:
+            removed = key in self._api
+            if removed:
                 self.store.delete_mirror_rule(customer_id, service)
                 del self._api[key]
-                return
+        if removed:
+            self._changed()
+            return
         if key in self._configured:
             raise MirrorRuleError("FAILED_PRECONDITION",
                                   f"{self._configured[key].describe()} is set in the config "

@@ -17,7 +17,7 @@ from cems.v1 import probe_pb2_grpc as pb_grpc
 from controller.api.server import serve_grpc
 from controller.config import Address
 from controller.emulation import wait_for
-from controller.kpis import KpiStore
+from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
 from probes import craft
 from probes.capture import CaptureError, RingCapture, SocketCapture

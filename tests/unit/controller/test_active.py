@@ -9,13 +9,13 @@ from cems.v1 import probe_pb2 as pb
 from cems.v1 import probe_pb2_grpc as pb_grpc
 
 from controller import cli
-from controller.active import ActiveTestError, ActiveTests, StampSpec
+from controller.monitor.active import ActiveTestError, ActiveTests, StampSpec
 from controller.api.server import serve_grpc
 from controller.config import Address
 from controller.csm.model import Role
 from controller.csm.store import CsmStore
 from controller.emulation import wait_for
-from controller.kpis import KpiStore
+from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
 from controller.store import Store
 from probes.agent import ProbeAgent

@@ -14,7 +14,7 @@ from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla
 from controller.csm.rules import initial_sls
 from controller.csm.store import CsmStore
 from controller.emulation import free_port, wait_for
-from controller.kpis import KpiRecord, KpiStore, check_record
+from controller.monitor.kpis import KpiRecord, KpiStore, check_record
 from controller.state import PublishedState
 from controller.store import Store
 from probes.export import RecordExporter
@@ -25,7 +25,7 @@ from tests.unit.controller.fakes import build_topology, mac
 
 def kpi(**kw) -> KpiRecord:
     base = dict(probe_id="p", src="10.0.0.1", dst="10.0.0.2", proto=17, sport=4000, dport=5004,
-                kind="rtp", start_unix_s=1.0, end_unix_s=2.0, packets=50, bytes=10_000,
+                kind="rtp", interval_start_unix_s=1.0, interval_end_unix_s=2.0, packets=50, bytes=10_000,
                 throughput_bps=80_000.0, dscp=46, kpis={"rtp_loss_ratio": 0.01})
     base.update(kw)
     return KpiRecord(**base)
@@ -33,7 +33,7 @@ def kpi(**kw) -> KpiRecord:
 
 @pytest.mark.parametrize("changes, words", [
     ({"kpis": {"rtp_loss_ratio": 3.0}}, "a ratio"),
-    ({"end_unix_s": 0.5}, "ends"),
+    ({"interval_end_unix_s": 0.5}, "ends"),
     ({"throughput_bps": -1.0}, "throughput_bps"),
     ({"bytes": 10}, "cannot hold"),
     ({"kind": "carrier-pigeon"}, "kind"),
@@ -46,10 +46,11 @@ def test_impossible_records_are_rejected_with_the_reason(changes, words):
 
 def test_store_keeps_a_bounded_window_and_loses_nothing_on_bad_input():
     store = KpiStore(window=3, max_flows=2)
-    assert store.add([kpi(start_unix_s=float(i), end_unix_s=i + 1.0) for i in range(5)]) == (5, [])
+    assert store.add([kpi(interval_start_unix_s=float(i), interval_end_unix_s=i + 1.0)
+                      for i in range(5)]) == (5, [])
     accepted, problems = store.add([kpi(kpis={"rtp_loss_ratio": 2.0})])
     assert accepted == 0 and len(problems) == 1
-    assert [r.start_unix_s for r in store.history("p", kpi().flow_key)] == [2.0, 3.0, 4.0]
+    assert [r.interval_start_unix_s for r in store.history("p", kpi().flow_key)] == [2.0, 3.0, 4.0]
     store.add([kpi(sport=1), kpi(sport=2)])
     assert len(store.latest()) == 2  # the oldest flow made room
     # the same flow seen by another probe is another window, not an overwrite
@@ -158,3 +159,29 @@ def test_probe_health_travels_alone_and_shows_in_list_watch_metrics_and_cemsctl(
     finally:
         exporter.close()
         server.stop(0)
+
+
+def test_records_are_joined_as_they_arrive_and_again_when_the_directory_changes():
+    from controller.csm.model import CustomerState, Sls
+    from controller.csm.service import CustomerChanged
+    from controller.monitor.directory import CustomerDirectory
+    topology = build_topology({1: 3}, [])
+    snapshots = [topology.snapshot()]
+    directory = CustomerDirectory(lambda: snapshots[-1])
+    directory.load([Customer("alice", "Alice", hosts=(mac(1),))])
+    store = KpiStore(directory=directory)
+    store.add([kpi(), kpi(src="10.0.0.9", sport=7)])
+    assert {r.customer_id for r in store.latest()} == {""}  # 10.0.0.1 is not known yet
+    assert {r.service for r in store.latest()} == {"voice"}  # joined once, by kind
+    topology.learn_host(mac(1), 1, 1, "10.0.0.1")
+    snapshots.append(topology.snapshot())
+    assert [r.sport for r in store.select(customer_id="alice")] == [4000]
+    assert store.history("p", kpi().flow_key)[0].customer_id == "alice"
+    alice = Customer("alice", "Alice", hosts=(mac(1),))
+    directory.customer_changed(CustomerChanged("alice", None))  # deleted
+    assert store.select(customer_id="alice") == []
+    directory.customer_changed(CustomerChanged("alice", CustomerState(
+        alice, Sls("alice", ServiceClass.SILVER, 1, 0.0), 0x10001)))
+    added, _ = store.add_records([kpi(interval_start_unix_s=2.0, interval_end_unix_s=3.0)])
+    assert added[0].customer_id == "alice"
+    assert [r.interval_start_unix_s for r in store.select("alice", history=True)] == [1.0, 2.0]

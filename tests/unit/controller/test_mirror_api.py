@@ -24,9 +24,9 @@ def env(tmp_path):
     csm = CsmStore(store)
     sla = Sla("alice", "gsb-business", {ServiceClass.SILVER: ClassBounds(1, 2)})
     for customer_id in ("alice", "bob"):
+        own = Sla(customer_id, sla.variant, sla.bounds)
         csm.create_customer(Customer(customer_id, customer_id, access_dpid=1, access_port=3),
-                            Sla(customer_id, sla.variant, sla.bounds),
-                            initial_sls(sla, 0), lambda c: None)
+                            own, initial_sls(own, 0), lambda c: None)
     mirror = MirrorRules(store, (MirrorRule("bob", origin="config"),), probe=(2, 10))
     server, port = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", 0), csm=csm,
                               mirror=mirror)

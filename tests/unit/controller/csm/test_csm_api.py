@@ -8,7 +8,7 @@ from cems.v1 import customer_pb2_grpc as pb_grpc
 from controller import cli
 from controller.api.server import serve_grpc
 from controller.config import Address
-from controller.csm.mapping import METER_BASE
+from controller.openflow.pipeline import METER_BASE
 from controller.csm.model import Role
 from controller.events import MeterStatsView
 from controller.csm.store import CsmStore
@@ -73,7 +73,8 @@ def customer_token(env, customer_id):
 def test_customer_lifecycle_and_self_service(env):
     reply = create(env, "alice", 3)
     assert reply.sls.service_class == pb.SERVICE_CLASS_SILVER and reply.sls.rate_bps == 2 * M
-    assert env["changed"] == ["alice"]
+    assert [c.customer_id for c in env["changed"]] == ["alice"]
+    assert env["changed"][0].state.sls == env["csm"].current_sls("alice")  # the event carries it
     token = customer_token(env, "alice")
     sls = pb_grpc.SlsServiceStub(env["channel"])
     assert sls.GetSla(pb.GetSlaRequest(), metadata=auth(token)).sla.variant == "gsb-business"
@@ -82,7 +83,8 @@ def test_customer_lifecycle_and_self_service(env):
     assert (changed.sls.service_class, changed.sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
     assert changed.next_change_allowed_unix_s == pytest.approx(changed.sls.changed_unix_s + 60)
     assert sls.GetSls(pb.GetSlsRequest(), metadata=auth(token)).sls.rate_bps == 8 * M
-    assert env["changed"][-1] == "alice"
+    assert env["changed"][-1].customer_id == "alice"
+    assert env["changed"][-1].state.sls.rate_bps == 8 * M
     # too soon: the message says when the next change is allowed
     with pytest.raises(grpc.RpcError) as err:
         sls.ChangeSls(pb.ChangeSlsRequest(service_class=pb.SERVICE_CLASS_BRONZE, rate_bps=5 * M),
@@ -194,7 +196,8 @@ def test_report_over_grpc_and_cemsctl(env, capsys):
     assert not reply.HasField("throughput_bps")  # no meter statistics yet: unknown, not 0
     assert any("probe" in u for u in reply.unknown)
     # The switch reports alice's meter: 10 % of her packets were above her SLS.
-    meter_id = METER_BASE + env["csm"].customer_index("alice")
+    meter_id = env["csm"].customer_state("alice").meter_id
+    assert meter_id == METER_BASE + 1
     env["state"].meters = {5: (MeterStatsView(5, meter_id, 2, (1000, 1_200_000, 100, 120_000),
                                               (100.0, 120_000.0, 10.0, 12_000.0)),)}
     reply = stub.GetReport(pb.GetReportRequest(customer_id="alice"), metadata=auth(env["manager"]))

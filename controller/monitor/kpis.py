@@ -2,7 +2,11 @@
 
 A record with impossible values (negative counts, ratios above 1, an interval that ends
 before it starts, NaN where a number is required) is rejected with the reason; nothing
-already stored is touched. Thread-safe: gRPC servicer threads add and read.
+already stored is touched. An accepted record is joined once, as it arrives: its service
+(from its kind, else its ports and DSCP) and its customer (by either address, through the
+CustomerDirectory). When the directory's answer for an address changes (a host learned, a
+customer's devices changed), the stored records of the flows concerned are joined again.
+Thread-safe: gRPC servicer threads add and read.
 """
 
 import collections
@@ -10,6 +14,7 @@ import dataclasses
 import math
 import threading
 
+from controller.monitor.directory import CustomerDirectory
 from qoe.classify import classify_ports
 
 KIND_SERVICES = {"rtp": "voice", "mpegts": "iptv", "stamp": "active-test"}
@@ -33,8 +38,8 @@ class KpiRecord:
     sport: int
     dport: int
     kind: str
-    start_unix_s: float
-    end_unix_s: float
+    interval_start_unix_s: float
+    interval_end_unix_s: float
     packets: int
     bytes: int
     throughput_bps: float
@@ -59,12 +64,12 @@ def check_record(record: KpiRecord) -> str:
     name = f"{record.src}:{record.sport}->{record.dst}:{record.dport}/{record.proto}"
     if record.kind not in KINDS:
         return f"{name}: kind {record.kind!r} is not one of {', '.join(KINDS)}"
-    for field in ("start_unix_s", "end_unix_s", "throughput_bps"):
+    for field in ("interval_start_unix_s", "interval_end_unix_s", "throughput_bps"):
         value = getattr(record, field)
         if not math.isfinite(value) or value < 0:
             return f"{name}: {field} must be a finite number >= 0, got {value}"
-    if record.end_unix_s < record.start_unix_s:
-        return f"{name}: the interval ends ({record.end_unix_s}) before it starts"
+    if record.interval_end_unix_s < record.interval_start_unix_s:
+        return f"{name}: the interval ends ({record.interval_end_unix_s}) before it starts"
     if record.bytes < record.packets * 20 and record.packets:
         return f"{name}: {record.bytes} bytes cannot hold {record.packets} IP packets"
     if not 0 <= record.dscp <= 63:
@@ -96,16 +101,19 @@ class ProbeHealth:
 
 class KpiStore:
     """The latest `window` records of each flow per probe, at most `max_flows` of those
-    (oldest out), and
-    the latest health report of at most `max_probes` probes."""
+    (oldest out), joined with customer and service, and the latest health report of at
+    most `max_probes` probes."""
 
-    def __init__(self, window: int = 60, max_flows: int = 100_000, max_probes: int = 1000):
+    def __init__(self, window: int = 60, max_flows: int = 100_000, max_probes: int = 1000,
+                 directory: CustomerDirectory | None = None):
         self.window = window
         self.max_flows = max_flows
         self.max_probes = max_probes
+        self.directory = directory or CustomerDirectory()
         self._lock = threading.Lock()
         self._flows: collections.OrderedDict = collections.OrderedDict()
         self._probes: collections.OrderedDict = collections.OrderedDict()
+        self._joined: tuple[int, dict[str, str]] = (-1, {})  # directory version, mapping
         self.accepted_total = 0
         self.rejected_total = 0
         self.probe_dropped_total = 0
@@ -121,6 +129,21 @@ class KpiStore:
         with self._lock:
             return sorted(self._probes.values(), key=lambda h: h.probe_id)
 
+    def _sync(self) -> dict[str, str]:
+        """The directory's mapping now; stored flows whose customer it changed are joined
+        again (under the lock)."""
+        version, mapping = self.directory.current()
+        old_version, old = self._joined
+        if version != old_version:
+            changed = {a for a in old.keys() | mapping.keys() if old.get(a) != mapping.get(a)}
+            for key, window in self._flows.items():
+                if key[1] in changed or key[2] in changed:  # (probe, src, dst, ...)
+                    records = [_join(r, mapping) for r in window]
+                    window.clear()
+                    window.extend(records)
+            self._joined = (version, mapping)
+        return mapping
+
     def add(self, records: list[KpiRecord], probe_dropped: int = 0) -> tuple[int, list[str]]:
         """Store the possible records; returns (accepted, problems of the rejected ones)."""
         accepted, problems = self.add_records(records, probe_dropped)
@@ -128,16 +151,19 @@ class KpiStore:
 
     def add_records(self, records: list[KpiRecord], probe_dropped: int = 0
                     ) -> tuple[list[KpiRecord], list[str]]:
-        """Store the possible records; returns (the accepted ones, problems of the others)."""
+        """Store the possible records, joined; returns (the accepted ones as stored,
+        problems of the others)."""
         problems = []
         accepted = []
         with self._lock:
+            mapping = self._sync()
             self.probe_dropped_total += probe_dropped
             for record in records:
                 problem = check_record(record)
                 if problem:
                     problems.append(problem)
                     continue
+                record = _join(dataclasses.replace(record, service=_service(record)), mapping)
                 key = record.store_key
                 window = self._flows.get(key)
                 if window is None:
@@ -154,29 +180,40 @@ class KpiStore:
 
     def latest(self) -> list[KpiRecord]:
         with self._lock:
+            self._sync()
             return [window[-1] for window in self._flows.values()]
 
     def everything(self) -> list[KpiRecord]:
         """Every stored record, flow by flow, oldest first within a flow."""
         with self._lock:
+            self._sync()
             return [record for window in self._flows.values() for record in window]
 
     def history(self, probe_id: str, flow_key: tuple) -> list[KpiRecord]:
         with self._lock:
+            self._sync()
             return list(self._flows.get((probe_id, *flow_key), ()))
 
+    def select(self, customer_id: str = "", service: str = "", history: bool = False
+               ) -> list[KpiRecord]:
+        """The latest record of each flow (or every stored one), of one customer and service
+        when given, ordered by customer, service, flow, probe and time."""
+        source = self.everything() if history else self.latest()
+        records = [r for r in source if (not customer_id or r.customer_id == customer_id)
+                   and (not service or r.service == service)]
+        records.sort(key=lambda r: (r.customer_id, r.service, r.flow_key, r.probe_id,
+                                    r.interval_start_unix_s))
+        return records
 
-def join_customers(records: list[KpiRecord], ip_to_customer: dict[str, str],
-                   classify) -> list[KpiRecord]:
-    """Records -> the same with customer (by either address) and service filled in.
 
-    `classify(record)` gives the service when the flow kind does not already say it."""
-    out = []
-    for record in records:
-        customer = ip_to_customer.get(record.src) or ip_to_customer.get(record.dst) or ""
-        service = KIND_SERVICES.get(record.kind) or classify(record)
-        out.append(dataclasses.replace(record, customer_id=customer, service=service))
-    return out
+def _join(record: KpiRecord, ip_to_customer: dict[str, str]) -> KpiRecord:
+    customer = ip_to_customer.get(record.src) or ip_to_customer.get(record.dst) or ""
+    return record if customer == record.customer_id else \
+        dataclasses.replace(record, customer_id=customer)
+
+
+def _service(record: KpiRecord) -> str:
+    return KIND_SERVICES.get(record.kind) or service_of(record)
 
 
 STAMP_PORT = 862  # RFC 8762's well-known port: test traffic, not a customer's service

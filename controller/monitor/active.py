@@ -153,3 +153,14 @@ class ActiveTests:
             for test in self._tests.values():
                 self._running(test)
             return [dataclasses.replace(t) for t in self._tests.values()]
+
+
+def latest_result(test: TestState, records) -> object | None:
+    """The newest record of `test` among probe records (kind "stamp", from its sender to its
+    reflector, since it started), or None."""
+    spec = test.spec
+    found = [r for r in records
+             if r.kind == "stamp" and r.probe_id == spec.sender_probe_id
+             and r.dst == spec.reflector_address and r.dport == spec.reflector_port
+             and r.interval_end_unix_s >= test.started_unix_s]
+    return max(found, key=lambda r: r.interval_end_unix_s) if found else None
