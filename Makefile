@@ -8,7 +8,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m controller.demo
+	$(PY) -m lab.demo
 
 test: setup
 	$(PY) -m pytest -v tests

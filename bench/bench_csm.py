@@ -33,7 +33,7 @@ from controller.csm.mapping import customer_meter_id  # noqa: E402
 from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla  # noqa: E402
 from controller.csm.rules import initial_sls  # noqa: E402
 from controller.csm.store import CsmStore  # noqa: E402
-from controller.emulation import ControllerProcess, wait_for  # noqa: E402
+from lab.emulation import ControllerProcess, wait_for  # noqa: E402
 from controller.store import Store  # noqa: E402
 
 M = 1_000_000

@@ -51,6 +51,14 @@ class EventCustomersChanged(compat.event.EventBase):
         self.change = change
 
 
+class EventMirrorChanged(compat.event.EventBase):
+    """Posted after the mirror rules changed; carries the rules now in force."""
+
+    def __init__(self, rules):
+        super().__init__()
+        self.rules = rules
+
+
 def port_info_from_ofp(port) -> PortInfo:
     """OFPPort -> PortInfo."""
     name = port.name.decode(errors="replace") if isinstance(port.name, bytes) else str(port.name)
@@ -61,7 +69,7 @@ def port_info_from_ofp(port) -> PortInfo:
 class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenApp")
               else compat.app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
-    _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged]
+    _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged, EventMirrorChanged]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,6 +89,12 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.customers = CustomerMapping()
         self.customers.replace_all(CsmStore(self.runtime.store).all_current_sls())
         self.mirror = MirrorCopies()
+        rules = self.runtime.mirror
+        self._mirror_rules = rules.rules() if rules is not None else ()
+        if rules is not None:
+            rules.listeners.append(
+                lambda now_in_force: self.send_event(self.name, EventMirrorChanged(now_in_force)))
+        self._plan_mirror()
         # Desired state, in this order: each contributor sees what the earlier ones gave.
         self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
                              self.mirror)
@@ -140,14 +154,15 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _converge(self, now: float, only=None) -> None:
         """Assemble the desired state and send each switch (or those in `only`) what makes
         it hold it (controller.openflow.reconcile decides what and in which order)."""
-        mirror = self.runtime.mirror
-        self.mirror.plan = plan_mirror(self.config.mirror_probe,
-                                       mirror.rules() if mirror is not None else (),
-                                       self.customers.hosts_of)
         view = self.reconciler.view(now)
         desired = assemble(view, self.contributors)
         for plan in self.reconciler.converge(view, desired.flows, desired.meters, only):
             self._send_plan(plan)
+
+    def _plan_mirror(self) -> None:
+        """What is copied to the probe follows from the rules and the customers' devices."""
+        self.mirror.plan = plan_mirror(self.config.mirror_probe, self._mirror_rules,
+                                       self.customers.hosts_of)
 
     def _send_plan(self, plan: Plan) -> None:
         if plan.held:
@@ -317,8 +332,15 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @set_ev_cls(EventCustomersChanged)
     def _customers_changed(self, ev):
         self.customers.update(ev.change.customer_id, ev.change.state)
+        self._plan_mirror()
         self._converge(time.monotonic())
         self._apply_traffic_control()
+
+    @set_ev_cls(EventMirrorChanged)
+    def _mirror_changed(self, ev):
+        self._mirror_rules = ev.rules
+        self._plan_mirror()
+        self._converge(time.monotonic())
 
     def _apply_traffic_control(self) -> None:
         """GSB HTB classes on the configured local interfaces and SLS shaping on the

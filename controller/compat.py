@@ -29,33 +29,34 @@ def _pick_runtime():
 RUNTIME = _pick_runtime()
 
 
-def _mod(path):
-    return importlib.import_module(f"{RUNTIME}.{path}")
+# name -> (module under the framework, attribute of it or None for the module itself).
+# Loaded on first use (PEP 562), so that a core that needs only the message or packet
+# library does not load the application manager and its event machinery with it.
+_NAMES = {
+    "app_manager": ("base.app_manager", None), "cfg": ("cfg", None), "hub": ("lib.hub", None),
+    "ofp_event": ("controller.ofp_event", None), "event": ("controller.event", None),
+    "ofproto_v1_3": ("ofproto.ofproto_v1_3", None),
+    "ofproto_v1_3_parser": ("ofproto.ofproto_v1_3_parser", None),
+    "packet": ("lib.packet.packet", None), "ethernet": ("lib.packet.ethernet", None),
+    "arp": ("lib.packet.arp", None), "ipv4": ("lib.packet.ipv4", None),
+    "lldp": ("lib.packet.lldp", None), "ether_types": ("lib.packet.ether_types", None),
+    "set_ev_cls": ("controller.handler", "set_ev_cls"),
+    "CONFIG_DISPATCHER": ("controller.handler", "CONFIG_DISPATCHER"),
+    "MAIN_DISPATCHER": ("controller.handler", "MAIN_DISPATCHER"),
+    "DEAD_DISPATCHER": ("controller.handler", "DEAD_DISPATCHER"),
+    "HANDSHAKE_DISPATCHER": ("controller.handler", "HANDSHAKE_DISPATCHER"),
+}
 
 
-app_manager = _mod("base.app_manager")
-cfg = _mod("cfg")
-hub = _mod("lib.hub")
-ofp_event = _mod("controller.ofp_event")
-event = _mod("controller.event")
-ofproto_v1_3 = _mod("ofproto.ofproto_v1_3")
-ofproto_v1_3_parser = _mod("ofproto.ofproto_v1_3_parser")
-packet = _mod("lib.packet.packet")
-ethernet = _mod("lib.packet.ethernet")
-arp = _mod("lib.packet.arp")
-ipv4 = _mod("lib.packet.ipv4")
-lldp = _mod("lib.packet.lldp")
-ether_types = _mod("lib.packet.ether_types")
-_handler = _mod("controller.handler")
-set_ev_cls = _handler.set_ev_cls
-CONFIG_DISPATCHER = _handler.CONFIG_DISPATCHER
-MAIN_DISPATCHER = _handler.MAIN_DISPATCHER
-DEAD_DISPATCHER = _handler.DEAD_DISPATCHER
-HANDSHAKE_DISPATCHER = _handler.HANDSHAKE_DISPATCHER
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    path, attribute = _NAMES[name]
+    value = importlib.import_module(f"{RUNTIME}.{path}")
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value
+    return value
 
-__all__ = [
-    "RUNTIME", "app_manager", "cfg", "hub", "ofp_event", "event", "ofproto_v1_3",
-    "ofproto_v1_3_parser", "packet", "ethernet", "arp", "ipv4", "lldp", "ether_types",
-    "set_ev_cls", "CONFIG_DISPATCHER", "MAIN_DISPATCHER", "DEAD_DISPATCHER",
-    "HANDSHAKE_DISPATCHER",
-]
+
+__all__ = ["RUNTIME", *_NAMES]

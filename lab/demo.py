@@ -19,7 +19,7 @@ import sys
 import time
 
 from controller import cli
-from controller.emulation import REPO, ControllerProcess, build_network, expected_counts, \
+from lab.emulation import REPO, ControllerProcess, build_network, expected_counts, \
     wait_for, wait_for_topology
 
 

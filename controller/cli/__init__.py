@@ -12,7 +12,7 @@ from cems.v1 import status_pb2 as pb
 from cems.v1 import status_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
-from controller import cli_csm
+from controller.cli import csm as cli_csm
 
 
 def _table(headers: list[str], rows: list[list]) -> str:

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from controller.emulation import ControllerProcess, build_network, expected_counts, wait_for_topology
+from lab.emulation import ControllerProcess, build_network, expected_counts, wait_for_topology
 
 
 def _why_not_runnable() -> str:

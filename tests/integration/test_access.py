@@ -7,7 +7,7 @@ import grpc
 import pytest
 from cems.v1 import status_pb2 as pb
 
-from controller.emulation import wait_for
+from lab.emulation import wait_for
 from mininet_topos import AccessTopo
 
 from tests.integration.conftest import running_network

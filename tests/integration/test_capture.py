@@ -16,7 +16,7 @@ from cems.v1 import probe_pb2_grpc as pb_grpc
 
 from controller.api.server import serve_grpc
 from controller.config import Address
-from controller.emulation import wait_for
+from lab.emulation import wait_for
 from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
 from probes import craft

@@ -12,7 +12,7 @@ import pytest
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
 
-from controller.emulation import REPO, wait_for
+from lab.emulation import REPO, wait_for
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from controller.emulation import REPO
+from lab.emulation import REPO
 
 
 @pytest.mark.parametrize("topo_file, topo, switches", [("dumbbell.py", "dumbbell,n=2", 2),

@@ -7,7 +7,7 @@ import urllib.request
 import grpc
 from cems.v1 import status_pb2 as pb
 
-from controller.emulation import REPO, wait_for
+from lab.emulation import REPO, wait_for
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network

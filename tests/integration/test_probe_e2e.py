@@ -15,7 +15,7 @@ from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
 from cems.v1 import probe_pb2, probe_pb2_grpc
 
-from controller.emulation import REPO, wait_for
+from lab.emulation import REPO, wait_for
 from mininet_topos import AccessTopo
 
 from tests.integration.conftest import running_network

@@ -4,7 +4,7 @@ flows that are not cems' are left alone."""
 
 import subprocess
 
-from controller.emulation import free_port, wait_for
+from lab.emulation import free_port, wait_for
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network

@@ -4,7 +4,7 @@ import re
 
 from cems.v1 import status_pb2 as pb
 
-from controller.emulation import wait_for
+from lab.emulation import wait_for
 from mininet_topos import RingTopo
 
 from tests.integration.conftest import running_network

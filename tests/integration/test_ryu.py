@@ -3,7 +3,7 @@
 import pytest
 from cems.v1 import status_pb2 as pb
 
-from controller.emulation import ryu_unavailable_reason, wait_for
+from lab.emulation import ryu_unavailable_reason, wait_for
 from mininet_topos import RingTopo
 
 from tests.integration.conftest import running_network

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from controller.emulation import REPO, wait_for
+from lab.emulation import REPO, wait_for
 from mininet_topos import AccessTopo
 from probes import decode as d
 from probes.flowgen import SERVICES, generate_flow

@@ -9,7 +9,7 @@ import sys
 import grpc
 from cems.v1 import probe_pb2, probe_pb2_grpc
 
-from controller.emulation import REPO, wait_for
+from lab.emulation import REPO, wait_for
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from controller.emulation import REPO
+from lab.emulation import REPO
 from probes import craft
 from probes.pcap import write_pcap
 

@@ -14,7 +14,7 @@ from controller.api.server import serve_grpc
 from controller.config import Address
 from controller.csm.model import Role
 from controller.csm.store import CsmStore
-from controller.emulation import wait_for
+from lab.emulation import wait_for
 from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
 from controller.store import Store
@@ -139,7 +139,7 @@ def test_an_agent_runs_counted_and_open_ended_tests_started_over_grpc(controller
 
 
 def test_an_agent_comes_back_after_the_controller_restarts_and_takes_new_tests(tmp_path):
-    from controller.emulation import free_port
+    from lab.emulation import free_port
     port = free_port()
     address = f"127.0.0.1:{port}"
 

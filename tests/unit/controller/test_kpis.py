@@ -13,7 +13,7 @@ from controller.config import Address
 from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla
 from controller.csm.rules import initial_sls
 from controller.csm.store import CsmStore
-from controller.emulation import free_port, wait_for
+from lab.emulation import free_port, wait_for
 from controller.monitor.kpis import KpiRecord, KpiStore, check_record
 from controller.state import PublishedState
 from controller.store import Store
