@@ -52,6 +52,11 @@ def __getattr__(name: str):
     if name not in _NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     path, attribute = _NAMES[name]
+    if name == "cfg":
+        # The OpenFlow listener's options (--ofp-listen-host, ...) are registered with the
+        # config by the framework's controller module, which must be imported through its
+        # application manager (importing it first is circular): do that before the config.
+        importlib.import_module(f"{RUNTIME}.base.app_manager")
     value = importlib.import_module(f"{RUNTIME}.{path}")
     if attribute is not None:
         value = getattr(value, attribute)

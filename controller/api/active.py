@@ -26,9 +26,8 @@ def watch_tasks(active: ActiveTests, request, context, stop_event=None):
                 continue
             if task is None:
                 return  # the same probe id connected again elsewhere
-            kind, body = task
-            yield (pb.ProbeTask(start_stamp=convert.stamp_spec_pb(body)) if kind == "start"
-                   else pb.ProbeTask(stop_test_id=body))
+            yield (pb.ProbeTask(start_stamp=convert.stamp_spec_pb(task.body))
+                   if task.kind == "start" else pb.ProbeTask(stop_test_id=task.body))
     finally:
         active.disconnect(request.probe_id, tasks)
 

@@ -14,6 +14,7 @@ import itertools
 import queue
 import threading
 import time
+from typing import NamedTuple
 
 DEFAULT_PORT = 862
 MAX_TESTS = 1000
@@ -25,6 +26,14 @@ class ActiveTestError(ValueError):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+
+
+class AgentTask(NamedTuple):
+    """What an agent's WatchTasks stream carries: start a test (body: its StampSpec) or stop
+    one (body: its test id)."""
+
+    kind: str  # "start" or "stop"
+    body: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +100,7 @@ class ActiveTests:
             self._agents[probe_id] = tasks
             for test in self._tests.values():
                 if test.spec.sender_probe_id == probe_id and self._running(test):
-                    tasks.put(("start", test.spec))
+                    tasks.put(AgentTask("start", test.spec))
         return tasks
 
     def disconnect(self, probe_id: str, tasks: queue.Queue) -> None:
@@ -133,7 +142,7 @@ class ActiveTests:
             self._tests[spec.test_id] = test
             while len(self._tests) > MAX_TESTS:
                 self._tests.popitem(last=False)
-            tasks.put(("start", spec))
+            tasks.put(AgentTask("start", spec))
             return dataclasses.replace(test)
 
     def stop(self, test_id: str) -> TestState:
@@ -145,7 +154,7 @@ class ActiveTests:
                 test.state = "stopped"
                 tasks = self._agents.get(test.spec.sender_probe_id)
                 if tasks is not None:
-                    tasks.put(("stop", test_id))
+                    tasks.put(AgentTask("stop", test_id))
             return dataclasses.replace(test)
 
     def tests(self) -> list[TestState]:

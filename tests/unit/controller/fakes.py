@@ -119,6 +119,12 @@ class FakeSwitch:
     def table(self) -> frozenset[FlowEntry]:
         return frozenset(self.flows.values())
 
+    def lose_meter(self, meter_id: int) -> None:
+        """The meter goes away behind the controller's back, and its flows with it."""
+        from controller.openflow.pipeline import meters_used
+        del self.meters[meter_id]
+        self.flows = {k: e for k, e in self.flows.items() if meter_id not in meters_used(e)}
+
     def apply(self, xid: int, item) -> None:
         from controller.openflow.pipeline import meters_used
         from controller.openflow.reconcile import FlowMod, MeterMod

@@ -281,8 +281,7 @@ def test_a_meter_removed_behind_cems_back_comes_back_before_its_flows():
     harness = Harness(two_switches(), customers)
     now = start(harness)
     switch = harness.switches[1]
-    del switch.meters[customer_meter_id(1)]  # the switch also drops the meter's flows
-    switch.flows = {k: e for k, e in switch.flows.items() if not meters_used(e)}
+    switch.lose_meter(customer_meter_id(1))
     harness.sent.clear()
     harness.poll(1, now)
     order = [(type(i).__name__, i.command) for _, _, i in harness.sent
@@ -300,8 +299,7 @@ def test_a_refused_change_is_explained_logged_once_and_sent_again_after_the_next
     now = start(harness)
     switch = harness.switches[1]
     # The switch loses the meter and cems is not told: the flows' re-add will be refused.
-    del switch.meters[customer_meter_id(1)]
-    switch.flows = {k: e for k, e in switch.flows.items() if not meters_used(e)}
+    switch.lose_meter(customer_meter_id(1))
     xid, answer = harness.ask(1, "flows")
     report = harness.answer(1, xid, "flows", answer)
     assert report.missing == 2
