@@ -7,6 +7,7 @@ with `python -m controller.ryu_launcher` and CEMS_CONFIG pointing at a config fi
 """
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -32,6 +33,38 @@ from controller.openflow.reconcile import Plan, Reconciler, StateRequest
 from controller.runtime import Runtime, take_runtime
 
 LOG = logging.getLogger("cems.app")
+_FAILURES_REMEMBERED = 1000  # distinct failures logged in full; repeats are counted only
+
+
+def guarded(handler):
+    """Run an event handler so that its failure is caught for this event alone: logged once
+    (with the event and the switch), counted, and the event loop goes on. Without it os-ken's
+    native event thread ends silently on the first exception."""
+    name = handler.__name__.lstrip("_")
+
+    @functools.wraps(handler)
+    def run(self, ev):
+        try:
+            return handler(self, ev)
+        except Exception as err:  # pylint: disable=broad-except
+            self._failed("handler", name, ev, err)
+            return None
+        finally:
+            self.state.loop_progress = time.monotonic()
+    return run
+
+
+def _raised_at(err: BaseException) -> tuple[str, int]:
+    """The file and line that raised: one failure, however its message varies."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ("", 0)
+
+
+def _dpid_of(ev) -> int | None:
+    datapath = getattr(getattr(ev, "msg", None), "datapath", None) or getattr(ev, "datapath", None)
+    return getattr(datapath, "id", None)
 
 
 class EventPollTick(compat.event.EventBase):
@@ -102,12 +135,36 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             lambda change: self.send_event(self.name, EventCustomersChanged(change)))
         self._stop = threading.Event()
         self._timer = None
+        self._failures: set[tuple] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self):
-        thread = super().start()
+        super().start()
+        self.state.loop_thread = self.threads[0] if self.threads else None  # for the watchdog
         self._timer = compat.hub.spawn(self._post_ticks)
-        return thread
+
+    def _failed(self, where: str, what: str, context, err: Exception) -> None:
+        """A handler raised, or a message could not be built or sent: logged in full the
+        first time (per place and error), counted every time."""
+        key = (where, what, type(err).__name__, _raised_at(err))
+        first = key not in self._failures
+        if first and len(self._failures) < _FAILURES_REMEMBERED:
+            self._failures.add(key)
+        if where == "handler":
+            dpid = _dpid_of(context)
+            detail = f"{type(context).__name__}" + (f" from switch {dpid:016x}" if dpid else "")
+            self.metrics.handler_errors.labels(what).inc()
+            self.state.count(handler_errors_total=1)
+        else:
+            detail = messages.describe_item(context)
+            self.metrics.send_errors.labels(what).inc()
+            self.state.count(send_errors_total=1)
+        if first:
+            LOG.error("%s %s failed on %s (the controller goes on; repeats are counted in "
+                      "cems_%s_errors_total): %s: %s", where, what, detail, where,
+                      type(err).__name__, err, exc_info=err)
+        else:
+            LOG.debug("%s %s failed again on %s: %s", where, what, detail, err)
 
     def stop(self):
         self._stop.set()
@@ -137,10 +194,19 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         if datapath is None or ledger is None:
             return
         for item in items:
-            msg = messages.compile_item(item)
-            msg.datapath = datapath
-            ledger.sent(datapath.set_xid(msg), item)
-            datapath.send_msg(msg)
+            # One message that cannot be built (bad data in a desired flow) costs that message
+            # only: the rest is sent, and the error counted (it comes back every reconciliation
+            # until the data is fixed).
+            try:
+                msg = messages.compile_item(item)
+                msg.datapath = datapath
+                xid = datapath.set_xid(msg)
+                msg.serialize()
+            except Exception as err:  # pylint: disable=broad-except
+                self._failed("send", f"{dpid:016x}", item, err)
+                continue
+            ledger.sent(xid, item)
+            datapath.send(msg.buf)
 
     def _ledger_of(self, msg):
         """The ledger for a message from a switch's current connection (None for a message
@@ -191,6 +257,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     # -- switch lifecycle ---------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @guarded
     def _switch_features(self, ev):
         datapath = ev.msg.datapath
         now = time.monotonic()
@@ -208,6 +275,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._publish(SwitchChanged(time.time(), datapath.id, True, address))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @guarded
     def _state_change(self, ev):
         datapath = ev.datapath
         if ev.state != DEAD_DISPATCHER or datapath.id is None:
@@ -229,6 +297,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._converge(time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _port_desc(self, ev):
         dpid = ev.msg.datapath.id
         ports = [port_info_from_ofp(p) for p in ev.msg.body if p.port_no <= ofp.OFPP_MAX]
@@ -240,6 +309,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._links_lost(lost)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @guarded
     def _port_status(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id
@@ -273,6 +343,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     # -- packets ------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @guarded
     def _packet_in(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id
@@ -307,6 +378,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     # -- timers -------------------------------------------------------------------------
     @set_ev_cls(EventLldpTick)
+    @guarded
     def _lldp_tick(self, _ev):
         for dpid in sorted(self.datapaths):
             frames = [messages.build_packet_out(None, [port.port_no],
@@ -315,6 +387,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._send(dpid, frames)
 
     @set_ev_cls(EventPollTick)
+    @guarded
     def _poll_tick(self, _ev):
         now = time.monotonic()
         lost = self.topology.expire_links(now, self.config.link_timeout_s)
@@ -330,6 +403,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
                               StateRequest("meters"), StateRequest("flows")])
 
     @set_ev_cls(EventCustomersChanged)
+    @guarded
     def _customers_changed(self, ev):
         self.customers.update(ev.change.customer_id, ev.change.state)
         self._plan_mirror()
@@ -337,6 +411,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._apply_traffic_control()
 
     @set_ev_cls(EventMirrorChanged)
+    @guarded
     def _mirror_changed(self, ev):
         self._mirror_rules = ev.rules
         self._plan_mirror()
@@ -375,6 +450,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         return ledger, ledger.collect(msg.xid, msg.body, bool(msg.flags & ofp.OFPMPF_REPLY_MORE))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _flow_stats(self, ev):
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
@@ -394,6 +470,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._converge(now)
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _meter_config(self, ev):
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
@@ -403,6 +480,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._converge(time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _port_stats(self, ev):
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
@@ -414,6 +492,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.metrics.update_ports(ledger.dpid, views)
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _meter_stats(self, ev):
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
@@ -424,6 +503,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     # -- errors -------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @guarded
     def _error(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id or 0

@@ -4,6 +4,8 @@ import argparse
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
 
 from controller import compat
@@ -60,6 +62,41 @@ def create_token(config, spec: str) -> int:
     return 0
 
 
+def check_openflow_port(address) -> None:
+    """Raise OSError naming the address when the OpenFlow port cannot be listened on (the
+    framework's listener would fail in a thread of its own, and the process would go on
+    without it)."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address.host, address.port))
+            sock.listen(1)
+        except OSError as err:
+            raise OSError(f"cannot listen for OpenFlow on {address}: {err.strerror or err} "
+                          "(is another controller running there?)") from None
+
+
+def check_tls(config) -> None:
+    """Raise ValueError naming the file when the TLS certificate and key do not make a pair
+    (gRPC would only say that it failed to bind)."""
+    if not config.grpc_tls_cert:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.grpc_tls_cert,
+                                                                 config.grpc_tls_key)
+    except (ssl.SSLError, OSError) as err:
+        raise ValueError(f"grpc.tls_cert {config.grpc_tls_cert} and grpc.tls_key "
+                         f"{config.grpc_tls_key} are not a usable PEM certificate and its "
+                         f"private key: {err}") from None
+    if config.grpc_tls_client_ca:
+        try:
+            ssl.create_default_context(cafile=config.grpc_tls_client_ca)
+        except (ssl.SSLError, OSError) as err:
+            raise ValueError(f"grpc.tls_client_ca {config.grpc_tls_client_ca} is not a PEM "
+                             f"CA certificate: {err}") from None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -78,9 +115,11 @@ def main(argv=None) -> int:
     for noisy in ("os_ken", "ryu"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
+        check_openflow_port(config.openflow_listen)
+        check_tls(config)
         runtime = Runtime.build(config)
         runtime.start_servers()
-    except (StoreError, OSError) as err:
+    except (StoreError, OSError, ValueError, RuntimeError) as err:
         print(f"cems-controller: {err}", file=sys.stderr)
         return 1
     if args.grpc_port_file:
@@ -88,8 +127,11 @@ def main(argv=None) -> int:
             stream.write(f"{runtime.grpc_port}\n")
     offer_runtime(runtime)
 
+    stopping = []
+
     def stop(signum, _frame):
         LOG.info("signal %d: stopping", signum)
+        stopping.append(signum)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -114,8 +156,11 @@ def main(argv=None) -> int:
             LOG.exception("error while closing the OpenFlow apps")
         runtime.stop_servers()
         logging.shutdown()
+    if not stopping:  # the framework's services ended by themselves: say so, fail
+        print("cems-controller: the OpenFlow listener ended unexpectedly; see the log above",
+              file=sys.stderr)
     # os-ken's threads do not all end on their own; the process has nothing left to do.
-    os._exit(0)  # pylint: disable=protected-access
+    os._exit(0 if stopping else 1)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

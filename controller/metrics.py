@@ -39,6 +39,15 @@ class ControllerMetrics:
         self.packet_in_malformed = Counter("cems_packet_in_malformed_total",
                                            "Packet-ins that could not be decoded", ["dpid"],
                                            registry=registry)
+        self.handler_errors = Counter("cems_handler_errors_total",
+                                      "Event handlers that raised (caught; the controller "
+                                      "goes on)", ["handler"], registry=registry)
+        self.send_errors = Counter("cems_send_errors_total",
+                                   "Messages to a switch that could not be built or sent",
+                                   ["dpid"], registry=registry)
+        self.serving = Gauge("cems_serving", "1 while the controller does its work (see "
+                             "GetStatus problems when 0)", registry=registry)
+        self.serving.set(1)
         self.flow_changes = Counter("cems_flow_changes_total",
                                     "Flow adds and deletes sent by reconciliation",
                                     ["dpid", "kind"], registry=registry)

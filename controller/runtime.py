@@ -9,12 +9,14 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 
 from prometheus_client import CollectorRegistry
 
 from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
+from controller.health import judge_loop
 from controller.monitor.kpis import KpiStore
 from controller.metrics import ControllerMetrics, KpiCollector, serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
@@ -38,6 +40,7 @@ class Runtime:
     customers_changed: list = dataclasses.field(default_factory=list)
     kpis: KpiStore = dataclasses.field(default_factory=KpiStore)  # probe records
     mirror: MirrorRules | None = None  # what is copied to the probe (config + gRPC)
+    _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def notify_customers_changed(self, change) -> None:
         for callback in list(self.customers_changed):
@@ -72,14 +75,52 @@ class Runtime:
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)
             LOG.info("Prometheus metrics on http://%s/metrics", self.config.metrics_listen)
+        self.watch()
+
+    def watch(self, interval_s: float = 1.0) -> threading.Thread:
+        """Start the watchdog: health follows the app's event loop (controller.health)."""
+        thread = threading.Thread(target=self._watch, args=(interval_s,), name="cems-watchdog",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._watchdog_stop.wait(interval_s):
+            self.check_health(time.monotonic())
+
+    def check_health(self, now: float) -> None:
+        state = self.state
+        health = judge_loop(now, state.started_monotonic, state.loop_progress,
+                            state.poll_interval_s, _alive(state.loop_thread))
+        changed = health.serving != state.health.serving
+        state.health = health  # the problems' text stays current (how long it has stalled)
+        if not changed:
+            return
+        self.metrics.serving.set(int(health.serving))
+        if self.grpc_server is not None:
+            self.grpc_server.set_serving(health.serving)
+        if health.serving:
+            LOG.warning("serving again: the OpenFlow event loop makes progress")
+        else:
+            LOG.error("NOT SERVING: %s", "; ".join(health.problems))
 
     def stop_servers(self) -> None:
+        self._watchdog_stop.set()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=1.0).wait(2.0)
         if self.metrics_server is not None:
             server, _thread = self.metrics_server
             server.shutdown()
         self.store.close()
+
+
+def _alive(thread) -> bool | None:
+    """Whether a native or green thread still runs (None: no thread yet)."""
+    if thread is None:
+        return None
+    if hasattr(thread, "is_alive"):
+        return thread.is_alive()
+    return not getattr(thread, "dead", False)
 
 
 _pending: list[Runtime] = []

@@ -9,6 +9,7 @@ import time
 from typing import Mapping
 
 from controller.events import EventBus, FlowView, MeterStatsView, PortStatsView
+from controller.health import Health
 from controller.network.topology import TopologySnapshot
 
 
@@ -19,6 +20,8 @@ class ControllerCounters:
     packet_in_malformed_total: int = 0
     flows_added_total: int = 0
     flows_deleted_total: int = 0
+    handler_errors_total: int = 0
+    send_errors_total: int = 0
 
 
 class PublishedState:
@@ -36,6 +39,11 @@ class PublishedState:
         self.ports: Mapping[int, tuple[PortStatsView, ...]] = {}
         self.meters: Mapping[int, tuple[MeterStatsView, ...]] = {}
         self.counters = ControllerCounters()
+        self.health = Health()
+        # monotonic time the app's event loop last finished handling an event (the watchdog
+        # reads it; None until the first event)
+        self.loop_progress: float | None = None
+        self.loop_thread = None  # the app's event thread, once it runs
 
     def set_flows(self, dpid: int, flows: tuple[FlowView, ...]) -> None:
         self.flows = {**self.flows, dpid: flows}

@@ -62,7 +62,7 @@ class ControllerProcess:
 
     def __init__(self, workdir: str | None = None, poll_interval_s: float = 1.0,
                  runtime: str = "os_ken", extra_args: tuple[str, ...] = (),
-                 extra_config: str = "", unix_socket: str = ""):
+                 extra_config: str = "", unix_socket: str = "", env: dict | None = None):
         if runtime not in ("os_ken", "ryu"):
             raise ValueError(f"runtime must be 'os_ken' or 'ryu', got {runtime!r}")
         self.workdir = workdir or tempfile.mkdtemp(prefix="cems-")
@@ -77,6 +77,7 @@ class ControllerProcess:
         self.extra_args = extra_args
         self.extra_config = extra_config  # more TOML, appended to the generated file
         self.unix_socket = unix_socket    # gRPC also on this unix socket, if given
+        self.env = env or {}              # more environment for the process
         self.process: subprocess.Popen | None = None
         self._channel = None
 
@@ -107,7 +108,7 @@ class ControllerProcess:
         log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
         self.process = subprocess.Popen(
             self._command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "CEMS_CONFIG": self.config_path})
+            start_new_session=True, env={**os.environ, "CEMS_CONFIG": self.config_path, **self.env})
         log.close()
         self._channel = grpc.insecure_channel(self.grpc_address)
         health = health_pb2_grpc.HealthStub(self._channel)

@@ -67,10 +67,20 @@ def build_service_handler(servicer, service, messages_module) -> grpc.GenericRpc
 class GrpcServer:
     """The running server; stop() ends watch streams and shuts it down."""
 
-    def __init__(self, server, stop_event: threading.Event, health_servicer):
+    def __init__(self, server, stop_event: threading.Event, health_servicer,
+                 service_names: tuple[str, ...] = ("",)):
         self._server = server
         self._stop_event = stop_event
         self._health = health_servicer
+        self.service_names = service_names
+
+    def set_serving(self, serving: bool) -> None:
+        """Health of every service: SERVING, or NOT_SERVING while the controller is up but
+        not doing its work (GetStatus says why)."""
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in self.service_names:
+            self._health.set(name, status)
 
     def stop(self, grace: float = 1.0):
         self._stop_event.set()
@@ -162,6 +172,7 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         if not server.add_insecure_port(f"unix:{unix_socket}"):
             raise OSError(f"cannot listen for gRPC on unix socket {unix_socket}")
     server.start()
-    for name in ("",) + service_names[:len(services)]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GrpcServer(server, stop_event, health_servicer), port
+    running = GrpcServer(server, stop_event, health_servicer,
+                         ("",) + service_names[:len(services)])
+    running.set_serving(state.health.serving)
+    return running, port

@@ -47,7 +47,10 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             openflow_errors_total=state.counters.openflow_errors_total,
             packet_in_total=state.counters.packet_in_total,
             packet_in_malformed_total=state.counters.packet_in_malformed_total,
-            poll_interval_s=state.poll_interval_s, openflow_runtime=state.runtime)
+            poll_interval_s=state.poll_interval_s, openflow_runtime=state.runtime,
+            serving=state.health.serving, problems=list(state.health.problems),
+            handler_errors_total=state.counters.handler_errors_total,
+            send_errors_total=state.counters.send_errors_total)
 
     def GetTopology(self, request, context):
         return convert.topology_pb(self._state.topology, self._state.connected)

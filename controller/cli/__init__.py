@@ -44,13 +44,17 @@ def show_status(stub, args) -> str:
     r = stub.GetStatus(pb.GetStatusRequest(), timeout=args.timeout)
     if args.json:
         return _as_json(r)
-    return _table(["field", "value"], [
+    rows = [
+        ["health", "SERVING" if r.serving else "NOT SERVING"],
         ["version", r.version], ["runtime", r.openflow_runtime], ["uptime", f"{r.uptime_s:.0f} s"],
         ["switches connected", r.switches_connected], ["switches ready", r.switches_ready],
         ["links", r.links], ["hosts", r.hosts],
         ["flows", r.flows], ["openflow errors", r.openflow_errors_total],
         ["packet-ins", f"{r.packet_in_total} ({r.packet_in_malformed_total} malformed)"],
-        ["poll interval", f"{r.poll_interval_s:g} s"]])
+        ["handler errors", r.handler_errors_total], ["send errors", r.send_errors_total],
+        ["poll interval", f"{r.poll_interval_s:g} s"]]
+    rows += [["problem", problem] for problem in r.problems]
+    return _table(["field", "value"], rows)
 
 
 def show_topology(stub, args) -> str:

@@ -6,6 +6,7 @@ much: the message goes to the person who asked.
 
 import dataclasses
 
+from controller import validation
 from controller.csm.model import (GSB_VARIANTS, SEGMENTS, Customer, Principal, Role, ServiceClass,
                                   Sla, Sls)
 
@@ -31,6 +32,13 @@ def check_customer(customer: Customer) -> None:
     if customer.segment not in SEGMENTS:
         raise Refused("INVALID_ARGUMENT", f"segment {customer.segment!r} is not one of "
                       f"{', '.join(SEGMENTS)}")
+    for index, host in enumerate(customer.hosts):
+        try:
+            validation.mac_address(f"hosts[{index}]", host)
+        except ValueError as err:
+            raise Refused("INVALID_ARGUMENT", str(err)) from None
+    if len(set(customer.hosts)) != len(customer.hosts):
+        raise Refused("INVALID_ARGUMENT", "hosts lists a device twice")
 
 
 def check_sla(sla: Sla, access_speed_bps: int | None) -> None:

@@ -10,6 +10,10 @@ Rules:
   re-created or the switch restarted): the delta is the new value itself, over the time since
   the reset when the caller gives the entry's duration, else over the interval;
 - the first sample of a key has no rate (NaN): a rate is never invented;
+- a counter the switch reports as all ones (2^64-1, OpenFlow's "not supported"; also what
+  the ports of interfaces being removed report) or at least 2^63 is unknown: give it as -1
+  (as_counters does that); its rate is NaN and its previous value is kept, so it is neither
+  a reset nor an overflow;
 - with complete=True (a full stats reply), keys absent from the reply were removed and are
   forgotten.
 """
@@ -17,6 +21,16 @@ Rules:
 from typing import Hashable, Sequence
 
 import numpy as np
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+def as_counters(rows, width: int) -> np.ndarray:
+    """OpenFlow's unsigned 64-bit counters (an iterable of rows of ints) -> an int64 array,
+    with -1 for a value that is not a counter (at least 2^63: "not supported" all ones)."""
+    flat = [v if 0 <= v <= INT64_MAX else -1 for row in rows for v in row]
+    return np.array(flat, dtype=np.int64).reshape(-1, width)
 
 
 class CounterRates:
@@ -104,6 +118,8 @@ class CounterRates:
         if complete:
             self.retain(keys)
         previous = self._values[rows]
+        unknown = values < 0
+        values = np.where(unknown, previous, values)
         elapsed = now - self._time[rows]
         delta = values - previous
         reset = (delta < 0).any(axis=1)
@@ -117,6 +133,7 @@ class CounterRates:
         with np.errstate(divide="ignore", invalid="ignore"):
             rates = delta / elapsed[:, None]
         rates[is_new | (elapsed <= 0)] = np.nan
+        rates[unknown] = np.nan
         self._values[rows] = values
         self._time[rows] = now
         known = ~np.isnan(rates[:, 0])

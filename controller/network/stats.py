@@ -10,11 +10,12 @@ import dataclasses
 import numpy as np
 
 from controller.events import PORT_COUNTERS, FlowView, MeterStatsView, PortStatsView
-from controller.network.rates import CounterRates
+from controller.network.rates import CounterRates, as_counters
 from controller.openflow.messages import entry_from_stats
 from controller.openflow.pipeline import FlowEntry
 
 FLOW_COUNTERS = ("packets", "bytes")
+UINT64_MAX = (1 << 64) - 1
 METER_COUNTERS = ("packets_in", "bytes_in", "band_packets", "band_bytes")
 
 
@@ -44,12 +45,15 @@ def compute_flow_views(dpid: int, now: float, stats: list, rates: CounterRates
     Flows absent from the reply were removed and are forgotten by `rates`.
     """
     entries = [entry_from_stats(stat) for stat in stats]
-    counters = np.fromiter((v for s in stats for v in (s.packet_count, s.byte_count)),
-                           dtype=np.int64, count=2 * len(stats)).reshape(len(stats), 2)
+    try:
+        counters = np.fromiter((v for s in stats for v in (s.packet_count, s.byte_count)),
+                               dtype=np.int64, count=2 * len(stats)).reshape(len(stats), 2)
+    except OverflowError:  # a counter of 2^63 or more: "not supported"
+        counters = as_counters(((s.packet_count, s.byte_count) for s in stats), 2)
     durations = _durations(stats)
     per_second = rates.update(now, entries, counters, durations, complete=True)
     views = tuple(
-        FlowView(dpid, entry, int(counters[i, 0]), int(counters[i, 1]), float(durations[i]),
+        FlowView(dpid, entry, stats[i].packet_count, stats[i].byte_count, float(durations[i]),
                  float(per_second[i, 1]), float(per_second[i, 0]))
         for i, entry in enumerate(entries))
     return entries, views
@@ -58,25 +62,23 @@ def compute_flow_views(dpid: int, now: float, stats: list, rates: CounterRates
 def compute_port_views(dpid: int, now: float, stats: list, rates: CounterRates
                        ) -> tuple[PortStatsView, ...]:
     """A complete port stats reply (physical ports only) -> views with rates."""
-    counters = np.array([[getattr(s, name) for name in PORT_COUNTERS] for s in stats],
-                        dtype=np.int64).reshape(len(stats), len(PORT_COUNTERS))
+    raw = [tuple(getattr(s, name) for name in PORT_COUNTERS) for s in stats]
+    counters = as_counters(raw, len(PORT_COUNTERS))
     per_second = rates.update(now, [s.port_no for s in stats], counters, _durations(stats),
                               complete=True)
-    return tuple(PortStatsView(dpid, s.port_no, tuple(int(c) for c in counters[i]),
-                               tuple(float(r) for r in per_second[i]))
+    return tuple(PortStatsView(dpid, s.port_no, raw[i], tuple(float(r) for r in per_second[i]))
                  for i, s in enumerate(stats))
 
 
 def compute_meter_views(dpid: int, now: float, stats: list, rates: CounterRates
                         ) -> tuple[MeterStatsView, ...]:
     """A complete meter stats reply -> views with rates (band counters summed over bands)."""
-    counters = np.array([[s.packet_in_count, s.byte_in_count,
-                          sum(b.packet_band_count for b in s.band_stats),
-                          sum(b.byte_band_count for b in s.band_stats)] for s in stats],
-                        dtype=np.int64).reshape(len(stats), len(METER_COUNTERS))
+    raw = [(s.packet_in_count, s.byte_in_count,
+            min(sum(b.packet_band_count for b in s.band_stats), UINT64_MAX),
+            min(sum(b.byte_band_count for b in s.band_stats), UINT64_MAX)) for s in stats]
+    counters = as_counters(raw, len(METER_COUNTERS))
     per_second = rates.update(now, [s.meter_id for s in stats], counters, _durations(stats),
                               complete=True)
-    return tuple(MeterStatsView(dpid, s.meter_id, int(s.flow_count),
-                                tuple(int(c) for c in counters[i]),
+    return tuple(MeterStatsView(dpid, s.meter_id, int(s.flow_count), raw[i],
                                 tuple(float(r) for r in per_second[i]))
                  for i, s in enumerate(stats))

@@ -22,7 +22,7 @@ CORE_PACKAGES = ("controller.network", "controller.openflow", "controller.monito
 CORE_MODULES = ("controller.csm.model", "controller.csm.rules", "controller.csm.admission",
                 "controller.csm.mapping", "controller.csm.queues", "controller.csm.report",
                 "controller.csm.service", "controller.config", "controller.events",
-                "controller.state")
+                "controller.state", "controller.validation", "controller.health")
 # What a core may not reach: shells of cems, and third-party I/O and frameworks.
 SHELLS = ("controller.app", "controller.main", "controller.runtime", "controller.api",
           "controller.cli", "controller.store", "controller.csm.store", "controller.edge",

@@ -72,3 +72,32 @@ def test_error_names():
     assert describe_error(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_PORT) == \
         ("OFPET_BAD_ACTION", "OFPBAC_BAD_OUT_PORT")
     assert describe_error(200, 9) == ("type200", "code9")
+
+
+ALL_ONES = (1 << 64) - 1  # OpenFlow's "not supported"; also what removed interfaces report
+
+
+def test_counters_of_all_ones_are_unknown_not_an_overflow_and_rates_go_on_after_them():
+    def port(port_no, rx_bytes, duration):
+        return parser.OFPPortStats(port_no=port_no, rx_packets=0, tx_packets=0,
+                                   rx_bytes=rx_bytes, tx_bytes=ALL_ONES, rx_dropped=0,
+                                   tx_dropped=0, rx_errors=0, tx_errors=0, rx_frame_err=0,
+                                   rx_over_err=0, rx_crc_err=0, collisions=0,
+                                   duration_sec=duration, duration_nsec=0)
+    rates = SwitchRates.create(window=10)
+    compute_port_views(1, 0.0, [port(1, 1000, 10), port(2, 1000, 10)], rates.ports)
+    gone, alive = compute_port_views(1, 1.0, [port(1, ALL_ONES, 11), port(2, 3000, 11)],
+                                     rates.ports)
+    assert gone.counters[2] == ALL_ONES and math.isnan(gone.rates[2])  # unknown, shown as sent
+    assert alive.rates[2] == pytest.approx(2000.0) and math.isnan(alive.rates[3])
+    _, alive = compute_port_views(1, 2.0, [port(1, 1500, 12), port(2, 5000, 12)], rates.ports)
+    assert alive.rates[2] == pytest.approx(2000.0)
+    # a flow reporting all ones, and a meter whose bands sum above 64 bits
+    _, views = compute_flow_views(7, 0.0, [flow_stat(ENTRY, ALL_ONES, ALL_ONES, 1.0)],
+                                  SwitchRates.create(window=10).flows)
+    assert views[0].packet_count == ALL_ONES and math.isnan(views[0].bytes_per_second)
+    bands = [parser.OFPMeterBandStats(packet_band_count=ALL_ONES, byte_band_count=ALL_ONES)] * 2
+    meter = parser.OFPMeterStats(meter_id=3, flow_count=1, packet_in_count=5, byte_in_count=500,
+                                 duration_sec=1, duration_nsec=0, band_stats=bands)
+    (view,) = compute_meter_views(1, 0.0, [meter], SwitchRates.create(window=10).meters)
+    assert view.counters == (5, 500, ALL_ONES, ALL_ONES)

@@ -1,0 +1,29 @@
+"""Checks of values that come from outside, made once at the boundary (core).
+
+Each returns the value in its canonical form or raises ValueError saying what was wrong,
+allowed, and (truncated) what was given, so that a servicer can answer INVALID_ARGUMENT
+with it. Nothing here knows about gRPC.
+"""
+
+import re
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAX_SHOWN = 40  # characters of an offending value repeated in a message
+
+
+def shown(value) -> str:
+    """A value as an error message repeats it: quoted, at most MAX_SHOWN characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+
+
+def mac_address(field: str, value: str) -> str:
+    """An Ethernet address as six colon-separated hex bytes -> lower case."""
+    text = value.lower() if isinstance(value, str) else value
+    if not isinstance(text, str) or not _MAC.match(text):
+        raise ValueError(f"{field} {shown(value)} is not a MAC address; expected six "
+                         "hexadecimal bytes separated by colons, for example 00:00:00:00:00:01")
+    if int(text[:2], 16) & 1:
+        raise ValueError(f"{field} {shown(value)} is a group (multicast or broadcast) address, "
+                         "not a device's")
+    return text
