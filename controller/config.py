@@ -62,6 +62,9 @@ class ControllerConfig:
     grpc_tls_cert: str = ""       # PEM server certificate (chain); with the key, gRPC uses TLS
     grpc_tls_key: str = ""
     grpc_tls_client_ca: str = ""  # PEM CA: clients must present a certificate it signed (mTLS)
+    grpc_max_workers: int = 64    # threads answering gRPC calls
+    grpc_max_streams: int = 32    # streams open at once (each holds a worker); below max_workers
+    grpc_max_streams_per_client: int = 8  # streams open at once from one client address
     metrics_listen: Address | None = Address("127.0.0.1", 9302)
     poll_interval_s: float = 1.0
     rate_window: int = 60
@@ -237,6 +240,9 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "grpc.tls_cert": ("grpc_tls_cert", lambda k, v: _readable(k, v)),
     "grpc.tls_key": ("grpc_tls_key", lambda k, v: _readable(k, v)),
     "grpc.tls_client_ca": ("grpc_tls_client_ca", lambda k, v: _readable(k, v)),
+    "grpc.max_workers": ("grpc_max_workers", _integer(2, 4096)),
+    "grpc.max_streams": ("grpc_max_streams", _integer(1, 4095)),
+    "grpc.max_streams_per_client": ("grpc_max_streams_per_client", _integer(1, 4095)),
     "stats.poll_interval_s": ("poll_interval_s", _number(0.1, 3600)),
     "stats.rate_window": ("rate_window", _integer(2, 3600)),
     "store.path": ("store_path", _path),
@@ -291,6 +297,10 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
                        ("mirror.rules", config.mirror_rules)):
         if given and config.mirror_probe is None:
             raise ConfigError(key, "needs mirror.probe (the probe's DPID:PORT)")
+    if config.grpc_max_streams >= config.grpc_max_workers:
+        raise ConfigError("grpc.max_streams", f"must be below grpc.max_workers "
+                          f"({config.grpc_max_workers}), so that workers are left for unary "
+                          f"calls; got {config.grpc_max_streams}")
     if config.link_timeout_s <= config.lldp_interval_s:
         raise ConfigError("discovery.link_timeout_s",
                           f"must be greater than discovery.lldp_interval_s "

@@ -70,7 +70,9 @@ class Runtime:
             kpis=self.kpis, unix_socket=self.config.grpc_unix_socket,
             gateway_dpid=self.config.gateway_dpid,
             capacities=dict(self.config.link_capacity_bps),
-            on_change=self.notify_customers_changed, mirror=self.mirror)
+            on_change=self.notify_customers_changed, mirror=self.mirror,
+            max_workers=self.config.grpc_max_workers, max_streams=self.config.grpc_max_streams,
+            max_streams_per_client=self.config.grpc_max_streams_per_client)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)

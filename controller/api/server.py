@@ -8,10 +8,12 @@ import grpc
 from cems.v1 import customer_pb2, probe_pb2
 from cems.v1 import status_pb2 as pb
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controller.api.auth import BearerAuthInterceptor
+from controller.api import health
+from controller.api.limits import StreamLimits
 from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
 from controller.monitor.active import ActiveTests
 from controller.api.active import ActiveTestServicer
@@ -68,7 +70,8 @@ class GrpcServer:
     """The running server; stop() ends watch streams and shuts it down."""
 
     def __init__(self, server, stop_event: threading.Event, health_servicer,
-                 service_names: tuple[str, ...] = ("",)):
+                 service_names: tuple[str, ...] = ("",), limits: StreamLimits | None = None):
+        self.limits = limits
         self._server = server
         self._stop_event = stop_event
         self._health = health_servicer
@@ -102,14 +105,19 @@ def server_credentials(cert_path: str, key_path: str, client_ca_path: str = ""):
 
 def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = None,
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
-               max_workers: int = 32, credentials=None, kpis: KpiStore | None = None,
-               unix_socket: str = "", mirror=None, active=None
-               ) -> tuple[GrpcServer, int]:
+               max_workers: int = 64, credentials=None, kpis: KpiStore | None = None,
+               unix_socket: str = "", mirror=None, active=None, max_streams: int = 32,
+               max_streams_per_client: int = 8) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
     ReportService, ActiveTestService and (with `mirror`, a MirrorRules) MirrorService behind
     bearer-token authentication; plus health and reflection, on address. `on_change` hears
-    every stored customer change (a controller.csm.service.CustomerChanged).
+    every stored customer change (a controller.csm.service.CustomerChanged). At most
+    `max_streams` streams are open at once (`max_streams_per_client` per client address), so
+    that `max_workers - max_streams` workers always answer unary calls.
     Returns (server, bound port)."""
+    if not 0 < max_streams < max_workers:
+        raise ValueError(f"max_streams ({max_streams}) must be above 0 and below max_workers "
+                         f"({max_workers}): the rest of the workers answer unary calls")
     active = active or ActiveTests()
     stop_event = threading.Event()
     services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
@@ -119,7 +127,8 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         kpis.directory.use_topology(lambda: state.topology)
         services.append((ProbeServicer(kpis, state.bus, active, stop_event),
                          probe_pb2.DESCRIPTOR.services_by_name["ProbeService"], probe_pb2))
-    interceptors = []
+    limits = StreamLimits(max_streams, max_streams_per_client)
+    interceptors = [limits]
     if csm is not None:
         listeners = [on_change] if on_change is not None else []
         if kpis is not None:
@@ -154,10 +163,11 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                                                                 "cems.v1.ActiveTest")))))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
-                         interceptors=interceptors)
+                         interceptors=interceptors,
+                         maximum_concurrent_rpcs=4 * max_workers)  # beyond: RESOURCE_EXHAUSTED
     server.add_generic_rpc_handlers(tuple(build_service_handler(servicer, descriptor, module)
                                           for servicer, descriptor, module in services))
-    health_servicer = health.HealthServicer()
+    health_servicer = health.HealthServicer(stop_event)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = tuple(d.full_name for _, d, _ in services) + (
         health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -173,6 +183,6 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
             raise OSError(f"cannot listen for gRPC on unix socket {unix_socket}")
     server.start()
     running = GrpcServer(server, stop_event, health_servicer,
-                         ("",) + service_names[:len(services)])
+                         ("",) + service_names[:len(services)], limits)
     running.set_serving(state.health.serving)
     return running, port
