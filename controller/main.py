@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", help="debug, info, warning or error (default info)")
     parser.add_argument("--grpc-port-file", metavar="PATH",
                         help="write the bound gRPC port here once serving (for scripts)")
-    parser.add_argument("--create-token", metavar="ROLE[:CUSTOMER]",
+    parser.add_argument("--create-token", metavar="ROLE[:ID]",
                         help="create a bearer token in the store (roles: domain-manager, "
-                             "customer, peer-domain), print it once and exit")
+                             "customer:ID, peer-domain:ID, probe:ID), print it once and exit")
     return parser
 
 
@@ -51,9 +51,11 @@ def create_token(config, spec: str) -> int:
         print(f"cems-controller: --create-token: role {role_text!r} is not one of "
               f"{', '.join(roles)}", file=sys.stderr)
         return 2
+    role = roles[role_text]
     try:
-        token_id, token = CsmStore(Store(config.store_path)).create_token(roles[role_text],
-                                                                         customer_id)
+        token_id, token = CsmStore(Store(config.store_path)).create_token(
+            role, "" if role == Role.PROBE else customer_id,
+            probe_id=customer_id if role == Role.PROBE else "")
     except (Refused, StoreError) as err:
         print(f"cems-controller: --create-token: {err}", file=sys.stderr)
         return 1
@@ -82,6 +84,11 @@ def check_tls(config) -> None:
     (gRPC would only say that it failed to bind)."""
     if not config.grpc_tls_cert:
         return
+    mode = os.stat(config.grpc_tls_key).st_mode
+    if mode & 0o077:
+        raise ValueError(f"grpc.tls_key {config.grpc_tls_key} can be read by other users "
+                         f"(mode {mode & 0o777:o}); make it private: chmod 600 "
+                         f"{config.grpc_tls_key}")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.grpc_tls_cert,
                                                                  config.grpc_tls_key)

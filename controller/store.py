@@ -88,7 +88,29 @@ _MIGRATIONS = (
         PRIMARY KEY (customer_id, service)
     );
     """,
+    # 5: tokens of probes (their probe id) and tokens that expire
+    """
+    ALTER TABLE tokens ADD COLUMN probe_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN expires_unix_s REAL;
+    """,
 )
+
+
+def _private(path: str) -> None:
+    """The store holds token hashes and customers' data: readable by its owner only. SQLite
+    gives its -wal and -shm files the database file's permissions."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise StoreError(f"cannot open store {path}: {err.strerror}") from None
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # an older store, or one made by hand: tighten it
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.chmod(path + suffix, 0o600)
 
 
 class StoreError(RuntimeError):
@@ -106,6 +128,7 @@ class Store:
                 os.makedirs(directory, exist_ok=True)
             except OSError as err:
                 raise StoreError(f"cannot create directory {directory} for store {path}: {err}")
+            _private(path)
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")

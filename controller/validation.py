@@ -27,3 +27,22 @@ def mac_address(field: str, value: str) -> str:
         raise ValueError(f"{field} {shown(value)} is a group (multicast or broadcast) address, "
                          "not a device's")
     return text
+
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def probe_id(field: str, value: str) -> str:
+    """A probe's id: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or
+    digit (it names the probe in metrics and logs)."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError(f"{field} {shown(value)} must be 1 to 64 letters, digits, '.', '_' or "
+                         "'-', starting with a letter or digit")
+    return value
+
+
+def truncated(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"

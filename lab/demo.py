@@ -27,22 +27,16 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def cemsctl(controller: ControllerProcess, *args: str, token: str = "") -> None:
+def cemsctl(controller: ControllerProcess, *args: str) -> None:
+    """cemsctl as the domain manager (its token in $CEMS_TOKEN, as an operator would have it)."""
     print(f"$ cemsctl {' '.join(args)}", flush=True)
-    cli.main(["--server", controller.grpc_address, *(["--token", token] if token else []),
-              *args])
+    os.environ["CEMS_TOKEN"] = controller.token
+    cli.main(["--server", controller.grpc_address, *args])
     sys.stdout.flush()
 
 
 def probe_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "probes.cli", *args]
-
-
-def domain_manager_token(controller: ControllerProcess) -> str:
-    out = subprocess.run([sys.executable, "-m", "controller.main", "--store",
-                          controller.store_path, "--create-token", "domain-manager"],
-                         cwd=REPO, capture_output=True, text=True, check=True, timeout=30)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def start_traffic(net, seconds: int) -> list:
@@ -78,8 +72,7 @@ def start_traffic(net, seconds: int) -> list:
 
 def services_seen(controller: ControllerProcess) -> set[str]:
     from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
-    import grpc  # pylint: disable=import-outside-toplevel
-    with grpc.insecure_channel(controller.grpc_address) as channel:
+    with controller.channel() as channel:
         reply = probe_pb2_grpc.ProbeServiceStub(channel).ListKpis(
             probe_pb2.ListKpisRequest(customer_id="c1"), timeout=5)
     return {r.service for r in reply.records}
@@ -132,18 +125,18 @@ def main(argv=None) -> int:
         cemsctl(controller, "topology")
 
         banner("customer c1, its traffic mirrored to the probe port s2:10")
-        token = domain_manager_token(controller)
         phone, stb = net.get("c1phone", "c1stb")
         cemsctl(controller, "customer", "create", "c1", "--name", "Customer One", "--segment",
                 "business", "--access", "5:3", "--host", phone.MAC(), "--host", stb.MAC(),
-                "--variant", "gsb-business", "--class", "silver:10M:20M", token=token)
-        cemsctl(controller, "mirror", "set", "c1", token=token)
+                "--variant", "gsb-business", "--class", "silver:10M:20M")
+        cemsctl(controller, "mirror", "set", "c1")
         wait_for(lambda: "output:10" in subprocess.run(
             ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s2", "table=1"],
             capture_output=True, text=True).stdout, 20, "the mirror flows on s2")
         probes.append(subprocess.Popen(
             probe_cmd("passive", "--iface", "s2-eth10", "--controller", controller.grpc_address,
-                      "--probe-id", "core-probe", "--bpf", "udp or tcp"), cwd=REPO,
+                      "--bpf", "udp or tcp"), cwd=REPO,
+            env={**os.environ, "CEMS_TOKEN": controller.probe_token("core-probe")},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         print("passive probe core-probe on s2-eth10 (TPACKET_V3 ring), exporting to cems")
         voice_host = net.get("voice")
@@ -151,8 +144,9 @@ def main(argv=None) -> int:
             log = os.path.join(controller.workdir, f"{host.name}-agent.log")
             with open(log, "w", encoding="utf-8") as stderr:
                 probes.append(host.popen(probe_cmd(
-                    "agent", "--controller", f"unix:{socket_path}", "--probe-id",
-                    f"{host.name}-agent", *extra), cwd=REPO, stderr=stderr))
+                    "agent", "--controller", f"unix:{socket_path}", *extra), cwd=REPO,
+                    stderr=stderr, env={**os.environ, "CEMS_TOKEN": controller.probe_token(
+                        f"{host.name}-agent")}))
         print("probe agents on c1phone and voice (the latter also a STAMP reflector), logs in "
               f"{controller.workdir}")
 
@@ -160,7 +154,7 @@ def main(argv=None) -> int:
         procs = start_traffic(net, args.seconds)
         wait_for(lambda: subprocess.run(
             [sys.executable, "-m", "controller.cli", "--server", controller.grpc_address,
-             "--token", token, "stamp", "start", "c1phone-agent", voice_host.IP(), "--count",
+             "stamp", "start", "c1phone-agent", voice_host.IP(), "--count",
              str(50 * (args.seconds - 2)), "--interval", "0.02"], cwd=REPO,
             capture_output=True).returncode == 0, 20, "the c1phone agent to take a STAMP test")
         print("STAMP test c1phone -> voice started over gRPC")
@@ -172,7 +166,7 @@ def main(argv=None) -> int:
         banner("KPIs of c1's mirrored voice and IPTV, and of the active test")
         cemsctl(controller, "kpis", "--customer", "c1")
         cemsctl(controller, "kpis", "--service", "active-test")
-        cemsctl(controller, "stamp", "list", token=token)
+        cemsctl(controller, "stamp", "list")
         banner("the adaptive-video session on c2pc")
         out, _ = procs[-1].communicate(timeout=args.seconds * 4 + 30)
         video = json.loads(out.strip().splitlines()[-1])

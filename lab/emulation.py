@@ -19,6 +19,8 @@ from cems.v1 import status_pb2 as pb
 from cems.v1 import status_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.channel import connect
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RYU_PYTHON = os.path.join(REPO, ".venv-ryu", "bin", "python")
 
@@ -78,6 +80,7 @@ class ControllerProcess:
         self.extra_config = extra_config  # more TOML, appended to the generated file
         self.unix_socket = unix_socket    # gRPC also on this unix socket, if given
         self.env = env or {}              # more environment for the process
+        self.token = ""                   # a domain manager's token, made at the first start
         self.process: subprocess.Popen | None = None
         self._channel = None
 
@@ -103,14 +106,39 @@ class ControllerProcess:
         return [sys.executable, "-m", "controller.main", "--config", self.config_path,
                 *self.extra_args]
 
+    def _make_token(self, role: str, subject: str = "") -> str:
+        """A bearer token in the controller's store (the same file it opens)."""
+        from controller.csm.model import Role  # pylint: disable=import-outside-toplevel
+        from controller.csm.store import CsmStore  # pylint: disable=import-outside-toplevel
+        from controller.store import Store  # pylint: disable=import-outside-toplevel
+        store = Store(self.store_path)
+        try:
+            role = Role(role)
+            csm = CsmStore(store)
+            if role == Role.PROBE:
+                return csm.create_token(role, probe_id=subject)[1]
+            return csm.create_token(role, subject)[1]
+        finally:
+            store.close()
+
+    def probe_token(self, probe_id: str) -> str:
+        """A token for a probe or agent: its records and tasks are under `probe_id`."""
+        return self._make_token("probe", probe_id)
+
+    def channel(self) -> grpc.Channel:
+        """A new channel to the controller with the domain manager's token (close it)."""
+        return connect(self.grpc_address, self.token)
+
     def start(self, timeout_s: float = 30.0) -> "ControllerProcess":
         self._write_config()
+        if not self.token:
+            self.token = self._make_token("domain-manager")
         log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
         self.process = subprocess.Popen(
             self._command(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "CEMS_CONFIG": self.config_path, **self.env})
         log.close()
-        self._channel = grpc.insecure_channel(self.grpc_address)
+        self._channel = self.channel()
         health = health_pb2_grpc.HealthStub(self._channel)
 
         def serving():

@@ -17,6 +17,8 @@ import grpc
 from cems.v1 import probe_pb2 as pb
 from cems.v1 import probe_pb2_grpc as pb_grpc
 
+from client.channel import Credentials
+
 from probes.flows import FlowRecord
 from probes.stamp import PACKET_SIZE, StampResult
 from probes.stamp_io import run_sender
@@ -75,8 +77,10 @@ def run_stamp_test(spec: pb.StampTestSpec, emit, stop: threading.Event) -> int:
 
 
 class ProbeAgent:
-    def __init__(self, address: str, probe_id: str, emit, max_backoff_s: float = 5.0):
+    def __init__(self, address: str, probe_id: str, emit, max_backoff_s: float = 5.0,
+                 credentials: Credentials = Credentials()):
         self.address = address
+        self.credentials = credentials  # a probe token (or certificate) names the probe
         self.probe_id = probe_id
         self.emit = emit
         self.max_backoff_s = max_backoff_s
@@ -109,7 +113,7 @@ class ProbeAgent:
         canceller = threading.Thread(target=cancel_on_stop, daemon=True)
         canceller.start()
         while not stop.is_set():
-            channel = grpc.insecure_channel(self.address)
+            channel = self.credentials.connect(self.address)
             stream = current[0] = pb_grpc.ProbeServiceStub(channel).WatchTasks(
                 pb.WatchTasksRequest(probe_id=self.probe_id), wait_for_ready=True)
             if stop.is_set():  # set before the canceller could see this stream

@@ -14,13 +14,13 @@ import argparse
 import dataclasses
 import json
 import signal
-import socket
 import sys
 import threading
 import time
 
 from cems.v1 import probe_pb2
 
+from client.channel import Credentials, TokenError, add_arguments as add_client_arguments
 from probes.agent import ProbeAgent
 from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
@@ -41,11 +41,17 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+PROBE_ID_HELP = ("the probe's id, to check it against the credential (the controller takes "
+                 "the probe id from the probe token or certificate; default: that one)")
+
+
 def run_passive(args) -> int:
     table = FlowTable(max_flows=args.max_flows)
     counters = ProbeCounters()
     to_stdout = write_records(sys.stdout)
-    exporter = RecordExporter(args.controller, args.probe_id).start() if args.controller else None
+    exporter = RecordExporter(args.controller, args.probe_id,
+                              credentials=Credentials.from_args(args)).start() \
+        if args.controller else None
     capture = None
     if args.iface:
         try:
@@ -100,13 +106,14 @@ def run_agent(args) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    exporter = RecordExporter(args.controller, args.probe_id).start()
+    credentials = Credentials.from_args(args)
+    exporter = RecordExporter(args.controller, args.probe_id, credentials=credentials).start()
     reflector = None
     if args.reflect is not None:
         reflector = Reflector("0.0.0.0", args.reflect)
         threading.Thread(target=reflector.serve, args=(stop,), daemon=True).start()
-    agent = ProbeAgent(args.controller, args.probe_id, exporter.offer)
-    print(f"cems-probe agent {args.probe_id}: waiting for tests from {args.controller}"
+    agent = ProbeAgent(args.controller, args.probe_id, exporter.offer, credentials=credentials)
+    print(f"cems-probe agent {args.probe_id or '(named by its token)'}: waiting for tests from {args.controller}"
           + (f", reflecting STAMP on port {reflector.address[1]}" if reflector else ""),
           file=sys.stderr, flush=True)
     agent.serve(stop)
@@ -173,9 +180,11 @@ def main(argv=None) -> int:
                          help="capture filter in tcpdump syntax, applied in the kernel")
     passive.add_argument("--no-ring", action="store_true",
                          help="read with recv_into instead of a TPACKET_V3 ring")
-    passive.add_argument("--controller", metavar="HOST:PORT",
-                         help="also export the records to the cems controller's gRPC address")
-    passive.add_argument("--probe-id", default=socket.gethostname())
+    passive.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
+                         help="also export the records to the cems controller's gRPC address "
+                              "(with a probe token: $CEMS_TOKEN or --token-file)")
+    passive.add_argument("--probe-id", default="", help=PROBE_ID_HELP)
+    add_client_arguments(passive)
     for kind in ("voice", "iptv"):
         gen = sub.add_parser(f"gen-{kind}", help=f"send {kind} test traffic, print what was sent")
         gen.add_argument("--target", type=_address, required=True)
@@ -202,8 +211,10 @@ def main(argv=None) -> int:
     player.add_argument("--max-buffer", type=float, default=20.0, metavar="SECONDS")
     player.add_argument("--segments", type=int, default=0, help="stop after N (default: all)")
     agent = sub.add_parser("agent", help="run the active tests the controller starts")
-    agent.add_argument("--controller", required=True, metavar="HOST:PORT|unix:PATH")
-    agent.add_argument("--probe-id", default=socket.gethostname())
+    agent.add_argument("--controller", required=True, metavar="HOST:PORT|unix:PATH",
+                       help="the controller (with a probe token: $CEMS_TOKEN or --token-file)")
+    agent.add_argument("--probe-id", default="", help=PROBE_ID_HELP)
+    add_client_arguments(agent)
     agent.add_argument("--reflect", type=int, metavar="PORT",
                        help="also answer STAMP on this UDP port (862 is the standard one)")
     reflector = sub.add_parser("stamp-reflector", help="answer STAMP test packets (RFC 8762)")
@@ -215,6 +226,14 @@ def main(argv=None) -> int:
     sender.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS")
     sender.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except TokenError as err:
+        print(f"cems-probe: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.command in ("gen-voice", "gen-iptv"):
         send = send_voice if args.command == "gen-voice" else send_iptv
         print(json.dumps(dataclasses.asdict(send(*args.target, args.seconds))))

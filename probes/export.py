@@ -16,6 +16,8 @@ import grpc
 from cems.v1 import probe_pb2 as pb
 from cems.v1 import probe_pb2_grpc as pb_grpc
 
+from client.channel import Credentials
+
 from probes.flows import FlowRecord
 
 
@@ -31,8 +33,10 @@ def record_pb(record: FlowRecord, probe_id: str) -> pb.FlowRecord:
 
 class RecordExporter:
     def __init__(self, address: str, probe_id: str, max_buffer: int = 10_000,
-                 batch: int = 500, interval_s: float = 0.5, max_backoff_s: float = 5.0):
+                 batch: int = 500, interval_s: float = 0.5, max_backoff_s: float = 5.0,
+                 credentials: Credentials = Credentials()):
         self.address = address
+        self.credentials = credentials  # a probe token (or certificate) names the probe
         self.probe_id = probe_id
         self.batch = batch
         self.interval_s = interval_s
@@ -108,7 +112,7 @@ class RecordExporter:
 
     def _run(self) -> None:
         backoff = self.interval_s
-        channel = grpc.insecure_channel(self.address)
+        channel = self.credentials.connect(self.address)
         stub = pb_grpc.ProbeServiceStub(channel)
         try:
             while not self._stop.is_set():

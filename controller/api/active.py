@@ -2,7 +2,6 @@
 
 import queue
 
-import grpc
 from cems.v1 import probe_pb2 as pb
 
 from controller.monitor.active import ActiveTestError, ActiveTests, latest_result
@@ -12,11 +11,9 @@ from controller.csm import rules
 from controller.monitor.kpis import KpiStore
 
 
-def watch_tasks(active: ActiveTests, request, context, stop_event=None):
+def watch_tasks(active: ActiveTests, probe_id: str, context, stop_event=None):
     """ProbeService.WatchTasks: the agent's tasks until it goes away or connects again."""
-    if not request.probe_id:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "probe_id is required")
-    tasks = active.connect(request.probe_id)
+    tasks = active.connect(probe_id)
     context.send_initial_metadata((("cems-tasks", "connected"),))  # the agent knows it is in
     try:
         while context.is_active() and not (stop_event and stop_event.is_set()):
@@ -29,7 +26,7 @@ def watch_tasks(active: ActiveTests, request, context, stop_event=None):
             yield (pb.ProbeTask(start_stamp=convert.stamp_spec_pb(task.body))
                    if task.kind == "start" else pb.ProbeTask(stop_test_id=task.body))
     finally:
-        active.disconnect(request.probe_id, tasks)
+        active.disconnect(probe_id, tasks)
 
 
 class ActiveTestServicer(GatedServicer):

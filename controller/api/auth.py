@@ -1,20 +1,51 @@
-"""Bearer-token authentication as a gRPC server interceptor (shell).
+"""Who is asking, and may they call this method at all (shell).
 
-The interceptor turns the request's "authorization: Bearer <token>" into a Principal (or
-None), or, without a token, the client certificate of an mTLS connection, and makes it
-available to the servicer through current_principal(); deciding what the principal may do
-is the core's job (controller.csm.rules.authorize).
+Every method of a cems service needs a principal: a bearer token ("authorization: Bearer
+<token>") or, without one, the client certificate of an mTLS connection, whose common name
+names it ("domain-manager", "customer:ID", "peer-domain:ID", "probe:ID"). METHOD_ACTIONS
+gives each method the action it is (controller.csm.rules.ACTIONS says which roles may do
+it); a method without a rule is refused to everyone. Health and reflection are open: they
+tell nothing about any customer. What a principal may see within a method it may call (a
+customer only its own) is the servicer's and the core's to scope, through
+current_principal().
+
+Refusals here are counted by code (`refusals`), not written to the audit log one row each:
+an unauthenticated flood must not fill the store.
 """
 
+import collections
 import contextvars
+import threading
 from typing import Callable
 
 import grpc
 
+from controller.csm import rules
 from controller.csm.model import Principal, Role
 
 _PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "cems_principal", default=None)
+
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_ALL = {
+    "StatusService": {"GetStatus": "read_status", "GetTopology": "read_network",
+                      "ListFlows": "read_network", "ListPorts": "read_network",
+                      "ListMeters": "read_network", "WatchEvents": "read_network"},
+    "ProbeService": {"ExportRecords": "probe", "WatchTasks": "probe", "ListKpis": "read_kpis"},
+    "ActiveTestService": {"StartStampTest": "manage", "StopStampTest": "manage",
+                          "ListStampTests": "manage"},
+    "MirrorService": {"ListMirrorRules": "manage", "SetMirrorRule": "manage",
+                      "RemoveMirrorRule": "manage"},
+    "SlaService": {"CreateCustomer": "manage", "GetCustomer": "manage",
+                   "ListCustomers": "manage", "UpdateSla": "manage",
+                   "DeleteCustomer": "manage", "CreateToken": "manage",
+                   "ListTokens": "manage", "RevokeToken": "manage"},
+    "SlsService": {"GetSla": "read_sla", "GetSls": "read_sls", "ChangeSls": "change_sls"},
+    "ReportService": {"GetReport": "read_report"},
+}
+METHOD_ACTIONS = {f"/cems.v1.{service}/{method}": action
+                  for service, methods in _ALL.items() for method, action in methods.items()}
 
 
 def current_principal() -> Principal | None:
@@ -30,62 +61,102 @@ def _bearer(metadata) -> str | None:
 
 def principal_from_certificate(context) -> Principal | None:
     """With mTLS, the client certificate's common name names the principal:
-    "domain-manager", "customer:ID" or "peer-domain:ID". None without one."""
+    "domain-manager", "customer:ID", "peer-domain:ID" or "probe:ID". None without one."""
     names = context.auth_context().get("x509_common_name") or []
     if not names:
         return None
-    role_text, _, customer_id = names[0].decode(errors="replace").partition(":")
+    role_text, _, subject = names[0].decode(errors="replace").partition(":")
     try:
         role = Role(role_text)
     except ValueError:
         return None
-    if role != Role.DOMAIN_MANAGER and not customer_id:
+    if role == Role.DOMAIN_MANAGER:
+        return Principal(role, "", "x509")
+    if not subject:
         return None
-    return Principal(role, customer_id, "x509")
+    if role == Role.PROBE:
+        return Principal(role, "", "x509", subject)
+    return Principal(role, subject, "x509")
 
 
-class BearerAuthInterceptor(grpc.ServerInterceptor):
-    """Resolves bearer tokens for the methods of `services` (full service names)."""
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Resolves the principal of every call to a cems method and refuses it unless the
+    method's rule allows the principal's role; the servicer sees it as current_principal()."""
 
-    def __init__(self, resolve: Callable[[str], Principal | None], services: tuple[str, ...]):
+    def __init__(self, resolve: Callable[[str], Principal | None]):
         self._resolve = resolve
-        self._prefixes = tuple(f"/{name}/" for name in services)
+        self._lock = threading.Lock()
+        self.refusals: collections.Counter = collections.Counter()  # (code, method) -> n
+
+    def _admit(self, method: str, token: str | None, context) -> Principal:
+        principal = self._resolve(token) if token else principal_from_certificate(context)
+        action = METHOD_ACTIONS.get(method)
+        try:
+            if action is None:
+                raise rules.Refused("PERMISSION_DENIED",
+                                    f"{method} has no access rule; it is refused to everyone")
+            rules.authorize(principal, action)
+        except rules.Refused as refused:
+            with self._lock:
+                self.refusals[(refused.code, method)] += 1
+            context.abort(getattr(grpc.StatusCode, refused.code), refused.message)
+        return principal
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(self._prefixes):
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         token = _bearer(handler_call_details.invocation_metadata)
-        resolve = self._resolve
+        admit = self._admit
 
-        def wrap(behaviour):
-            def with_principal(request, context):
-                principal = resolve(token) if token else principal_from_certificate(context)
-                reset = _PRINCIPAL.set(principal)
+        def call(behaviour):
+            def answered(request, context):
+                reset = _PRINCIPAL.set(admit(method, token, context))
                 try:
                     return behaviour(request, context)
                 finally:
                     _PRINCIPAL.reset(reset)
-            return with_principal
+            return answered
 
-        if handler.unary_unary is None:
-            raise TypeError(f"{handler_call_details.method}: only unary methods are protected")
-        return grpc.unary_unary_rpc_method_handler(
-            wrap(handler.unary_unary), request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+        def stream(behaviour):
+            def streamed(request, context):
+                # The generator's body runs as the server iterates it, on one worker thread:
+                # the principal is set for the whole of it.
+                reset = _PRINCIPAL.set(admit(method, token, context))
+                try:
+                    yield from behaviour(request, context)
+                finally:
+                    _PRINCIPAL.reset(reset)
+            return streamed
+
+        options = {"request_deserializer": handler.request_deserializer,
+                   "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(call(handler.unary_unary), **options)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(call(handler.stream_unary), **options)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **options)
+        return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **options)
 
 
 class GatedServicer:
-    """Base of the servicers behind authentication: each method runs its work through the
-    core's Gate (authorization and audit) and answers a Refused with its status and text."""
+    """Base of the servicers whose requests are audited: each method runs its work through
+    the core's Gate (authorization with the customer's scope, and audit) and answers a
+    Refused with its status and text."""
 
     def __init__(self, gate):
         self.gate = gate  # controller.csm.service.Gate
 
     def _run(self, context, action: str, customer_id: str, work, own: bool = False):
         """work(customer_id) -> reply, for the caller of this request."""
-        from controller.csm.rules import Refused  # pylint: disable=import-outside-toplevel
         try:
             return self.gate.run(current_principal(), action, customer_id, work, own)
-        except Refused as refused:
+        except rules.Refused as refused:
             context.abort(getattr(grpc.StatusCode, refused.code), refused.message)
+
+
+def refuse(context, refused: rules.Refused):
+    """Answer a Refused with its status and message."""
+    context.abort(getattr(grpc.StatusCode, refused.code), refused.message)

@@ -12,7 +12,7 @@ from cems.v1 import probe_pb2
 from cems.v1 import status_pb2 as pb
 
 from controller.csm import rules
-from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla, Sls
+from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla, Sls, TokenInfo
 from controller.csm.report import CustomerReport
 from controller.events import (FlowRates, FlowView, HostLearned, KpiRecords, LinkChanged,
                                MeterStatsView, PortChanged, PortStatsView, SwitchChanged)
@@ -183,7 +183,9 @@ _CLASS_TO_PB = {ServiceClass.GOLD: customer_pb2.SERVICE_CLASS_GOLD,
 _PB_TO_CLASS = {v: k for k, v in _CLASS_TO_PB.items()}
 _PB_TO_ROLE = {customer_pb2.ROLE_DOMAIN_MANAGER: Role.DOMAIN_MANAGER,
                customer_pb2.ROLE_CUSTOMER: Role.CUSTOMER,
-               customer_pb2.ROLE_PEER_DOMAIN: Role.PEER_DOMAIN}
+               customer_pb2.ROLE_PEER_DOMAIN: Role.PEER_DOMAIN,
+               customer_pb2.ROLE_PROBE: Role.PROBE}
+_ROLE_TO_PB = {v: k for k, v in _PB_TO_ROLE.items()}
 
 
 def service_class_of(value: int) -> ServiceClass:
@@ -196,7 +198,7 @@ def service_class_of(value: int) -> ServiceClass:
 def role_of(value: int) -> Role:
     if value not in _PB_TO_ROLE:
         raise rules.Refused("INVALID_ARGUMENT", "role must be ROLE_DOMAIN_MANAGER, "
-                            "ROLE_CUSTOMER or ROLE_PEER_DOMAIN")
+                            "ROLE_CUSTOMER, ROLE_PEER_DOMAIN or ROLE_PROBE")
     return _PB_TO_ROLE[value]
 
 
@@ -259,3 +261,10 @@ def report_pb(report: CustomerReport) -> customer_pb2.GetReportResponse:
         target_delay_ms=target.delay_ms, target_jitter_ms=target.jitter_ms,
         target_loss_ratio=target.loss_ratio, target_source=target.source,
         unknown=list(report.unknown))
+
+
+def token_pb(t: TokenInfo) -> customer_pb2.TokenInfo:
+    return customer_pb2.TokenInfo(token_id=t.token_id, role=_ROLE_TO_PB[t.role],
+                                  customer_id=t.customer_id, probe_id=t.probe_id,
+                                  created_unix_s=t.created_unix_s,
+                                  expires_unix_s=t.expires_unix_s or 0.0)

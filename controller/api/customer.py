@@ -59,10 +59,21 @@ class SlaServicer(GatedServicer):
 
     def CreateToken(self, request, context):
         def work(customer_id):
-            token_id, token = self.customers.create_token(convert.role_of(request.role),
-                                                          customer_id)
+            token_id, token = self.customers.create_token(
+                convert.role_of(request.role), customer_id, request.probe_id,
+                request.expires_unix_s or None)
             return pb.CreateTokenResponse(token_id=token_id, token=token)
         return self._run(context, "manage", request.customer_id, work)
+
+    def ListTokens(self, request, context):
+        return self._run(context, "manage", "", lambda _c: pb.ListTokensResponse(
+            tokens=[convert.token_pb(t) for t in self.customers.tokens()]))
+
+    def RevokeToken(self, request, context):
+        def work(_customer_id):
+            self.customers.revoke_token(request.token_id)
+            return pb.RevokeTokenResponse()
+        return self._run(context, "manage", "", work)
 
 
 class SlsServicer(GatedServicer):

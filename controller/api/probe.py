@@ -1,7 +1,9 @@
 """ProbeService servicer: probes stream records in, operators list the latest KPIs (shell).
 
-The KpiStore validates, joins (customer and service) and keeps the records as they arrive;
-accepted records are also published on the event bus (EVENT_KIND_KPI for WatchEvents).
+A probe's records and task stream are under the probe id of its credential (a probe token
+or certificate), never one a message names. The KpiStore validates, joins (customer and
+service) and keeps the records as they arrive; accepted records are also published on the
+event bus (EVENT_KIND_KPI for WatchEvents). ListKpis is scoped to the caller.
 """
 
 import time
@@ -11,28 +13,39 @@ from cems.v1 import probe_pb2 as pb
 
 from controller.api import convert
 from controller.api.active import watch_tasks
+from controller.api.auth import current_principal, refuse
+from controller.csm import rules
 from controller.events import EventBus, KpiRecords
 from controller.monitor.active import ActiveTests
 from controller.monitor.kpis import KpiStore
+from controller.monitor.scope import Scope
 
 MAX_PROBLEMS = 10
 MAX_LIST = 10_000
 
 
 class ProbeServicer:
-    def __init__(self, kpis: KpiStore, bus: EventBus, active: ActiveTests, stop_event=None):
+    def __init__(self, kpis: KpiStore, bus: EventBus, active: ActiveTests, stop_event=None,
+                 scope_of=lambda principal: Scope()):
+        self.scope_of = scope_of
         self.active = active
         self.stop_event = stop_event
         self.kpis = kpis
         self.bus = bus
 
     def ExportRecords(self, request_iterator, context):
+        probe_id = current_principal().probe_id
         accepted, rejected, problems = 0, 0, []
         for request in request_iterator:
+            named = {request.probe_id, request.health.probe_id, *(m.probe_id for m in request.records)}
+            if named - {"", probe_id}:
+                refuse(context, rules.Refused(
+                    "PERMISSION_DENIED", f"this credential is probe {probe_id!r}; the request "
+                    f"names {sorted(named - {'', probe_id})[0]!r}"))
             if request.HasField("health"):
-                self.kpis.set_health(convert.health_from_pb(request.probe_id, request.health))
+                self.kpis.set_health(convert.health_from_pb(probe_id, request.health))
             stored, found = self.kpis.add_records(
-                [convert.record_from_pb(request.probe_id, m) for m in request.records],
+                [convert.record_from_pb(probe_id, m) for m in request.records],
                 request.dropped_records)
             accepted += len(stored)
             rejected += len(found)
@@ -42,13 +55,24 @@ class ProbeServicer:
         return pb.ExportRecordsResponse(accepted=accepted, rejected=rejected, problems=problems)
 
     def WatchTasks(self, request, context):
-        yield from watch_tasks(self.active, request, context, self.stop_event)
+        probe_id = current_principal().probe_id
+        if request.probe_id not in ("", probe_id):
+            refuse(context, rules.Refused("PERMISSION_DENIED", f"this credential is probe "
+                                          f"{probe_id!r}, not {request.probe_id!r}"))
+        yield from watch_tasks(self.active, probe_id, context, self.stop_event)
 
     def ListKpis(self, request, context):
         if request.limit > MAX_LIST:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"limit {request.limit} is above {MAX_LIST}")
-        records = self.kpis.select(request.customer_id, request.service, request.history)
+        principal = current_principal()
+        try:
+            rules.authorize(principal, "read_kpis", request.customer_id)
+        except rules.Refused as refused:
+            refuse(context, refused)
+        scope = self.scope_of(principal)
+        customer_id = request.customer_id if scope.everything else scope.customer_id
+        records = self.kpis.select(customer_id, request.service, request.history)
         return pb.ListKpisResponse(
             records=[convert.kpi_record_pb(r) for r in records[:request.limit or 1000]],
             accepted_total=self.kpis.accepted_total, rejected_total=self.kpis.rejected_total,

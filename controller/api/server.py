@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controller.api.auth import BearerAuthInterceptor
+from controller.api.auth import AuthInterceptor
 from controller.api import health
 from controller.api.limits import StreamLimits
 from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
@@ -22,6 +22,8 @@ from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
 from controller.csm.service import CustomerService, Gate
+from controller.monitor.directory import CustomerDirectory
+from controller.monitor.scope import scope_of
 from controller.csm.store import CsmStore
 from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
@@ -70,8 +72,10 @@ class GrpcServer:
     """The running server; stop() ends watch streams and shuts it down."""
 
     def __init__(self, server, stop_event: threading.Event, health_servicer,
-                 service_names: tuple[str, ...] = ("",), limits: StreamLimits | None = None):
+                 service_names: tuple[str, ...] = ("",), limits: StreamLimits | None = None,
+                 auth: AuthInterceptor | None = None):
         self.limits = limits
+        self.auth = auth
         self._server = server
         self._stop_event = stop_event
         self._health = health_servicer
@@ -120,21 +124,26 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                          f"({max_workers}): the rest of the workers answer unary calls")
     active = active or ActiveTests()
     stop_event = threading.Event()
-    services = [(StatusServicer(state, stop_event), pb.DESCRIPTOR.services_by_name["StatusService"],
-                 pb)]
+    # Which customer an address, a record or a caller's scope belongs to.
+    directory = kpis.directory if kpis is not None else CustomerDirectory()
+    directory.use_topology(lambda: state.topology)
+    listeners = [on_change] if on_change is not None else []
+    if csm is not None:
+        directory.load(csm.all_current_sls())
+        listeners.append(directory.customer_changed)
+
+    def scope_for(principal):
+        return scope_of(principal, directory.state)
+
+    services = [(StatusServicer(state, stop_event, scope_for),
+                 pb.DESCRIPTOR.services_by_name["StatusService"], pb)]
     if kpis is not None:
-        # records are joined with the customers of the hosts the controller has learned
-        kpis.directory.use_topology(lambda: state.topology)
-        services.append((ProbeServicer(kpis, state.bus, active, stop_event),
+        services.append((ProbeServicer(kpis, state.bus, active, stop_event, scope_for),
                          probe_pb2.DESCRIPTOR.services_by_name["ProbeService"], probe_pb2))
     limits = StreamLimits(max_streams, max_streams_per_client)
-    interceptors = [limits]
+    auth = AuthInterceptor(csm.principal_for if csm is not None else lambda token: None)
+    interceptors = [limits, auth]
     if csm is not None:
-        listeners = [on_change] if on_change is not None else []
-        if kpis is not None:
-            kpis.directory.load(csm.customers(0, 1 << 62))
-            listeners.append(kpis.directory.customer_changed)
-
         def changed(change):
             for listener in listeners:
                 listener(change)
@@ -155,12 +164,6 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         if mirror is not None:
             services.append((MirrorServicer(gate, mirror),
                              probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
-        interceptors.append(BearerAuthInterceptor(
-            csm.principal_for, tuple(d.full_name for _, d, _ in services
-                                     if d.full_name.startswith(("cems.v1.Sla", "cems.v1.Sls",
-                                                                "cems.v1.Report",
-                                                                "cems.v1.Mirror",
-                                                                "cems.v1.ActiveTest")))))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors,
@@ -183,6 +186,6 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
             raise OSError(f"cannot listen for gRPC on unix socket {unix_socket}")
     server.start()
     running = GrpcServer(server, stop_event, health_servicer,
-                         ("",) + service_names[:len(services)], limits)
+                         ("",) + service_names[:len(services)], limits, auth)
     running.set_serving(state.health.serving)
     return running, port

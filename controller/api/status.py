@@ -1,4 +1,8 @@
-"""StatusService servicer: answers from PublishedState snapshots, never touching the app (shell)."""
+"""StatusService servicer: answers from PublishedState snapshots, never touching the app (shell).
+
+Each answer is scoped to the caller (controller.monitor.scope): the domain manager sees the
+whole network, a customer only its own hosts, flows, access port, meter and events.
+"""
 
 import time
 
@@ -8,6 +12,8 @@ from cems.v1 import status_pb2_grpc as pb_grpc
 
 from controller import __version__
 from controller.api import convert
+from controller.api.auth import current_principal
+from controller.monitor.scope import Scope
 from controller.openflow.pipeline import Component
 from controller.state import PublishedState
 
@@ -16,9 +22,13 @@ MAX_LIMIT = 1_000_000
 
 
 class StatusServicer(pb_grpc.StatusServiceServicer):
-    def __init__(self, state: PublishedState, stop_event=None):
+    def __init__(self, state: PublishedState, stop_event=None, scope_of=lambda principal: Scope()):
         self._state = state
         self._stop = stop_event
+        self._scope_of = scope_of  # principal -> Scope
+
+    def _scope(self) -> Scope:
+        return self._scope_of(current_principal())
 
     def _select(self, mapping, request, context) -> list:
         """Values of a per-switch mapping, for the request's dpid (NOT_FOUND) or all."""
@@ -53,7 +63,8 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             send_errors_total=state.counters.send_errors_total)
 
     def GetTopology(self, request, context):
-        return convert.topology_pb(self._state.topology, self._state.connected)
+        return convert.topology_pb(self._scope().topology(self._state.topology),
+                                   self._state.connected)
 
     def ListFlows(self, request, context):
         if request.component and request.component not in _COMPONENTS:
@@ -64,7 +75,8 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"limit {request.limit} is above the maximum {MAX_LIMIT}; "
                           "use 0 for no limit or filter by dpid")
-        flows = self._select(self._state.flows, request, context)
+        scope = self._scope()
+        flows = [f for f in self._select(self._state.flows, request, context) if scope.flow(f)]
         if request.component:
             flows = [f for f in flows
                      if f.entry.component and f.entry.component.name.lower() == request.component]
@@ -75,12 +87,16 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
                                     poll_interval_s=self._state.poll_interval_s)
 
     def ListPorts(self, request, context):
-        ports = self._select(self._state.ports, request, context)
+        scope = self._scope()
+        ports = [p for p in self._select(self._state.ports, request, context)
+                 if scope.port(p.dpid, p.port_no)]
         ports.sort(key=lambda p: (p.dpid, p.port_no))
         return pb.ListPortsResponse(ports=[convert.port_stats_pb(p) for p in ports])
 
     def ListMeters(self, request, context):
-        meters = self._select(self._state.meters, request, context)
+        scope = self._scope()
+        meters = [m for m in self._select(self._state.meters, request, context)
+                  if scope.meter(m.dpid, m.meter_id)]
         meters.sort(key=lambda m: (m.dpid, m.meter_id))
         return pb.ListMetersResponse(meters=[convert.meter_stats_pb(m) for m in meters])
 
@@ -92,10 +108,13 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
                               f"event kind {kind} is not allowed; allowed: "
                               + ", ".join(n for n in pb.EventKind.keys()
                                           if n != "EVENT_KIND_UNSPECIFIED"))
+        scope = self._scope()
         subscription = self._state.bus.subscribe()
         try:
             while context.is_active() and not (self._stop and self._stop.is_set()):
                 item = subscription.get(timeout_s=0.5)
+                if item is not None:
+                    item = scope.event(item)
                 if item is None:
                     continue
                 event = convert.event_pb(item)

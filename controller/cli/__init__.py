@@ -1,7 +1,10 @@
 """cemsctl: the command-line gRPC client of cems (shell).
 
-    cemsctl [--server HOST:PORT] [--json] status|topology|flows|ports|meters|watch
-    cemsctl [--token TOKEN] customer|sla|sls|token ...   (customer service management)
+    cemsctl [--server HOST:PORT] [--json] status|topology|flows|ports|meters|kpis|watch
+    cemsctl customer|sla|sls|token|report|mirror|stamp ...
+
+Every command needs a credential: a bearer token from --token-file, $CEMS_TOKEN or the file
+named by $CEMS_TOKEN_FILE, or an mTLS client certificate (--tls-cert, --tls-key).
 """
 
 import argparse
@@ -12,6 +15,8 @@ from cems.v1 import status_pb2 as pb
 from cems.v1 import status_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
+from client.channel import TokenError, add_arguments as add_client_arguments, connect, \
+    read_token
 from controller.cli import csm as cli_csm
 
 
@@ -200,13 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", default="127.0.0.1:50051", help="gRPC address of cems")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    parser.add_argument("--tls-ca", default="", metavar="PEM",
-                        help="connect with TLS, trusting this CA for the server certificate")
-    parser.add_argument("--tls-cert", default="", metavar="PEM",
-                        help="client certificate for mTLS (with --tls-key)")
-    parser.add_argument("--tls-key", default="", metavar="PEM")
-    parser.add_argument("--token", default="",
-                        help="bearer token for customer commands (default: $CEMS_TOKEN)")
+    parser.add_argument("--token", default="", help=argparse.SUPPRESS)  # prefer the file
+    add_client_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="controller summary")
     sub.add_parser("topology", help="switches, links and hosts")
@@ -233,22 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _channel(args):
-    if not args.tls_ca:
-        return grpc.insecure_channel(args.server)
-
-    def read(path):
-        with open(path, "rb") as stream:
-            return stream.read()
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read(args.tls_ca),
-        private_key=read(args.tls_key) if args.tls_key else None,
-        certificate_chain=read(args.tls_cert) if args.tls_cert else None)
-    return grpc.secure_channel(args.server, credentials)
+    return connect(args.server, read_token(args.token, args.token_file), args.tls_ca,
+                   args.tls_cert, args.tls_key)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    with _channel(args) as channel:
+    try:
+        channel = _channel(args)
+    except (TokenError, OSError) as err:
+        print(f"cemsctl: {err}", file=sys.stderr)
+        return 2
+    with channel:
         stub = pb_grpc.StatusServiceStub(channel)
         try:
             if args.command == "watch":

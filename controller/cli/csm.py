@@ -1,11 +1,12 @@
 """cemsctl commands of customer service management: customers, SLAs, SLSs, tokens (shell).
 
-The token comes from --token or $CEMS_TOKEN and travels as "authorization: Bearer <token>".
+The channel carries the caller's credentials (client.channel: a token from --token-file,
+$CEMS_TOKEN or $CEMS_TOKEN_FILE, or an mTLS certificate).
 """
 
 import argparse
 import datetime
-import os
+import time
 
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
@@ -16,7 +17,8 @@ CLASSES = {"gold": pb.SERVICE_CLASS_GOLD, "silver": pb.SERVICE_CLASS_SILVER,
            "bronze": pb.SERVICE_CLASS_BRONZE}
 CLASS_NAMES = {v: k for k, v in CLASSES.items()}
 ROLES = {"domain-manager": pb.ROLE_DOMAIN_MANAGER, "customer": pb.ROLE_CUSTOMER,
-         "peer-domain": pb.ROLE_PEER_DOMAIN}
+         "peer-domain": pb.ROLE_PEER_DOMAIN, "probe": pb.ROLE_PROBE}
+ROLE_NAMES = {v: k for k, v in ROLES.items()}
 
 
 def parse_rate(text: str) -> int:
@@ -119,11 +121,16 @@ def add_commands(sub) -> None:
     start.add_argument("--id", default="", help="test id (default: chosen by the controller)")
     stsub.add_parser("stop").add_argument("test_id")
 
-    token = sub.add_parser("token", help="create bearer tokens (domain manager)")
+    token = sub.add_parser("token", help="bearer tokens: create, list, revoke (domain manager)")
     tsub = token.add_subparsers(dest="action", required=True)
     tcreate = tsub.add_parser("create")
     tcreate.add_argument("role", choices=list(ROLES))
-    tcreate.add_argument("--customer", default="")
+    tcreate.add_argument("--customer", default="", help="for customer and peer-domain tokens")
+    tcreate.add_argument("--probe", default="", help="for probe tokens: the probe's id")
+    tcreate.add_argument("--expires-in", type=float, default=0.0, metavar="SECONDS",
+                         help="the token stops working after this long (default: never)")
+    tsub.add_parser("list")
+    tsub.add_parser("revoke").add_argument("token_id")
 
 
 def _sla_arguments(parser) -> None:
@@ -208,10 +215,8 @@ def describe_stamp_test(t) -> str:
 
 def run(channel, args, as_json) -> str:
     """Run one CSM command; returns what to print."""
-    token = args.token or os.environ.get("CEMS_TOKEN", "")
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
     sla_stub, sls_stub = pb_grpc.SlaServiceStub(channel), pb_grpc.SlsServiceStub(channel)
-    call = {"timeout": args.timeout, "metadata": metadata}
+    call = {"timeout": args.timeout}
     command, action = args.command, getattr(args, "action", "")
     if command == "customer" and action == "create":
         dpid, port = args.access
@@ -294,9 +299,22 @@ def run(channel, args, as_json) -> str:
             text = "\n".join([f"{len(reply.tests)} STAMP tests"] +
                               [f"  {describe_stamp_test(t)}" for t in reply.tests])
     elif command == "token" and action == "create":
-        reply = sla_stub.CreateToken(pb.CreateTokenRequest(role=ROLES[args.role],
-                                                           customer_id=args.customer), **call)
+        expires = time.time() + args.expires_in if args.expires_in > 0 else 0.0
+        reply = sla_stub.CreateToken(pb.CreateTokenRequest(
+            role=ROLES[args.role], customer_id=args.customer, probe_id=args.probe,
+            expires_unix_s=expires), **call)
         text = f"token id {reply.token_id}; the token is shown only now:\n{reply.token}"
+    elif command == "token" and action == "list":
+        reply = sla_stub.ListTokens(pb.ListTokensRequest(), **call)
+        text = "\n".join([f"{len(reply.tokens)} tokens"] + [
+            f"  {t.token_id}  {ROLE_NAMES.get(t.role, t.role)}"
+            f"{' ' + (t.customer_id or t.probe_id) if t.customer_id or t.probe_id else ''}"
+            f"  created {_when(t.created_unix_s)}"
+            f"{'  expires ' + _when(t.expires_unix_s) if t.expires_unix_s else ''}"
+            for t in reply.tokens])
+    elif command == "token" and action == "revoke":
+        reply = sla_stub.RevokeToken(pb.RevokeTokenRequest(token_id=args.token_id), **call)
+        text = f"token {args.token_id} revoked"
     else:
         raise ValueError(f"unknown command {command} {action}")
     return as_json(reply) if args.json else text

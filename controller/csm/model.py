@@ -28,6 +28,7 @@ class Role(str, enum.Enum):
     DOMAIN_MANAGER = "domain-manager"
     CUSTOMER = "customer"
     PEER_DOMAIN = "peer-domain"
+    PROBE = "probe"  # a passive probe or an active-test agent: writes records, takes tasks
 
 
 # A peer domain (another operator buying transport) is a customer of segment "peer-domain":
@@ -37,11 +38,29 @@ SEGMENTS = ("residential", "soho", "business", "peer-domain")
 
 @dataclasses.dataclass(frozen=True)
 class Principal:
-    """Who makes a request: a role and, for customers and peer domains, their customer id."""
+    """Who makes a request: a role and, for customers and peer domains, their customer id;
+    for a probe its probe id. It comes from a credential, never from a message."""
 
     role: Role
     customer_id: str = ""
     token_id: str = ""
+    probe_id: str = ""
+
+    def describe(self) -> str:
+        who = self.probe_id if self.role == Role.PROBE else self.customer_id
+        return f"{self.role.value}:{who or '-'}:{self.token_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    """A bearer token as it can be listed: everything but the token itself."""
+
+    token_id: str
+    role: Role
+    customer_id: str
+    probe_id: str
+    created_unix_s: float
+    expires_unix_s: float | None  # None: never
 
 
 @dataclasses.dataclass(frozen=True)

@@ -145,13 +145,18 @@ def check_admission(sla: Sla, path: list[LinkLoad], replacing: Sla | None = None
                           f"{_mbps(total - link.capacity_bps)}")
 
 
+_PEOPLE = {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN}
 # action -> roles allowed; customer-scoped actions also need the principal's own customer
-_ACTIONS = {
+ACTIONS = {
     "manage": {Role.DOMAIN_MANAGER},
-    "read_sla": {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN},
-    "read_sls": {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN},
+    "read_sla": _PEOPLE,
+    "read_sls": _PEOPLE,
     "change_sls": {Role.CUSTOMER, Role.PEER_DOMAIN},
-    "read_report": {Role.DOMAIN_MANAGER, Role.CUSTOMER, Role.PEER_DOMAIN},
+    "read_report": _PEOPLE,
+    "read_status": _PEOPLE | {Role.PROBE},  # the controller's health and counts
+    "read_network": _PEOPLE,   # topology, flows, ports, meters, events: a customer its own
+    "read_kpis": _PEOPLE,      # probe records: a customer its own
+    "probe": {Role.PROBE},     # export records and take tasks, under its own probe id
 }
 
 
@@ -160,11 +165,11 @@ def authorize(principal: Principal | None, action: str, customer_id: str = "") -
     if principal is None:
         raise Refused("UNAUTHENTICATED", "no valid bearer token in the request metadata "
                       "('authorization: Bearer <token>')")
-    if action not in _ACTIONS:
+    if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    if principal.role not in _ACTIONS[action]:
+    if principal.role not in ACTIONS[action]:
         raise Refused("PERMISSION_DENIED", f"role {principal.role.value} may not {action}")
-    if principal.role != Role.DOMAIN_MANAGER and customer_id and \
+    if principal.role in (Role.CUSTOMER, Role.PEER_DOMAIN) and customer_id and \
             customer_id != principal.customer_id:
         raise Refused("PERMISSION_DENIED", f"{principal.role.value} {principal.customer_id} "
                       f"may not {action} of customer {customer_id}")

@@ -149,8 +149,19 @@ class CustomerService:
         self.store.delete_customer(customer_id)
         self._changed(customer_id, None)
 
-    def create_token(self, role: Role, customer_id: str) -> tuple[str, str]:
-        return self.store.create_token(role, customer_id)
+    def create_token(self, role: Role, customer_id: str = "", probe_id: str = "",
+                     expires_unix_s: float | None = None) -> tuple[str, str]:
+        """A bearer token: (token_id, the token, shown only now)."""
+        return self.store.create_token(role, customer_id, probe_id=probe_id,
+                                       expires_unix_s=expires_unix_s)
+
+    def tokens(self) -> list:
+        return self.store.tokens()
+
+    def revoke_token(self, token_id: str) -> None:
+        """The token stops working at once (its next request is UNAUTHENTICATED)."""
+        if not self.store.revoke_token(token_id):
+            raise rules.Refused("NOT_FOUND", f"no token {token_id!r}")
 
     # -- the customer's ---------------------------------------------------------------
     def sla(self, customer_id: str) -> Sla:

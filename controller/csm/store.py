@@ -13,11 +13,16 @@ import secrets
 import time
 from typing import Callable, Iterable
 
+from controller import validation
 from controller.csm.mapping import customer_meter_id
 from controller.csm.model import (ClassBounds, Customer, CustomerState, Principal, Role,
-                                  ServiceClass, Sla, Sls)
+                                  ServiceClass, Sla, Sls, TokenInfo)
 from controller.csm.rules import Refused, committed_bps
 from controller.store import Store
+
+
+AUDIT_ID_CHARS = 64
+AUDIT_DETAIL_CHARS = 500
 
 
 def _bounds_json(sla: Sla) -> str:
@@ -49,32 +54,52 @@ class CsmStore:
         self.store = store
 
     # -- tokens -------------------------------------------------------------------------
-    def create_token(self, role: Role, customer_id: str = "", now_unix_s: float | None = None
+    def create_token(self, role: Role, customer_id: str = "", now_unix_s: float | None = None,
+                     probe_id: str = "", expires_unix_s: float | None = None
                      ) -> tuple[str, str]:
-        """A new bearer token for a role (and customer); returns (token_id, token).
+        """A new bearer token for a role (and customer, or probe); returns (token_id, token).
 
         Only the SHA-256 of the token is stored: the token is shown once, here.
         """
-        if role != Role.DOMAIN_MANAGER and not customer_id:
+        if role == Role.PROBE:
+            try:
+                probe_id = validation.probe_id("probe_id", probe_id)
+            except ValueError as err:
+                raise Refused("INVALID_ARGUMENT", str(err)) from None
+            customer_id = ""
+        elif role != Role.DOMAIN_MANAGER and not customer_id:
             raise Refused("INVALID_ARGUMENT", f"a {role.value} token needs a customer id")
+        now = time.time() if now_unix_s is None else now_unix_s
+        if expires_unix_s is not None and expires_unix_s <= now:
+            raise Refused("INVALID_ARGUMENT", "a token's expiry must be in the future")
         token_id = secrets.token_hex(4)
         token = f"cems_{token_id}_{secrets.token_urlsafe(24)}"
         with self.store.transaction() as db:
             if customer_id and not db.execute("SELECT 1 FROM customers WHERE customer_id=?",
                                               (customer_id,)).fetchone():
                 raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
-            db.execute("INSERT INTO tokens VALUES (?,?,?,?,?)",
-                       (token_id, hash_token(token), role.value, customer_id,
-                        time.time() if now_unix_s is None else now_unix_s))
+            db.execute("INSERT INTO tokens (token_id, token_sha256, role, customer_id, "
+                       "created_unix_s, probe_id, expires_unix_s) VALUES (?,?,?,?,?,?,?)",
+                       (token_id, hash_token(token), role.value, customer_id, now, probe_id,
+                        expires_unix_s))
         return token_id, token
 
-    def principal_for(self, token: str) -> Principal | None:
-        rows = self.store.query("SELECT token_id, role, customer_id FROM tokens "
-                                "WHERE token_sha256=?", (hash_token(token),))
+    def principal_for(self, token: str, now_unix_s: float | None = None) -> Principal | None:
+        """Who holds `token`, or None for an unknown, revoked or expired one."""
+        rows = self.store.query("SELECT token_id, role, customer_id, probe_id, expires_unix_s "
+                                "FROM tokens WHERE token_sha256=?", (hash_token(token),))
         if not rows:
             return None
-        token_id, role, customer_id = rows[0]
-        return Principal(Role(role), customer_id, token_id)
+        token_id, role, customer_id, probe_id, expires = rows[0]
+        if expires is not None and (time.time() if now_unix_s is None else now_unix_s) >= expires:
+            return None
+        return Principal(Role(role), customer_id, token_id, probe_id)
+
+    def tokens(self) -> list[TokenInfo]:
+        return [TokenInfo(t, Role(r), c, p, created, expires) for t, r, c, p, created, expires
+                in self.store.query("SELECT token_id, role, customer_id, probe_id, "
+                                    "created_unix_s, expires_unix_s FROM tokens "
+                                    "ORDER BY created_unix_s, token_id")]
 
     def revoke_token(self, token_id: str) -> bool:
         with self.store.transaction() as db:
@@ -83,12 +108,12 @@ class CsmStore:
     # -- audit --------------------------------------------------------------------------
     def audit(self, principal: Principal | None, action: str, customer_id: str, outcome: str,
               detail: str = "", now_unix_s: float | None = None) -> None:
-        who = "anonymous" if principal is None else \
-            f"{principal.role.value}:{principal.customer_id or '-'}:{principal.token_id}"
-        with self.store.transaction() as db:
+        who = "anonymous" if principal is None else principal.describe()
+        with self.store.transaction() as db:  # bounded: a request's input is not stored whole
             db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?)",
-                       (time.time() if now_unix_s is None else now_unix_s, who, action,
-                        customer_id, outcome, detail))
+                       (time.time() if now_unix_s is None else now_unix_s, who[:160], action,
+                        validation.truncated(customer_id, AUDIT_ID_CHARS),
+                        outcome[:80], validation.truncated(detail, AUDIT_DETAIL_CHARS)))
 
     def audit_log(self, customer_id: str = "", limit: int = 100) -> list[tuple]:
         where, params = ("WHERE customer_id=?", (customer_id,)) if customer_id else ("", ())

@@ -5,7 +5,9 @@ learns which addresses each MAC uses (TopologySnapshot hosts). The directory joi
 an address belongs to the customer owning the MAC that uses it. It is rebuilt only when the
 topology snapshot (an immutable object the app replaces on every change) or a customer's
 devices changed, and each rebuild gets a new version, so that records joined against an
-older one can be re-joined where the answer changed. Thread-safe.
+older one can be re-joined where the answer changed. It also keeps each customer's state
+(access port, meter) for scoping what a customer may see (controller.monitor.scope).
+Thread-safe.
 """
 
 import threading
@@ -19,6 +21,7 @@ class CustomerDirectory:
         self._topology = topology or (lambda: TopologySnapshot())
         self._lock = threading.Lock()
         self._macs: dict[str, tuple[str, ...]] = {}   # customer -> its devices' MACs
+        self._states: dict = {}                       # customer -> its CustomerState
         self._macs_version = 0
         self._built_from: tuple = (None, -1)          # (snapshot, macs version) of _by_address
         self._by_address: dict[str, str] = {}
@@ -41,15 +44,28 @@ class CustomerDirectory:
                 self._macs.pop(customer_id, None)
             self._macs_version += 1
 
-    def load(self, customers: Iterable) -> None:
-        """Every customer's devices at start (controller.csm.model.Customer)."""
-        for customer in customers:
-            self.set_customer(customer.customer_id, customer.hosts)
+    def load(self, states: Iterable) -> None:
+        """Every customer at start (controller.csm.model.CustomerState)."""
+        for state in states:
+            self.set_state(state.customer_id, state)
 
     def customer_changed(self, change) -> None:
         """A controller.csm.service.CustomerChanged."""
-        self.set_customer(change.customer_id,
-                          change.state.customer.hosts if change.state is not None else ())
+        self.set_state(change.customer_id, change.state)
+
+    def set_state(self, customer_id: str, state) -> None:
+        """A customer's state now (None: the customer is gone)."""
+        with self._lock:
+            if state is None:
+                self._states.pop(customer_id, None)
+            else:
+                self._states[customer_id] = state
+        self.set_customer(customer_id, state.customer.hosts if state is not None else ())
+
+    def state(self, customer_id: str):
+        """The customer's CustomerState, or None when it is not known."""
+        with self._lock:
+            return self._states.get(customer_id)
 
     def current(self) -> tuple[int, dict[str, str]]:
         """(version, address -> customer id) as of now; the mapping must not be changed."""

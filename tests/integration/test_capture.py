@@ -16,6 +16,10 @@ from cems.v1 import probe_pb2_grpc as pb_grpc
 
 from controller.api.server import serve_grpc
 from controller.config import Address
+from client.channel import connect
+from controller.csm.model import Role
+from controller.csm.store import CsmStore
+from controller.store import Store
 from lab.emulation import wait_for
 from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
@@ -97,11 +101,16 @@ def test_setup_errors_name_the_problem(veth):
 
 def test_cems_probe_on_an_interface_exports_records_and_its_health(veth):
     kpis = KpiStore()
-    server, port = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", 0), kpis=kpis)
+    csm = CsmStore(Store(":memory:"))
+    server, port = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", 0), kpis=kpis,
+                              csm=csm)
+    probe_token = csm.create_token(Role.PROBE, probe_id="veth-probe")[1]
+    manager = csm.create_token(Role.DOMAIN_MANAGER)[1]
     probe = subprocess.Popen(
         [sys.executable, "-m", "probes.cli", "passive", "--iface", veth, "--bpf", "udp",
          "--interval", "0.5", "--controller", f"127.0.0.1:{port}", "--probe-id", "veth-probe"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CEMS_TOKEN": probe_token},
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     try:
         wait_for(lambda: kpis.probes(), 15, "the probe's first health report")
@@ -109,7 +118,7 @@ def test_cems_probe_on_an_interface_exports_records_and_its_health(veth):
         send(veth + "p", frames)
         wait_for(lambda: sum(r.kpis.get("rtp_expected", 0) for r in kpis.everything()) >= 100,
                  10, "the RTP records")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with connect(f"127.0.0.1:{port}", manager) as channel:
             reply = pb_grpc.ProbeServiceStub(channel).ListKpis(pb.ListKpisRequest(history=True))
         lost = sum(r.kpis.get("rtp_lost", 0) for r in reply.records if r.kind == "rtp")
         assert lost == 3

@@ -64,7 +64,7 @@ def test_sls_change_reaches_the_network_and_survives_restart(controller):
         assert net.pingAll(timeout=1) == 0.0
         l1, r1, s1 = net.get("l1", "r1", "s1")
         access_port = s1.ports[l1.defaultIntf().link.intf2]
-        channel = grpc.insecure_channel(controller.grpc_address)
+        channel = controller.channel()
         manager = create_token(controller, "domain-manager")
         pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
             customer=pb.Customer(customer_id="alice", name="Alice", segment="soho",
@@ -114,7 +114,7 @@ def test_sls_change_reaches_the_network_and_survives_restart(controller):
         wait_for(lambda: controller.status().switches_ready == 2, 30, "switches ready again")
         wait_for(lambda: meters_and_customer_flows("s1") == before, 30,
                  "the same meters and customer flows after the restart")
-        channel = grpc.insecure_channel(controller.grpc_address)
+        channel = controller.channel()
         sls = pb_grpc.SlsServiceStub(channel).GetSls(pb.GetSlsRequest(), metadata=auth(token)).sls
         assert (sls.service_class, sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
         assert re.search(r"rate=8000", ofctl("dump-meters", "s1"))
@@ -143,7 +143,7 @@ def test_gold_keeps_its_rate_through_a_congested_bottleneck(make_controller):
         net.pingAll(timeout=1)
         assert net.pingAll(timeout=1) == 0.0
         l1, l2, r1, r2, s1 = net.get("l1", "l2", "r1", "r2", "s1")
-        channel = grpc.insecure_channel(controller.grpc_address)
+        channel = controller.channel()
         manager = create_token(controller, "domain-manager")
         bronze = pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE, min_bps=18 * M,
                                 max_bps=20 * M)
@@ -206,7 +206,7 @@ def test_tcp_follows_the_sls_with_edge_shaping(make_controller):
         l1, r1, s1 = net.get("l1", "r1", "s1")
         subprocess.run(["ip", "netns", "attach", "cems-l1", str(l1.pid)], check=True)
         try:
-            channel = grpc.insecure_channel(controller.grpc_address)
+            channel = controller.channel()
             manager = create_token(controller, "domain-manager")
             _customer(channel, manager, "alice", s1.ports[l1.defaultIntf().link.intf2], l1.MAC(),
                       [pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE, min_bps=2 * M,

@@ -7,6 +7,7 @@ import urllib.request
 import grpc
 from cems.v1 import status_pb2 as pb
 
+from client.channel import connect
 from lab.emulation import REPO, wait_for
 from mininet_topos import DumbbellTopo
 
@@ -35,7 +36,11 @@ def test_grpc_port_zero_and_port_file(tmp_path):
     try:
         port = wait_for(lambda: port_file.exists() and port_file.read_text().strip(), 30,
                         "the gRPC port file")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        token = subprocess.run(
+            [sys.executable, "-m", "controller.main", "--store", str(tmp_path / "s.sqlite"),
+             "--create-token", "domain-manager"], cwd=REPO, capture_output=True, text=True,
+            check=True).stdout.strip().splitlines()[-1]
+        with connect(f"127.0.0.1:{port}", token) as channel:
             from cems.v1 import status_pb2_grpc  # pylint: disable=import-outside-toplevel
             stub = status_pb2_grpc.StatusServiceStub(channel)
             status = wait_for(lambda: _status_or_none(stub), 30, "GetStatus")

@@ -4,6 +4,7 @@ passive probe computes their KPIs and exports them, and `cemsctl kpis` shows the
 with the customer."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -28,7 +29,7 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
     with running_network(AccessTopo(), controller) as net:
         net.pingAll(timeout=1)
         phone, stb, voice, iptv = net.get("c1phone", "c1stb", "voice", "iptv")
-        channel = grpc.insecure_channel(controller.grpc_address)
+        channel = controller.channel()
         manager = create_token(controller, "domain-manager")
         pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
             customer=pb.Customer(customer_id="c1", name="C1", access_dpid=5, access_port=3,
@@ -54,6 +55,8 @@ def test_mirrored_voice_and_iptv_kpis_reach_the_controller(make_controller):
         probe = subprocess.Popen([sys.executable, "-m", "probes.cli", "passive", "--iface",
                                   "s2-eth10", "--controller", controller.grpc_address,
                                   "--probe-id", "core-probe"], cwd=REPO,
+                                 env={**os.environ,
+                                      "CEMS_TOKEN": controller.probe_token("core-probe")},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             voice_truth = json.loads(voice.cmd(
@@ -96,7 +99,7 @@ def test_congestion_raises_voice_loss_and_jitter_and_they_fall_back(make_control
     with running_network(AccessTopo(), controller) as net:
         net.pingAll(timeout=1)
         phone, voice, web = net.get("c1phone", "voice", "web")
-        channel = grpc.insecure_channel(controller.grpc_address)
+        channel = controller.channel()
         manager = create_token(controller, "domain-manager")
         pb_grpc.SlaServiceStub(channel).CreateCustomer(pb.CreateCustomerRequest(
             customer=pb.Customer(customer_id="c1", name="C1", access_dpid=5, access_port=3,
@@ -109,7 +112,8 @@ def test_congestion_raises_voice_loss_and_jitter_and_they_fall_back(make_control
         probe = phone.popen([sys.executable, "-m", "probes.cli", "passive", "--iface",
                              phone.defaultIntf().name, "--controller",
                              f"unix:{controller.unix_socket}", "--probe-id", "c1-cpe"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CEMS_TOKEN": controller.probe_token("c1-cpe")})
         bulk_server = phone.popen(["iperf3", "-s", "-1", "-p", "5601"])
         calls = voice.popen([sys.executable, "-m", "probes.cli", "gen-voice", "--target",
                              f"{phone.IP()}:5004", "--seconds", "18"], cwd=REPO,

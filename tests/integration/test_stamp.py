@@ -3,6 +3,7 @@ hand, and started by the controller through probe agents."""
 
 import json
 import signal
+import os
 import subprocess
 import sys
 
@@ -42,7 +43,9 @@ def test_the_controller_runs_a_stamp_test_between_two_agents(make_controller, tm
         # Agents in the hosts' namespaces reach the controller through its unix socket.
         agents = [host.popen([sys.executable, "-m", "probes.cli", "agent", "--controller",
                               f"unix:{controller.unix_socket}", "--probe-id", f"{host.name}-agent",
-                              *extra], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                              *extra], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ,
+                                  "CEMS_TOKEN": controller.probe_token(f"{host.name}-agent")})
                   for host, extra in ((l1, []), (r1, ["--reflect", "862"]))]
         manager = create_token(controller, "domain-manager")
         ctl = [sys.executable, "-m", "controller.cli", "--server", controller.grpc_address,
@@ -54,7 +57,7 @@ def test_the_controller_runs_a_stamp_test_between_two_agents(make_controller, tm
                                      cwd=REPO, capture_output=True, text=True)
                 return out.stdout if out.returncode == 0 else None
             wait_for(start, 20, "the l1 agent to connect and take the test")
-            channel = grpc.insecure_channel(controller.grpc_address)
+            channel = controller.channel()
             stub = probe_pb2_grpc.ProbeServiceStub(channel)
 
             def results():

@@ -46,7 +46,7 @@ def module_name(path: pathlib.Path) -> str:
 
 def all_modules() -> dict[str, pathlib.Path]:
     found = {}
-    for top in ("controller", "probes", "qoe", "lab", "mininet_topos"):
+    for top in ("controller", "probes", "qoe", "lab", "mininet_topos", "client"):
         for path in (ROOT / top).rglob("*.py"):
             found[module_name(path)] = path
     return found
@@ -121,13 +121,15 @@ def test_the_controller_imports_no_mininet_and_no_lab_code():
                     f"{' -> '.join(path)}"
 
 
-def test_qoe_imports_nothing_of_cems_and_probes_nothing_of_the_controller():
+def test_qoe_imports_nothing_of_cems_and_probes_and_clients_nothing_of_the_controller():
     for name in MODULES:
         for target, path in reaches(name).items():
             if within(name, ("qoe",)):
                 assert not within(target, ("controller", "probes", "lab", "cems")), path
             if within(name, ("probes",)):
                 assert not within(target, ("controller", "lab")), path
+            if within(name, ("client",)):
+                assert not within(target, ("controller", "probes", "lab")), path
 
 
 def test_importing_every_core_loads_no_application_grpc_sqlite_or_netlink():

@@ -8,6 +8,7 @@ import pytest
 from cems.v1 import probe_pb2 as pb
 from cems.v1 import probe_pb2_grpc as pb_grpc
 
+from client.channel import Credentials
 from controller import cli
 from controller.monitor.active import ActiveTestError, ActiveTests, StampSpec
 from controller.api.server import serve_grpc
@@ -74,7 +75,9 @@ def controller(tmp_path):
     server, port = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", 0), csm=csm,
                               kpis=kpis)
     _, token = csm.create_token(Role.DOMAIN_MANAGER)
-    yield {"port": port, "kpis": kpis, "token": token, "csm": csm}
+    _, agent_token = csm.create_token(Role.PROBE, probe_id="agent-1")
+    yield {"port": port, "kpis": kpis, "token": token, "csm": csm,
+           "agent": Credentials(agent_token)}
     server.stop(0)
     store.close()
 
@@ -83,8 +86,9 @@ def test_an_agent_runs_counted_and_open_ended_tests_started_over_grpc(controller
     address = f"127.0.0.1:{controller['port']}"
     stop = threading.Event()
     reflector = Reflector("127.0.0.1", 0)
-    exporter = RecordExporter(address, "agent-1", interval_s=0.05).start()
-    agent = ProbeAgent(address, "agent-1", exporter.offer)
+    exporter = RecordExporter(address, "agent-1", interval_s=0.05,
+                              credentials=controller["agent"]).start()
+    agent = ProbeAgent(address, "", exporter.offer, credentials=controller["agent"])
     threads = [threading.Thread(target=reflector.serve, args=(stop,)),
                threading.Thread(target=agent.serve, args=(stop,))]
     for thread in threads:
@@ -143,14 +147,18 @@ def test_an_agent_comes_back_after_the_controller_restarts_and_takes_new_tests(t
     port = free_port()
     address = f"127.0.0.1:{port}"
 
+    csm = CsmStore(Store(str(tmp_path / "cems.sqlite")))  # what survives the restart
+    _, token = csm.create_token(Role.PROBE, probe_id="agent-9")
+
     def controller():
         active = ActiveTests()
         server, _ = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", port),
-                               kpis=KpiStore(), active=active)
+                               csm=csm, kpis=KpiStore(), active=active)
         return server, active
     server, active = controller()
     stop = threading.Event()
-    agent = ProbeAgent(address, "agent-9", lambda records: None, max_backoff_s=0.5)
+    agent = ProbeAgent(address, "agent-9", lambda records: None, max_backoff_s=0.5,
+                       credentials=Credentials(token))
     thread = threading.Thread(target=agent.serve, args=(stop,))
     thread.start()
     try:
@@ -168,3 +176,4 @@ def test_an_agent_comes_back_after_the_controller_restarts_and_takes_new_tests(t
         stop.set()
         thread.join(timeout=10)
         server.stop(0)
+        csm.store.close()

@@ -7,10 +7,11 @@ import pytest
 from cems.v1 import probe_pb2 as pb
 from cems.v1 import probe_pb2_grpc as pb_grpc
 
+from client.channel import Credentials
 from controller import cli
 from controller.api.server import serve_grpc
 from controller.config import Address
-from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla
+from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla
 from controller.csm.rules import initial_sls
 from controller.csm.store import CsmStore
 from lab.emulation import free_port, wait_for
@@ -21,6 +22,7 @@ from probes.export import RecordExporter
 from probes.flows import FlowRecord
 
 from tests.unit.controller.fakes import build_topology, mac
+from tests.unit.controller.served import Served
 
 
 def kpi(**kw) -> KpiRecord:
@@ -66,8 +68,10 @@ def flow_record(sport: int, loss: float) -> FlowRecord:
 
 def test_exporter_buffers_while_the_controller_is_away_and_delivers_later(tmp_path, capsys):
     port = free_port()
+    csm = CsmStore(Store(str(tmp_path / "s.sqlite")))
+    probe = Credentials(csm.create_token(Role.PROBE, probe_id="probe-1")[1])
     exporter = RecordExporter(f"127.0.0.1:{port}", "probe-1", max_buffer=3, interval_s=0.05,
-                              max_backoff_s=0.1).start()
+                              max_backoff_s=0.1, credentials=probe).start()
     exporter.offer([flow_record(i, 0.01) for i in range(5)])  # 2 too many for the buffer
     assert exporter.dropped == 2
     assert exporter.pending() == 3  # buffered or in flight, never lost while unreachable
@@ -76,37 +80,37 @@ def test_exporter_buffers_while_the_controller_is_away_and_delivers_later(tmp_pa
     topology.learn_host(mac(1), 1, 1, "10.0.0.1")
     state = PublishedState(1.0, "os_ken")
     state.topology = topology.snapshot()
-    csm = CsmStore(Store(str(tmp_path / "s.sqlite")))
     sla = Sla("alice", "gsb-business", {ServiceClass.SILVER: ClassBounds(1, 2)})
     csm.create_customer(Customer("alice", "Alice", access_dpid=1, access_port=1,
                                  hosts=(mac(1),)), sla, initial_sls(sla, 0), lambda c: None)
     kpis = KpiStore()
-    server, bound = serve_grpc(state, Address("127.0.0.1", port), csm=csm, kpis=kpis)
+    served = Served(state, port, csm=csm, kpis=kpis)
+    bound = served.port
     try:
         wait_for(lambda: exporter.pending() == 0, 10, "the buffered records to be delivered")
         exporter.offer([flow_record(9, 1.5)])  # impossible: rejected, reported
         exporter.close()
         assert exporter.sent == 3 and exporter.rejected == 1 and "a ratio" in exporter.problems[0]
-        with grpc.insecure_channel(f"127.0.0.1:{bound}") as channel:
-            reply = pb_grpc.ProbeServiceStub(channel).ListKpis(pb.ListKpisRequest(
-                customer_id="alice"))
+        reply = pb_grpc.ProbeServiceStub(served.channel).ListKpis(pb.ListKpisRequest(
+            customer_id="alice"))
         assert {r.sport for r in reply.records} == {2, 3, 4}
         assert all(r.service == "voice" and r.customer_id == "alice" for r in reply.records)
         assert "rtp_jitter_ms" not in reply.records[0].kpis  # unknown stays absent, not 0
         assert (reply.accepted_total, reply.rejected_total, reply.probe_dropped_total) == (3, 1, 2)
-        assert cli.main(["--server", f"127.0.0.1:{bound}", "kpis"]) == 0
+        assert cli.main(["--server", f"127.0.0.1:{bound}", "--token", served.manager,
+                         "kpis"]) == 0
         out = capsys.readouterr().out
         assert "alice" in out and "rtp_loss_ratio=0.01" in out and "dropped by probes 2" in out
     finally:
-        server.stop(0)
+        served.close()
         csm.store.close()
 
 
 def test_a_malformed_export_stream_is_invalid_argument_and_stores_nothing():
     kpis = KpiStore()
-    server, port = serve_grpc(PublishedState(1.0, "os_ken"), Address("127.0.0.1", 0), kpis=kpis)
+    served = Served(PublishedState(1.0, "os_ken"), kpis=kpis)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with served.connect(served.token(Role.PROBE, "p1")) as channel:
             raw = channel.stream_unary("/cems.v1.ProbeService/ExportRecords")
             with pytest.raises(grpc.RpcError) as err:
                 raw(iter([b"\x12\xff\x01"]))
@@ -114,7 +118,7 @@ def test_a_malformed_export_stream_is_invalid_argument_and_stores_nothing():
         assert "cems.v1.ExportRecordsRequest" in err.value.details()
         assert kpis.accepted_total == 0
     finally:
-        server.stop(0)
+        served.close()
 
 
 def test_probe_health_travels_alone_and_shows_in_list_watch_metrics_and_cemsctl(capsys):
@@ -126,10 +130,12 @@ def test_probe_health_travels_alone_and_shows_in_list_watch_metrics_and_cemsctl(
     registry = CollectorRegistry()
     registry.register(KpiCollector(kpis))
     state = PublishedState(1.0, "os_ken")
-    server, port = serve_grpc(state, Address("127.0.0.1", 0), kpis=kpis)
-    exporter = RecordExporter(f"127.0.0.1:{port}", "probe-7", interval_s=0.05).start()
+    served = Served(state, kpis=kpis)
+    port = served.port
+    exporter = RecordExporter(f"127.0.0.1:{port}", "", interval_s=0.05, credentials=Credentials(
+        served.token(Role.PROBE, "probe-7"))).start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with served.connect(served.manager) as channel:
             events = status_pb2_grpc.StatusServiceStub(channel).WatchEvents(
                 status_pb2.WatchEventsRequest(kinds=[status_pb2.EVENT_KIND_KPI]))
             wait_for(lambda: len(state.bus) == 1, 5, "the watcher to subscribe")
@@ -154,11 +160,12 @@ def test_probe_health_travels_alone_and_shows_in_list_watch_metrics_and_cemsctl(
         assert 'cems_kpi{kpi="rtp_loss_ratio",service="voice",stat="mean"} 0.03' in text
         assert 'cems_probe_records_total{outcome="accepted"} 2.0' in text
         assert "rtp_jitter_ms" not in text  # unknown everywhere: no sample, not a zero
-        assert cli.main(["--server", f"127.0.0.1:{port}", "kpis"]) == 0
+        assert cli.main(["--server", f"127.0.0.1:{port}", "--token", served.manager,
+                         "kpis"]) == 0
         assert "kernel dropped 10 of 1000" in capsys.readouterr().out
     finally:
         exporter.close()
-        server.stop(0)
+        served.close()
 
 
 def test_records_are_joined_as_they_arrive_and_again_when_the_directory_changes():
@@ -168,7 +175,8 @@ def test_records_are_joined_as_they_arrive_and_again_when_the_directory_changes(
     topology = build_topology({1: 3}, [])
     snapshots = [topology.snapshot()]
     directory = CustomerDirectory(lambda: snapshots[-1])
-    directory.load([Customer("alice", "Alice", hosts=(mac(1),))])
+    directory.load([CustomerState(Customer("alice", "Alice", hosts=(mac(1),)),
+                                  Sls("alice", ServiceClass.SILVER, 1, 0.0), 0x10001)])
     store = KpiStore(directory=directory)
     store.add([kpi(), kpi(src="10.0.0.9", sport=7)])
     assert {r.customer_id for r in store.latest()} == {""}  # 10.0.0.1 is not known yet

@@ -33,3 +33,30 @@ def test_unwritable_location_is_a_store_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot"):
         Store(str(blocker / "cems.sqlite"))
+
+
+def test_the_store_and_its_wal_are_private_even_when_made_by_hand(tmp_path):
+    import os
+    import stat
+    path = tmp_path / "cems.sqlite"
+    store = Store(str(path))
+    store.save_mirror_rule("c1", "", 100)  # a write: the WAL exists
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.iterdir()}
+    assert modes["cems.sqlite"] == 0o600 and modes.get("cems.sqlite-wal", 0o600) == 0o600
+    store.close()
+    os.chmod(path, 0o644)
+    Store(str(path)).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_tls_key_others_can_read_is_refused_with_the_fix(tmp_path):
+    import os
+    from controller.config import parse_config
+    from controller.main import check_tls
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    key.write_text("x")
+    cert.write_text("x")
+    os.chmod(key, 0o644)
+    config = parse_config({"grpc": {"tls_cert": str(cert), "tls_key": str(key)}})
+    with pytest.raises(ValueError, match="chmod 600"):
+        check_tls(config)

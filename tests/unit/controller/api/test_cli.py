@@ -5,16 +5,17 @@ import json
 import pytest
 
 from controller import cli
-from controller.api.server import serve_grpc
-from controller.config import Address
 from controller.events import HostLearned
+
+from tests.unit.controller.served import Served
 
 
 @pytest.fixture
-def server(state):
-    grpc_server, port = serve_grpc(state, Address("127.0.0.1", 0))
-    yield f"127.0.0.1:{port}"
-    grpc_server.stop(0)
+def server(state, monkeypatch):
+    served = Served(state)
+    monkeypatch.setenv("CEMS_TOKEN", served.manager)  # cemsctl reads it from the environment
+    yield served.address
+    served.close()
 
 
 def run(capsys, *args) -> tuple[int, str, str]:

@@ -10,21 +10,18 @@ from cems.v1 import status_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controller.api.limits import client_of
-from controller.api.server import serve_grpc
-from controller.config import Address
 from controller.state import PublishedState
 from lab.emulation import wait_for
+
+from tests.unit.controller.served import Served
 
 
 @pytest.fixture
 def server():
     state = PublishedState(1.0, "os_ken")
-    running, port = serve_grpc(state, Address("127.0.0.1", 0), max_workers=24, max_streams=16,
-                               max_streams_per_client=100)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield state, running, channel, port
-    channel.close()
-    running.stop(0)
+    served = Served(state, max_workers=24, max_streams=16, max_streams_per_client=100)
+    yield state, served.server, served.channel, served.port
+    served.close()
 
 
 def get_status_ms(channel) -> float:
@@ -90,20 +87,18 @@ def test_many_short_health_watches_do_not_freeze_the_server(server):
 
 
 def test_one_client_may_hold_only_its_share():
-    state = PublishedState(1.0, "os_ken")
-    running, port = serve_grpc(state, Address("127.0.0.1", 0), max_workers=24, max_streams=16,
-                               max_streams_per_client=3)
+    served = Served(PublishedState(1.0, "os_ken"), max_workers=24, max_streams=16,
+                    max_streams_per_client=3)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.StatusServiceStub(channel)
-            streams = [stub.WatchEvents(pb.WatchEventsRequest()) for _ in range(5)]
-            wait_for(lambda: sum(s.done() for s in streams) == 2, 10, "2 refusals")
-            refused = [s for s in streams if s.done()]
-            assert all("grpc.max_streams_per_client" in s.details() for s in refused)
-            for stream in streams:
-                stream.cancel()
+        stub = pb_grpc.StatusServiceStub(served.channel)
+        streams = [stub.WatchEvents(pb.WatchEventsRequest()) for _ in range(5)]
+        wait_for(lambda: sum(s.done() for s in streams) == 2, 10, "2 refusals")
+        refused = [s for s in streams if s.done()]
+        assert all("grpc.max_streams_per_client" in s.details() for s in refused)
+        for stream in streams:
+            stream.cancel()
     finally:
-        running.stop(0)
+        served.close()
 
 
 @pytest.mark.parametrize("peer, client", [("ipv4:127.0.0.1:5555", "ipv4:127.0.0.1"),

@@ -9,19 +9,17 @@ from cems.v1 import status_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from controller.api.server import serve_grpc
-from controller.config import Address
 from controller.events import HostLearned
 
 from tests.unit.controller.fakes import mac
+from tests.unit.controller.served import Served
 
 
 @pytest.fixture
 def channel(state):
-    server, port = serve_grpc(state, Address("127.0.0.1", 0))
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
-        yield chan
-    server.stop(0)
+    served = Served(state)
+    yield served.channel
+    served.close()
 
 
 def test_status_topology_flows_ports(channel):
