@@ -41,6 +41,20 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _bounded(kind, low, high):
+    """An argparse type: a number of `kind` in [low, high], or a message saying the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not low <= value <= high:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+    return parse
+
+
+SECONDS = _bounded(float, 0.001, 86_400)
 PROBE_ID_HELP = ("the probe's id, to check it against the credential (the controller takes "
                  "the probe id from the probe token or certificate; default: that one)")
 
@@ -78,7 +92,8 @@ def run_passive(args) -> int:
             exporter.set_health(health())
     if args.pcap:
         try:
-            run_frames(pcap_frames(args.pcap), args.interval, emit, table, counters)
+            run_frames(pcap_frames(args.pcap), args.interval, emit, table, counters,
+                       args.max_gap)
         except (OSError, PcapError) as err:
             print(f"cems-probe: {args.pcap}: {err}", file=sys.stderr)
             return 1
@@ -88,11 +103,12 @@ def run_passive(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(f"cems-probe: capturing on {source}", file=sys.stderr, flush=True)
         with capture:
-            run_frames(capture.timed(stop.is_set), args.interval, emit, table, counters)
+            run_frames(capture.timed(stop.is_set), args.interval, emit, table, counters,
+                       args.max_gap)
     final = health()
     summary = {"source": source, "frames": counters.frames, "malformed": dict(counters.malformed),
                "flows_evicted": table.evicted, "kernel_received": final.kernel_received,
-               "kernel_dropped": final.kernel_dropped}
+               "kernel_dropped": final.kernel_dropped, "time_jumps": counters.time_jumps}
     if exporter is not None:
         exporter.set_health(final)
         exporter.close()
@@ -172,9 +188,14 @@ def main(argv=None) -> int:
     source = passive.add_mutually_exclusive_group(required=True)
     source.add_argument("--pcap", metavar="FILE", help="read a pcap file")
     source.add_argument("--iface", metavar="IF", help="capture on an interface (root)")
-    passive.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
-    passive.add_argument("--max-flows", type=int, default=100_000)
-    passive.add_argument("--snaplen", type=int, default=2048,
+    passive.add_argument("--interval", type=_bounded(float, 0.01, 3600), default=1.0,
+                         metavar="SECONDS", help="one record per flow and interval (0.01..3600)")
+    passive.add_argument("--max-flows", type=_bounded(int, 1, 10_000_000), default=100_000,
+                         help="flows tracked at once; the oldest are evicted and counted")
+    passive.add_argument("--max-gap", type=_bounded(float, 0.01, 86_400), default=60.0,
+                         metavar="SECONDS", help="a jump in capture time beyond this starts a "
+                                                 "new interval (corrupted or paused captures)")
+    passive.add_argument("--snaplen", type=_bounded(int, 64, 262_144), default=2048,
                          help="bytes kept per frame (MPEG-TS needs whole datagrams)")
     passive.add_argument("--bpf", default="", metavar="EXPR",
                          help="capture filter in tcpdump syntax, applied in the kernel")
@@ -188,42 +209,47 @@ def main(argv=None) -> int:
     for kind in ("voice", "iptv"):
         gen = sub.add_parser(f"gen-{kind}", help=f"send {kind} test traffic, print what was sent")
         gen.add_argument("--target", type=_address, required=True)
-        gen.add_argument("--seconds", type=float, default=10.0)
+        gen.add_argument("--seconds", type=SECONDS, default=10.0)
     web_server = sub.add_parser("web-server", help="serve a test web page with objects")
     web_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8080))
-    web_server.add_argument("--objects", type=int, default=20)
-    web_server.add_argument("--object-bytes", type=int, default=50_000)
+    web_server.add_argument("--objects", type=_bounded(int, 0, 10_000), default=20)
+    web_server.add_argument("--object-bytes", type=_bounded(int, 0, 100_000_000), default=50_000)
     web_client = sub.add_parser("web-client", help="load pages, print their load times")
     web_client.add_argument("--url", required=True, help="for example http://10.0.0.9:8080/")
-    web_client.add_argument("--pages", type=int, default=1)
-    web_client.add_argument("--think", type=float, default=1.0, metavar="SECONDS",
-                            help="pause between pages")
-    web_client.add_argument("--connections", type=int, default=4)
+    web_client.add_argument("--pages", type=_bounded(int, 1, 1_000_000), default=1)
+    web_client.add_argument("--think", type=_bounded(float, 0, 3600), default=1.0,
+                            metavar="SECONDS", help="pause between pages")
+    web_client.add_argument("--connections", type=_bounded(int, 1, 64), default=4)
     video_server = sub.add_parser("video-server", help="serve adaptive-video segments")
     video_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8081))
     video_server.add_argument("--bitrates", default="500k,1M,2M,4M",
                               help="the bitrate ladder, comma-separated")
-    video_server.add_argument("--segment-seconds", type=float, default=2.0)
-    video_server.add_argument("--segments", type=int, default=30)
+    video_server.add_argument("--segment-seconds", type=_bounded(float, 0.1, 60), default=2.0)
+    video_server.add_argument("--segments", type=_bounded(int, 1, 100_000), default=30)
     player = sub.add_parser("video-player", help="play a video, print what it experienced")
     player.add_argument("--url", required=True, help="for example http://10.0.0.9:8081/")
-    player.add_argument("--startup", type=float, default=4.0, metavar="SECONDS")
-    player.add_argument("--max-buffer", type=float, default=20.0, metavar="SECONDS")
-    player.add_argument("--segments", type=int, default=0, help="stop after N (default: all)")
+    player.add_argument("--startup", type=_bounded(float, 0.1, 600), default=4.0,
+                        metavar="SECONDS")
+    player.add_argument("--max-buffer", type=_bounded(float, 0.1, 3600), default=20.0,
+                        metavar="SECONDS")
+    player.add_argument("--segments", type=_bounded(int, 0, 100_000), default=0,
+                        help="stop after N (default: all)")
     agent = sub.add_parser("agent", help="run the active tests the controller starts")
     agent.add_argument("--controller", required=True, metavar="HOST:PORT|unix:PATH",
                        help="the controller (with a probe token: $CEMS_TOKEN or --token-file)")
     agent.add_argument("--probe-id", default="", help=PROBE_ID_HELP)
     add_client_arguments(agent)
-    agent.add_argument("--reflect", type=int, metavar="PORT",
+    agent.add_argument("--reflect", type=_bounded(int, 1, 65535), metavar="PORT",
                        help="also answer STAMP on this UDP port (862 is the standard one)")
     reflector = sub.add_parser("stamp-reflector", help="answer STAMP test packets (RFC 8762)")
     reflector.add_argument("--bind", type=_address, default=("0.0.0.0", DEFAULT_PORT))
     sender = sub.add_parser("stamp-sender", help="run one STAMP session and print its result")
     sender.add_argument("--target", type=_address, required=True)
-    sender.add_argument("--count", type=int, default=100)
-    sender.add_argument("--interval", type=float, default=0.01, metavar="SECONDS")
-    sender.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS")
+    sender.add_argument("--count", type=_bounded(int, 1, 10_000_000), default=100)
+    sender.add_argument("--interval", type=_bounded(float, 0, 60), default=0.01,
+                        metavar="SECONDS")
+    sender.add_argument("--timeout", type=_bounded(float, 0.001, 60), default=1.0,
+                        metavar="SECONDS")
     sender.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:

@@ -16,10 +16,14 @@ from probes.flows import FlowRecord, FlowTable
 from probes.pcap import read_pcap
 
 
+MAX_GAP_S = 60.0  # a jump in capture time beyond this starts a new interval
+
+
 @dataclasses.dataclass
 class ProbeCounters:
     frames: int = 0
     malformed: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    time_jumps: int = 0  # frames whose time jumped more than the allowed gap ahead
 
     @property
     def malformed_total(self) -> int:
@@ -35,17 +39,27 @@ def record_json(record: FlowRecord) -> str:
 
 def run_frames(frames: Iterable[tuple[float, bytes | None]], interval_s: float,
                emit: Callable[[list[FlowRecord]], None], table: FlowTable | None = None,
-               counters: ProbeCounters | None = None) -> ProbeCounters:
+               counters: ProbeCounters | None = None, max_gap_s: float = MAX_GAP_S
+               ) -> ProbeCounters:
     """Feed (time, frame) pairs; emit records at every interval boundary and at the end.
 
     A frame of None is a tick: no frame arrived, but the time moves on (an idle live link
-    still closes its intervals)."""
+    still closes its intervals). A frame more than `max_gap_s` after the current interval
+    (a corrupted timestamp, a capture paused for hours) closes that interval and starts a
+    new one at its own time, instead of emitting every empty interval in between."""
+    if not interval_s > 0 or not max_gap_s > 0:
+        raise ValueError(f"interval_s ({interval_s}) and max_gap_s ({max_gap_s}) must be > 0")
     table = table if table is not None else FlowTable()  # an empty table is falsy (len 0)
     counters = counters if counters is not None else ProbeCounters()
     boundary = None
     last = None
     for when, frame in frames:
         if boundary is None:
+            boundary = when + interval_s
+        if when - boundary > max_gap_s:
+            counters.time_jumps += 1
+            emit(table.records(boundary))
+            table.records(when)  # nothing in between: the next interval starts here
             boundary = when + interval_s
         while when >= boundary:
             emit(table.records(boundary))
