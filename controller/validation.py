@@ -46,3 +46,51 @@ def truncated(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+def text(field: str, value: str, max_chars: int, allow_empty: bool = True) -> str:
+    """A string of at most `max_chars` characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be text, got {shown(value)}")
+    if not value and not allow_empty:
+        raise ValueError(f"{field} is required")
+    if len(value) > max_chars:
+        raise ValueError(f"{field} is {len(value)} characters long, more than {max_chars}: "
+                         f"{shown(value)}")
+    return value
+
+
+def number(field: str, value, low: float, high: float) -> float:
+    """A finite number in [low, high] (NaN and infinities are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not low <= value <= high:
+        raise ValueError(f"{field} must be a number from {low:g} to {high:g}, got {shown(value)}")
+    return value
+
+
+def count(field: str, items, most: int):
+    """A list or map of at most `most` entries."""
+    if len(items) > most:
+        raise ValueError(f"{field} has {len(items)} entries, more than {most}")
+    return items
+
+
+def ip_address(field: str, value: str) -> str:
+    """An IPv4 or IPv6 address -> its canonical text."""
+    import ipaddress  # pylint: disable=import-outside-toplevel
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{field} {shown(value)} is not an IPv4 or IPv6 address") from None
+
+
+def port(field: str, value: int) -> int:
+    return int(number(field, value, 0, 65535))
+
+
+def saturated(value: int) -> int:
+    """An unsigned counter as a signed 64-bit one: at most 2^63-1, never an overflow."""
+    return min(value, INT64_MAX)

@@ -11,6 +11,7 @@ from cems.v1 import customer_pb2
 from cems.v1 import probe_pb2
 from cems.v1 import status_pb2 as pb
 
+from controller import validation
 from controller.csm import rules
 from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla, Sls, TokenInfo
 from controller.csm.report import CustomerReport
@@ -133,9 +134,12 @@ def record_from_pb(probe_id: str, m: probe_pb2.FlowRecord) -> KpiRecord:
 
 
 def health_from_pb(probe_id: str, m: probe_pb2.ProbeHealth) -> ProbeHealth:
-    return ProbeHealth(m.probe_id or probe_id, m.time_unix_s, m.source, m.frames, m.malformed,
-                       m.kernel_received, m.kernel_dropped, m.flows_tracked, m.flows_evicted,
-                       m.export_dropped)
+    """A probe's counters; they saturate at 2^63-1 and the source is cut to 200 characters."""
+    s = validation.saturated
+    when = m.time_unix_s if math.isfinite(m.time_unix_s) else 0.0
+    return ProbeHealth(m.probe_id or probe_id, when, validation.truncated(m.source, 200),
+                       s(m.frames), s(m.malformed), s(m.kernel_received), s(m.kernel_dropped),
+                       s(m.flows_tracked), s(m.flows_evicted), s(m.export_dropped))
 
 
 def health_pb(h: ProbeHealth) -> probe_pb2.ProbeHealth:

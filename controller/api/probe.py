@@ -22,6 +22,7 @@ from controller.monitor.scope import Scope
 
 MAX_PROBLEMS = 10
 MAX_LIST = 10_000
+MAX_RECORDS_PER_REQUEST = 10_000
 
 
 class ProbeServicer:
@@ -42,6 +43,10 @@ class ProbeServicer:
                 refuse(context, rules.Refused(
                     "PERMISSION_DENIED", f"this credential is probe {probe_id!r}; the request "
                     f"names {sorted(named - {'', probe_id})[0]!r}"))
+            if len(request.records) > MAX_RECORDS_PER_REQUEST:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"records: {len(request.records)} in one request, more than "
+                              f"{MAX_RECORDS_PER_REQUEST}; send them in batches")
             if request.HasField("health"):
                 self.kpis.set_health(convert.health_from_pb(probe_id, request.health))
             stored, found = self.kpis.add_records(

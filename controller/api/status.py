@@ -101,6 +101,8 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         return pb.ListMetersResponse(meters=[convert.meter_stats_pb(m) for m in meters])
 
     def WatchEvents(self, request, context):
+        if len(request.kinds) > 64:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kinds: at most 64 entries")
         kinds = set(request.kinds)
         for kind in kinds:
             if kind == pb.EVENT_KIND_UNSPECIFIED or kind not in pb.EventKind.values():

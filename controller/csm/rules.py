@@ -25,10 +25,27 @@ def _mbps(bps: float) -> str:
     return f"{bps / 1e6:g} Mbit/s"
 
 
+MAX_RATE_BPS = 10 ** 12        # 1 Tbit/s
+MAX_HOSTS = 64                 # devices of one customer
+MAX_CHANGE_INTERVAL_S = 366 * 86_400
+OFPP_MAX = 0xFFFFFF00          # the highest OpenFlow port number of a real port
+
+
+def check_customer_id(customer_id: str) -> None:
+    if not customer_id or len(customer_id) > 64 or not customer_id.isascii() or \
+            not customer_id.replace("-", "").isalnum():
+        raise Refused("INVALID_ARGUMENT", f"customer id {validation.shown(customer_id)} must be "
+                      "1 to 64 letters, digits and '-'")
+
+
 def check_customer(customer: Customer) -> None:
-    if not customer.customer_id or not customer.customer_id.replace("-", "").isalnum():
-        raise Refused("INVALID_ARGUMENT", f"customer id {customer.customer_id!r} must be "
-                      "letters, digits and '-'")
+    check_customer_id(customer.customer_id)
+    try:
+        validation.text("name", customer.name, 200)
+        validation.count("hosts", customer.hosts, MAX_HOSTS)
+        validation.number("access_port", customer.access_port, 0, OFPP_MAX)
+    except ValueError as err:
+        raise Refused("INVALID_ARGUMENT", str(err)) from None
     if customer.segment not in SEGMENTS:
         raise Refused("INVALID_ARGUMENT", f"segment {customer.segment!r} is not one of "
                       f"{', '.join(SEGMENTS)}")
@@ -53,6 +70,9 @@ def check_sla(sla: Sla, access_speed_bps: int | None) -> None:
         raise Refused("INVALID_ARGUMENT", f"variant {sla.variant} starts customers in "
                       f"{default.value}, which the SLA must allow")
     for service_class, bounds in sla.bounds.items():
+        if bounds.max_bps > MAX_RATE_BPS:
+            raise Refused("INVALID_ARGUMENT", f"{service_class.value}: max {bounds.max_bps} "
+                          "bit/s is above 1 Tbit/s")
         if not 0 < bounds.min_bps <= bounds.max_bps:
             raise Refused("INVALID_ARGUMENT", f"{service_class.value}: bounds must satisfy "
                           f"0 < min ({bounds.min_bps} bit/s) <= max ({bounds.max_bps} bit/s)")
@@ -63,8 +83,9 @@ def check_sla(sla: Sla, access_speed_bps: int | None) -> None:
     if not 0 < sla.availability_target < 1:
         raise Refused("INVALID_ARGUMENT", f"availability_target {sla.availability_target} must "
                       "be between 0 and 1 (for example 0.999)")
-    if sla.min_change_interval_s < 0:
-        raise Refused("INVALID_ARGUMENT", "min_change_interval_s must not be negative")
+    if not 0 <= sla.min_change_interval_s <= MAX_CHANGE_INTERVAL_S:
+        raise Refused("INVALID_ARGUMENT", "min_change_interval_s must be 0 to a year "
+                      f"({MAX_CHANGE_INTERVAL_S} s)")
 
 
 def initial_sls(sla: Sla, now_unix_s: float) -> Sls:

@@ -185,6 +185,10 @@ class CustomerService:
                ) -> CustomerReport:
         """The customer's report for [start, end) (defaults: the start of end's month, now)."""
         required(customer_id)
+        for field, value in (("start_unix_s", start_unix_s), ("end_unix_s", end_unix_s)):
+            if not 0 <= value <= 2.0 ** 33:  # refuses NaN too
+                raise rules.Refused("INVALID_ARGUMENT", f"{field} must be a unix time (0 for "
+                                    f"the default), got {value}")
         now = self.clock()
         end = end_unix_s or now
         start = start_unix_s or month_start_unix_s(end)

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import NamedTuple
 
+from controller import validation
+
 DEFAULT_PORT = 862
 MAX_TESTS = 1000
 
@@ -49,8 +51,16 @@ class StampSpec:
 
 def check_spec(spec: StampSpec) -> str:
     """'' if the test can run, else what is wrong with it."""
+    if spec.test_id and (len(spec.test_id) > 64 or not spec.test_id.replace("-", "")
+                         .replace("_", "").replace(".", "").isalnum()):
+        return (f"test_id {spec.test_id[:40]!r} must be 1 to 64 letters, digits, '.', '_' "
+                "or '-' (or empty, for one the controller chooses)")
     if not spec.sender_probe_id:
         return "sender_probe_id is required"
+    try:
+        validation.probe_id("sender_probe_id", spec.sender_probe_id)
+    except ValueError as err:
+        return str(err)
     try:
         ipaddress.IPv4Address(spec.reflector_address)
     except ValueError:

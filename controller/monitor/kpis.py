@@ -12,8 +12,10 @@ Thread-safe: gRPC servicer threads add and read.
 import collections
 import dataclasses
 import math
+import re
 import threading
 
+from controller import validation
 from controller.monitor.directory import CustomerDirectory
 from qoe.classify import classify_ports
 
@@ -59,9 +61,39 @@ class KpiRecord:
         return (self.probe_id, *self.flow_key)
 
 
+MAX_KPIS = 64                 # KPIs in one record
+_KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+MAX_KPI_VALUE = 1e12          # no KPI cems knows (ms, counts, ratios, bit/s) comes near
+MAX_THROUGHPUT_BPS = 1e13     # 10 Tbit/s
+MAX_UNIX_S = 2.0 ** 33        # the year 2242
+MAX_INTERVAL_S = 86_400.0
+
+
 def check_record(record: KpiRecord) -> str:
-    """'' if the record is possible, else what is wrong with it."""
+    """'' if the record is possible, else what is wrong with it (values truncated)."""
+    for field in ("src", "dst"):
+        try:
+            validation.ip_address(field, getattr(record, field))
+        except ValueError as err:
+            return str(err)
     name = f"{record.src}:{record.sport}->{record.dst}:{record.dport}/{record.proto}"
+    if not (0 <= record.sport <= 65535 and 0 <= record.dport <= 65535
+            and 0 <= record.proto <= 255):
+        return f"{name}: ports must be 0..65535 and the protocol 0..255"
+    if record.packets > validation.INT64_MAX or record.bytes > validation.INT64_MAX:
+        return f"{name}: {record.packets} packets, {record.bytes} bytes in one interval"
+    if len(record.kpis) > MAX_KPIS:
+        return f"{name}: {len(record.kpis)} KPIs, more than {MAX_KPIS}"
+    for key in record.kpis:
+        if not _KPI_NAME.match(key):
+            return (f"{name}: KPI name {validation.shown(key)} must be 1 to 48 lower-case "
+                    "letters, digits and '_'")
+    if not 0 <= record.interval_start_unix_s <= MAX_UNIX_S or \
+            not record.interval_end_unix_s - record.interval_start_unix_s <= MAX_INTERVAL_S:
+        return (f"{name}: the interval {record.interval_start_unix_s}..."
+                f"{record.interval_end_unix_s} is not a unix time span of at most a day")
+    if record.throughput_bps > MAX_THROUGHPUT_BPS:
+        return f"{name}: throughput_bps {record.throughput_bps:g} is above 10 Tbit/s"
     if record.kind not in KINDS:
         return f"{name}: kind {record.kind!r} is not one of {', '.join(KINDS)}"
     for field in ("interval_start_unix_s", "interval_end_unix_s", "throughput_bps"):
@@ -77,6 +109,8 @@ def check_record(record: KpiRecord) -> str:
     for key, value in record.kpis.items():
         if math.isnan(value):
             continue  # unknown in this interval
+        if abs(value) > MAX_KPI_VALUE:
+            return f"{name}: {key} {value:g} is beyond any possible value"
         if key in _RATIO_KPIS and not 0 <= value <= 1:
             return f"{name}: {key} must be 0..1 (a ratio), got {value}"
         if key in _NON_NEGATIVE and (value < 0 or math.isinf(value)):

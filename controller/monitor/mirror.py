@@ -53,6 +53,8 @@ def check_rule(rule: MirrorRule) -> str:
     """'' if the rule can be compiled, else what is wrong with it."""
     if not rule.customer_id:
         return "customer_id is required"
+    if len(rule.customer_id) > 64:
+        return f"customer_id {rule.customer_id[:40]!r}... is longer than 64 characters"
     if rule.service and rule.service not in SERVICES:
         return f"service {rule.service!r} is not one of {', '.join(SERVICES)} (or empty for all)"
     if not 1 <= rule.sample_percent <= 100:

@@ -146,7 +146,7 @@ def test_cems_probe_passive_on_a_capture(tmp_path):
     summary = json.loads(out.stderr.strip().splitlines()[-1])
     assert summary == {"source": f"pcap:{path}", "frames": 150,
                        "malformed": {"truncated ethernet": 1}, "flows_evicted": 0,
-                       "kernel_received": 0, "kernel_dropped": 0}
+                       "kernel_received": 0, "kernel_dropped": 0, "time_jumps": 0}
 
 
 def test_idle_ticks_close_intervals_without_counting_frames():
