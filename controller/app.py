@@ -84,6 +84,14 @@ class EventCustomersChanged(compat.event.EventBase):
         self.change = change
 
 
+class EventForgetHost(compat.event.EventBase):
+    """Posted when a domain manager asks to forget a host learned by mistake."""
+
+    def __init__(self, mac: str):
+        super().__init__()
+        self.mac = mac
+
+
 class EventMirrorChanged(compat.event.EventBase):
     """Posted after the mirror rules changed; carries the rules now in force."""
 
@@ -102,7 +110,8 @@ def port_info_from_ofp(port) -> PortInfo:
 class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenApp")
               else compat.app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
-    _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged, EventMirrorChanged]
+    _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged, EventMirrorChanged,
+               EventForgetHost]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -133,6 +142,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
                              self.mirror)
         self.runtime.customers_changed.append(
             lambda change: self.send_event(self.name, EventCustomersChanged(change)))
+        self.runtime.hosts_to_forget.append(
+            lambda mac: self.send_event(self.name, EventForgetHost(mac)))
         self._stop = threading.Event()
         self._timer = None
         self._failures: set[tuple] = set()
@@ -409,6 +420,16 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._plan_mirror()
         self._converge(time.monotonic())
         self._apply_traffic_control()
+
+    @set_ev_cls(EventForgetHost)
+    @guarded
+    def _forget_host(self, ev):
+        if self.topology.forget_host(ev.mac):
+            self.runtime.store.delete_host(ev.mac)
+            LOG.info("host %s forgotten (a domain manager asked); learned again when it "
+                     "sends", ev.mac)
+            self._publish_topology()
+            self._converge(time.monotonic())
 
     @set_ev_cls(EventMirrorChanged)
     @guarded

@@ -65,6 +65,8 @@ class ControllerConfig:
     grpc_max_workers: int = 64    # threads answering gRPC calls
     grpc_max_streams: int = 32    # streams open at once (each holds a worker); below max_workers
     grpc_max_streams_per_client: int = 8  # streams open at once from one client address
+    kpi_max_age_s: float = 60.0   # a flow with no newer record than this has ended
+    kpi_max_bytes: int = 256 << 20  # memory for probe records; the least recent flows go
     metrics_listen: Address | None = Address("127.0.0.1", 9302)
     poll_interval_s: float = 1.0
     rate_window: int = 60
@@ -243,6 +245,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "grpc.max_workers": ("grpc_max_workers", _integer(2, 4096)),
     "grpc.max_streams": ("grpc_max_streams", _integer(1, 4095)),
     "grpc.max_streams_per_client": ("grpc_max_streams_per_client", _integer(1, 4095)),
+    "kpi.max_age_s": ("kpi_max_age_s", _number(1, 86_400)),
+    "kpi.max_bytes": ("kpi_max_bytes", _integer(1 << 20, 1 << 40)),
     "stats.poll_interval_s": ("poll_interval_s", _number(0.1, 3600)),
     "stats.rate_window": ("rate_window", _integer(2, 3600)),
     "store.path": ("store_path", _path),

@@ -4,9 +4,9 @@ The app's event thread publishes; each gRPC watcher reads its own bounded queue.
 that falls behind loses its oldest events, and the loss is counted, never blocking the app.
 """
 
+import collections
 import dataclasses
 import math
-import queue
 import threading
 from typing import Any
 
@@ -96,32 +96,51 @@ class KpiRecords:
     records: tuple
 
 
-class Subscription:
-    """One watcher's bounded queue of events."""
+def weight(item: Any) -> int:
+    """What an event holds, in items (flows, records), for the watchers' bounds."""
+    for field in ("flows", "records"):
+        inner = getattr(item, field, None)
+        if isinstance(inner, tuple):
+            return max(1, len(inner))
+    return 1
 
-    def __init__(self, bus: "EventBus", maxsize: int):
+
+class Subscription:
+    """One watcher's bounded queue of events: at most `maxsize` events holding at most
+    `max_items` flows or records together; the oldest go first, and are counted."""
+
+    def __init__(self, bus: "EventBus", maxsize: int, max_items: int = 200_000):
         self._bus = bus
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._queue: collections.deque = collections.deque()
+        self._items = 0
+        self.maxsize = maxsize
+        self.max_items = max_items
         self.lost = 0
 
     def offer(self, item: Any) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self.lost += 1
-                except queue.Empty:
-                    pass
+        size = weight(item)
+        with self._lock:
+            self._queue.append((item, size))
+            self._items += size
+            while len(self._queue) > 1 and (len(self._queue) > self.maxsize
+                                            or self._items > self.max_items):
+                _, gone = self._queue.popleft()
+                self._items -= gone
+                self.lost += 1
+            self._ready.notify()
 
     def get(self, timeout_s: float) -> Any | None:
         """Next event, or None after timeout_s without one."""
-        try:
-            return self._queue.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
+        with self._lock:
+            if not self._queue:
+                self._ready.wait(timeout_s)
+            if not self._queue:
+                return None
+            item, size = self._queue.popleft()
+            self._items -= size
+            return item
 
     def close(self) -> None:
         self._bus.unsubscribe(self)
@@ -130,13 +149,14 @@ class Subscription:
 class EventBus:
     """Fan-out of events to any number of subscribers; publish never blocks."""
 
-    def __init__(self, maxsize: int = 1000):
+    def __init__(self, maxsize: int = 1000, max_items: int = 200_000):
         self._maxsize = maxsize
+        self._max_items = max_items
         self._lock = threading.Lock()
         self._subscribers: list[Subscription] = []
 
     def subscribe(self) -> Subscription:
-        sub = Subscription(self, self._maxsize)
+        sub = Subscription(self, self._maxsize, self._max_items)
         with self._lock:
             self._subscribers.append(sub)
         return sub

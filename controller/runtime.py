@@ -38,9 +38,15 @@ class Runtime:
     metrics_server: object = None
     # called (from gRPC threads) with a CustomerChanged after every stored customer change
     customers_changed: list = dataclasses.field(default_factory=list)
+    # called (from gRPC threads) with the MAC of a host to forget
+    hosts_to_forget: list = dataclasses.field(default_factory=list)
     kpis: KpiStore = dataclasses.field(default_factory=KpiStore)  # probe records
     mirror: MirrorRules | None = None  # what is copied to the probe (config + gRPC)
     _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def forget_host(self, mac: str) -> None:
+        for callback in list(self.hosts_to_forget):
+            callback(mac)
 
     def notify_customers_changed(self, change) -> None:
         for callback in list(self.customers_changed):
@@ -49,7 +55,7 @@ class Runtime:
     @staticmethod
     def build(config: ControllerConfig) -> "Runtime":
         registry = CollectorRegistry()
-        kpis = KpiStore()
+        kpis = KpiStore(max_bytes=config.kpi_max_bytes, max_age_s=config.kpi_max_age_s)
         registry.register(KpiCollector(kpis))
         store = Store(config.store_path)
         configured = tuple(MirrorRule(c, origin="config") for c in config.mirror_customers)
@@ -72,7 +78,8 @@ class Runtime:
             capacities=dict(self.config.link_capacity_bps),
             on_change=self.notify_customers_changed, mirror=self.mirror,
             max_workers=self.config.grpc_max_workers, max_streams=self.config.grpc_max_streams,
-            max_streams_per_client=self.config.grpc_max_streams_per_client)
+            max_streams_per_client=self.config.grpc_max_streams_per_client,
+            forget_host=self.forget_host)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)

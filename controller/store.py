@@ -196,6 +196,10 @@ class Store:
                 "ipv4=excluded.ipv4, updated_unix_s=excluded.updated_unix_s",
                 (host.mac, host.dpid, host.port_no, ",".join(host.ipv4), now_unix_s))
 
+    def delete_host(self, mac: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM hosts WHERE mac=?", (mac,))
+
     def load_hosts(self) -> list[HostInfo]:
         with self._lock:
             rows = self._db.execute(

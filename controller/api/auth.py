@@ -43,6 +43,7 @@ _ALL = {
                    "ListTokens": "manage", "RevokeToken": "manage"},
     "SlsService": {"GetSla": "read_sla", "GetSls": "read_sls", "ChangeSls": "change_sls"},
     "ReportService": {"GetReport": "read_report"},
+    "NetworkService": {"ForgetHost": "manage"},
 }
 METHOD_ACTIONS = {f"/cems.v1.{service}/{method}": action
                   for service, methods in _ALL.items() for method, action in methods.items()}

@@ -118,13 +118,14 @@ def event_pb(item) -> pb.Event | None:
 
 
 # -- probes -------------------------------------------------------------------------------
-def kpi_record_pb(r: KpiRecord) -> probe_pb2.FlowRecord:
+def kpi_record_pb(r: KpiRecord, age_s: float = 0.0) -> probe_pb2.FlowRecord:
     return probe_pb2.FlowRecord(
         src=r.src, dst=r.dst, proto=r.proto, sport=r.sport, dport=r.dport, kind=r.kind,
         interval_start_unix_s=r.interval_start_unix_s,
         interval_end_unix_s=r.interval_end_unix_s,
         packets=r.packets, bytes=r.bytes, throughput_bps=r.throughput_bps, dscp=r.dscp,
-        kpis=r.kpis, probe_id=r.probe_id, customer_id=r.customer_id, service=r.service)
+        kpis=r.kpis, probe_id=r.probe_id, customer_id=r.customer_id, service=r.service,
+        age_s=age_s)
 
 
 def record_from_pb(probe_id: str, m: probe_pb2.FlowRecord) -> KpiRecord:

@@ -77,9 +77,20 @@ class ProbeServicer:
             refuse(context, refused)
         scope = self.scope_of(principal)
         customer_id = request.customer_id if scope.everything else scope.customer_id
-        records = self.kpis.select(customer_id, request.service, request.history)
+        try:
+            offset = int(request.page_token or 0)
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"page_token {request.page_token[:40]!r} is not one this controller "
+                          "gave; use next_page_token of the previous answer, or none")
+        page = self.kpis.select(customer_id, request.service, request.history,
+                                request.include_ended, offset, request.limit or 1000)
         return pb.ListKpisResponse(
-            records=[convert.kpi_record_pb(r) for r in records[:request.limit or 1000]],
+            records=[convert.kpi_record_pb(r, self.kpis.age_of(r)) for r in page.records],
+            next_page_token="" if page.next_offset is None else str(page.next_offset),
+            total=page.total,
             accepted_total=self.kpis.accepted_total, rejected_total=self.kpis.rejected_total,
             probe_dropped_total=self.kpis.probe_dropped_total,
             probes=[convert.health_pb(h) for h in self.kpis.probes()])

@@ -18,6 +18,7 @@ from controller.api.customer import ReportServicer, SlaServicer, SlsServicer
 from controller.monitor.active import ActiveTests
 from controller.api.active import ActiveTestServicer
 from controller.api.mirror import MirrorServicer
+from controller.api.network import NetworkServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
@@ -111,7 +112,7 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 64, credentials=None, kpis: KpiStore | None = None,
                unix_socket: str = "", mirror=None, active=None, max_streams: int = 32,
-               max_streams_per_client: int = 8) -> tuple[GrpcServer, int]:
+               max_streams_per_client: int = 8, forget_host=None) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
     ReportService, ActiveTestService and (with `mirror`, a MirrorRules) MirrorService behind
     bearer-token authentication; plus health and reflection, on address. `on_change` hears
@@ -164,6 +165,8 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         if mirror is not None:
             services.append((MirrorServicer(gate, mirror),
                              probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
+        services.append((NetworkServicer(gate, state, forget_host or (lambda mac: None)),
+                         pb.DESCRIPTOR.services_by_name["NetworkService"], pb))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors,

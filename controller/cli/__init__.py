@@ -132,8 +132,8 @@ def show_meters(stub, args) -> str:
 def show_kpis(channel, args) -> str:
     from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
     reply = probe_pb2_grpc.ProbeServiceStub(channel).ListKpis(probe_pb2.ListKpisRequest(
-        customer_id=args.customer or "", service=args.service or "", limit=args.limit),
-        timeout=args.timeout)
+        customer_id=args.customer or "", service=args.service or "", limit=args.limit,
+        include_ended=args.ended, page_token=args.page), timeout=args.timeout)
     if args.json:
         return _as_json(reply)
     keys = ("rtp_loss_ratio", "rtp_jitter_ms", "ts_cc_errors", "mdi_df_ms", "tcp_rtt_ms",
@@ -142,15 +142,32 @@ def show_kpis(channel, args) -> str:
     def kpi_text(record):
         return " ".join(f"{k}={record.kpis[k]:.4g}" for k in keys if k in record.kpis)
     rows = [[r.customer_id or "-", r.service, r.kind, f"{r.src}:{r.sport}", f"{r.dst}:{r.dport}",
-             _bits(r.throughput_bps / 8), kpi_text(r)] for r in reply.records]
+             _bits(r.throughput_bps / 8), f"{r.age_s:.0f} s", kpi_text(r)]
+            for r in reply.records]
     probes = "".join(
         f"\nprobe {h.probe_id} ({h.source}): frames {h.frames}, malformed {h.malformed}, "
         f"kernel dropped {h.kernel_dropped} of {h.kernel_received + h.kernel_dropped}, "
         f"flows {h.flows_tracked} (evicted {h.flows_evicted}), "
         f"export dropped {h.export_dropped}" for h in reply.probes)
-    return (_table(["customer", "service", "kind", "from", "to", "rate", "KPIs"], rows)
+    more = (f"\n{len(reply.records)} of {reply.total}; the next page: --page "
+            f"{reply.next_page_token}" if reply.next_page_token else "")
+    return (_table(["customer", "service", "kind", "from", "to", "rate", "age", "KPIs"], rows)
+            + more
             + f"\nrecords accepted {reply.accepted_total}, rejected {reply.rejected_total}, "
               f"dropped by probes {reply.probe_dropped_total}" + probes)
+
+
+def run_host(channel, args) -> str:
+    if args.action == "forget":
+        pb_grpc.NetworkServiceStub(channel).ForgetHost(pb.ForgetHostRequest(mac=args.mac),
+                                                       timeout=args.timeout)
+        return f"host {args.mac.lower()} forgotten"
+    reply = pb_grpc.StatusServiceStub(channel).GetTopology(pb.GetTopologyRequest(),
+                                                           timeout=args.timeout)
+    if args.json:
+        return _as_json(pb.GetTopologyResponse(hosts=reply.hosts))
+    return _table(["mac", "ipv4", "switch", "port"], [
+        [h.mac, ",".join(h.ipv4), _dpid(h.dpid), h.port_no] for h in reply.hosts])
 
 
 def watch(stub, args, out) -> None:
@@ -220,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     kpis = sub.add_parser("kpis", help="latest probe KPIs per flow, with customer and service")
     kpis.add_argument("--customer", help="only this customer")
     kpis.add_argument("--service", help="voice, iptv, video, web, bulk, unknown")
-    kpis.add_argument("--limit", type=int, default=0)
+    kpis.add_argument("--limit", type=int, default=0, help="records per page (default 1000)")
+    kpis.add_argument("--page", default="", help="the page a previous answer named")
+    kpis.add_argument("--ended", action="store_true",
+                      help="also flows whose latest record is older than kpi.max_age_s")
+    host = sub.add_parser("host", help="hosts the controller learned; forget a mistaken one")
+    hsub = host.add_subparsers(dest="action", required=True)
+    hsub.add_parser("list")
+    hsub.add_parser("forget", help="it is learned again, where it is, when it next sends"
+                    ).add_argument("mac")
     meters = sub.add_parser("meters", help="meter counters and rates")
     meters.add_argument("--dpid", type=lambda v: int(v, 0), help="only this switch")
     watch_parser = sub.add_parser("watch", help="stream live events")
@@ -255,6 +280,9 @@ def main(argv=None) -> int:
                 return 0
             if args.command in ("customer", "sla", "sls", "token", "report", "mirror", "stamp"):
                 print(cli_csm.run(channel, args, _as_json))
+                return 0
+            if args.command == "host":
+                print(run_host(channel, args))
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,
                     "ports": show_ports, "meters": show_meters}[args.command]

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 import threading
+import time
 
 from controller import validation
 from controller.monitor.directory import CustomerDirectory
@@ -133,24 +134,55 @@ class ProbeHealth:
     export_dropped: int = 0
 
 
+def record_bytes(record: KpiRecord) -> int:
+    """About what a stored record costs in memory (measured: ~420 B plus ~90 B a KPI)."""
+    return 420 + 90 * len(record.kpis)
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """One page of records that match, and where the next one starts."""
+
+    records: list
+    total: int
+    next_offset: int | None  # None: this was the last page
+
+
 class KpiStore:
-    """The latest `window` records of each flow per probe, at most `max_flows` of those
-    (oldest out), joined with customer and service, and the latest health report of at
-    most `max_probes` probes."""
+    """The latest `window` records of each flow per probe, joined with customer and service,
+    within `max_flows` flows and `max_bytes` (the least recently updated flows go first),
+    an index of the flows by customer kept as records arrive, and the latest health report
+    of at most `max_probes` probes.
+
+    A flow has ended when its latest record ended more than `max_age_s` before the newest
+    record of its probe, or when the probe has sent nothing for `max_age_s` (by this
+    controller's clock): it is no longer in "now" views (it stays in the history). Judging
+    by the probe's own time keeps a replayed capture and a probe with a skewed clock right."""
 
     def __init__(self, window: int = 60, max_flows: int = 100_000, max_probes: int = 1000,
-                 directory: CustomerDirectory | None = None):
+                 directory: CustomerDirectory | None = None, max_bytes: int = 256 << 20,
+                 max_age_s: float = 60.0, clock=time.time):
         self.window = window
         self.max_flows = max_flows
         self.max_probes = max_probes
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.clock = clock
         self.directory = directory or CustomerDirectory()
         self._lock = threading.Lock()
         self._flows: collections.OrderedDict = collections.OrderedDict()
+        self._bytes: dict = {}                       # flow key -> bytes of its window
+        self._customer_of: dict = {}                 # flow key -> customer id ("" none)
+        self._by_customer: dict[str, set] = collections.defaultdict(set)
+        self.bytes_total = 0
         self._probes: collections.OrderedDict = collections.OrderedDict()
+        # probe -> (end of its newest record, by its clock; when it last sent, by ours)
+        self._probe_time: collections.OrderedDict = collections.OrderedDict()
         self._joined: tuple[int, dict[str, str]] = (-1, {})  # directory version, mapping
         self.accepted_total = 0
         self.rejected_total = 0
         self.probe_dropped_total = 0
+        self.evicted_total = 0
 
     def set_health(self, health: ProbeHealth) -> None:
         with self._lock:
@@ -162,6 +194,27 @@ class KpiStore:
     def probes(self) -> list[ProbeHealth]:
         with self._lock:
             return sorted(self._probes.values(), key=lambda h: h.probe_id)
+
+    # -- keeping -----------------------------------------------------------------------
+    def _index(self, key, customer: str) -> None:
+        old = self._customer_of.get(key)
+        if old == customer:
+            return
+        if old is not None:
+            self._by_customer[old].discard(key)
+            if not self._by_customer[old]:
+                del self._by_customer[old]
+        self._customer_of[key] = customer
+        self._by_customer[customer].add(key)
+
+    def _forget(self, key) -> None:
+        self._flows.pop(key, None)
+        self.bytes_total -= self._bytes.pop(key, 0)
+        customer = self._customer_of.pop(key, None)
+        if customer is not None:
+            self._by_customer[customer].discard(key)
+            if not self._by_customer[customer]:
+                del self._by_customer[customer]
 
     def _sync(self) -> dict[str, str]:
         """The directory's mapping now; stored flows whose customer it changed are joined
@@ -175,6 +228,7 @@ class KpiStore:
                     records = [_join(r, mapping) for r in window]
                     window.clear()
                     window.extend(records)
+                    self._index(key, records[-1].customer_id)
             self._joined = (version, mapping)
         return mapping
 
@@ -191,7 +245,8 @@ class KpiStore:
         accepted = []
         with self._lock:
             mapping = self._sync()
-            self.probe_dropped_total += probe_dropped
+            self.probe_dropped_total = validation.saturated(self.probe_dropped_total +
+                                                            probe_dropped)
             for record in records:
                 problem = check_record(record)
                 if problem:
@@ -201,21 +256,58 @@ class KpiStore:
                 key = record.store_key
                 window = self._flows.get(key)
                 if window is None:
-                    if len(self._flows) >= self.max_flows:
-                        self._flows.popitem(last=False)
                     window = self._flows[key] = collections.deque(maxlen=self.window)
+                    self._bytes[key] = 0
                 else:
                     self._flows.move_to_end(key)
+                    if len(window) == window.maxlen:
+                        gone = record_bytes(window[0])
+                        self._bytes[key] -= gone
+                        self.bytes_total -= gone
+                weight = record_bytes(record)
                 window.append(record)
+                self._bytes[key] += weight
+                self.bytes_total += weight
+                self._index(key, record.customer_id)
+                self._seen(record)
                 accepted.append(record)
+            while self._flows and (len(self._flows) > self.max_flows
+                                   or self.bytes_total > self.max_bytes):
+                self._forget(next(iter(self._flows)))  # the least recently updated flow
+                self.evicted_total += 1
             self.accepted_total += len(accepted)
             self.rejected_total += len(problems)
         return accepted, problems
 
-    def latest(self) -> list[KpiRecord]:
+    def _seen(self, record: KpiRecord) -> None:
+        newest, _ = self._probe_time.get(record.probe_id, (record.interval_end_unix_s, 0.0))
+        self._probe_time[record.probe_id] = (max(newest, record.interval_end_unix_s),
+                                             self.clock())
+        self._probe_time.move_to_end(record.probe_id)
+        while len(self._probe_time) > self.max_probes:
+            self._probe_time.popitem(last=False)
+
+    # -- reading -----------------------------------------------------------------------
+    def age_of(self, record: KpiRecord) -> float:
+        """age_s() for a reader outside the lock."""
+        with self._lock:
+            return self.age_s(record)
+
+    def age_s(self, record: KpiRecord) -> float:
+        """Seconds since the record's interval ended: by its probe's clock up to the probe's
+        newest record, then by this controller's since that arrived."""
+        newest, arrived = self._probe_time.get(record.probe_id, (record.interval_end_unix_s,
+                                                                 self.clock()))
+        return max(0.0, newest - record.interval_end_unix_s) + max(0.0, self.clock() - arrived)
+
+    def _current(self, window) -> bool:
+        return self.age_s(window[-1]) <= self.max_age_s
+
+    def latest(self, include_ended: bool = False) -> list[KpiRecord]:
+        """The latest record of each flow that has not ended (or of every flow)."""
         with self._lock:
             self._sync()
-            return [window[-1] for window in self._flows.values()]
+            return [w[-1] for w in self._flows.values() if include_ended or self._current(w)]
 
     def everything(self) -> list[KpiRecord]:
         """Every stored record, flow by flow, oldest first within a flow."""
@@ -228,16 +320,25 @@ class KpiStore:
             self._sync()
             return list(self._flows.get((probe_id, *flow_key), ()))
 
-    def select(self, customer_id: str = "", service: str = "", history: bool = False
-               ) -> list[KpiRecord]:
-        """The latest record of each flow (or every stored one), of one customer and service
-        when given, ordered by customer, service, flow, probe and time."""
-        source = self.everything() if history else self.latest()
-        records = [r for r in source if (not customer_id or r.customer_id == customer_id)
-                   and (not service or r.service == service)]
+    def select(self, customer_id: str = "", service: str = "", history: bool = False,
+               include_ended: bool = False, offset: int = 0, limit: int = 0) -> Page:
+        """Records of one customer (from the index) or all, and of one service when given:
+        the latest of each current flow (with `history` every stored one, with
+        `include_ended` also of flows that ended), ordered by customer, service, flow, probe
+        and time; `limit` of them from `offset` (0: all)."""
+        with self._lock:
+            self._sync()
+            keys = (self._by_customer.get(customer_id, ()) if customer_id else self._flows)
+            windows = [self._flows[k] for k in keys]
+            if not history:
+                windows = [w for w in windows if include_ended or self._current(w)]
+            records = [r for w in windows for r in (w if history else (w[-1],))]
+        if service:
+            records = [r for r in records if r.service == service]
         records.sort(key=lambda r: (r.customer_id, r.service, r.flow_key, r.probe_id,
                                     r.interval_start_unix_s))
-        return records
+        end = len(records) if not limit else offset + limit
+        return Page(records[offset:end], len(records), end if end < len(records) else None)
 
 
 def _join(record: KpiRecord, ip_to_customer: dict[str, str]) -> KpiRecord:

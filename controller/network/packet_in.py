@@ -81,6 +81,10 @@ def handle_packet_in(topology: Topology, now: float, dpid: int, in_port: int, da
         return PacketInResult(ignored="switch not settled yet")
     if _is_multicast(eth.src):
         return PacketInResult(malformed=f"multicast source MAC {eth.src}")
+    if eth.src.lower() in topology.port_addresses():
+        # A switch's own port (its local stack, or a frame looped back while the switch
+        # was cut off) is not a host: learning it would steer traffic into the switch.
+        return PacketInResult(ignored=f"source {eth.src} is a switch port's own address")
     if topology.is_link_port(dpid, in_port):
         # A packet that met a switch whose path flows are not installed yet: deliver a
         # known unicast destination directly, learn nothing, never flood.

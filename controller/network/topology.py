@@ -87,6 +87,7 @@ class Topology:
         self._connected_at: dict[int, float] = {}
         self._links: dict[LinkKey, float] = {}  # -> last time LLDP saw it
         self._hosts: dict[str, HostInfo] = {}
+        self._port_addresses: tuple[int, frozenset[str]] = (-1, frozenset())
 
     # -- switches and ports -------------------------------------------------------------
     def add_switch(self, dpid: int, now: float, address: str = "") -> None:
@@ -197,6 +198,22 @@ class Topology:
         self._hosts[mac] = new
         self.version += 1
         return new
+
+    def forget_host(self, mac: str) -> bool:
+        """Forget a host learned by mistake (it is learned again when it sends); True if it
+        was known."""
+        if self._hosts.pop(mac.lower(), None) is None:
+            return False
+        self.version += 1
+        return True
+
+    def port_addresses(self) -> frozenset[str]:
+        """The hardware addresses of every known switch port (never hosts)."""
+        if self._port_addresses[0] != self.version:
+            addresses = frozenset(p.hw_addr.lower() for ports in self._switches.values()
+                                  for p in ports.values() if p.hw_addr)
+            self._port_addresses = (self.version, addresses)
+        return self._port_addresses[1]
 
     def host(self, mac: str) -> HostInfo | None:
         return self._hosts.get(mac)

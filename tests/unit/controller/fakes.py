@@ -14,7 +14,8 @@ def build_topology(switch_ports: dict[int, int], links: list[tuple[int, int, int
     topology = Topology()
     for dpid, count in switch_ports.items():
         topology.add_switch(dpid, now)
-        topology.set_ports(dpid, [PortInfo(p, f"s{dpid}-eth{p}", mac(p)) for p in range(1, count + 1)])
+        topology.set_ports(dpid, [PortInfo(p, f"s{dpid}-eth{p}", f"0a:00:00:00:{dpid:02x}:{p:02x}")
+                                  for p in range(1, count + 1)])
     for a, pa, b, pb in links:
         topology.observe_link(LinkKey(a, pa, b, pb), now)
         topology.observe_link(LinkKey(b, pb, a, pa), now)

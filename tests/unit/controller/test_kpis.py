@@ -183,13 +183,48 @@ def test_records_are_joined_as_they_arrive_and_again_when_the_directory_changes(
     assert {r.service for r in store.latest()} == {"voice"}  # joined once, by kind
     topology.learn_host(mac(1), 1, 1, "10.0.0.1")
     snapshots.append(topology.snapshot())
-    assert [r.sport for r in store.select(customer_id="alice")] == [4000]
+    assert [r.sport for r in store.select(customer_id="alice").records] == [4000]
     assert store.history("p", kpi().flow_key)[0].customer_id == "alice"
     alice = Customer("alice", "Alice", hosts=(mac(1),))
     directory.customer_changed(CustomerChanged("alice", None))  # deleted
-    assert store.select(customer_id="alice") == []
+    assert store.select(customer_id="alice").records == []
     directory.customer_changed(CustomerChanged("alice", CustomerState(
         alice, Sls("alice", ServiceClass.SILVER, 1, 0.0), 0x10001)))
     added, _ = store.add_records([kpi(interval_start_unix_s=2.0, interval_end_unix_s=3.0)])
     assert added[0].customer_id == "alice"
-    assert [r.interval_start_unix_s for r in store.select("alice", history=True)] == [1.0, 2.0]
+    assert [r.interval_start_unix_s for r in store.select("alice", history=True).records] == [1.0, 2.0]
+
+
+def test_the_store_is_bounded_in_bytes_ages_ended_flows_and_pages_by_customer():
+    from controller.csm.model import CustomerState, Sls
+    from controller.monitor.directory import CustomerDirectory
+    from controller.monitor.kpis import record_bytes
+    clock = [1000.0]
+    topology = build_topology({1: 3}, [])
+    topology.learn_host(mac(1), 1, 1, "10.0.0.1")
+    snapshot = topology.snapshot()
+    directory = CustomerDirectory(lambda: snapshot)
+    directory.load([CustomerState(Customer("alice", "A", hosts=(mac(1),)),
+                                  Sls("alice", ServiceClass.SILVER, 1, 0.0), 0x10001)])
+    one = record_bytes(kpi())
+    store = KpiStore(directory=directory, max_bytes=10 * one, max_age_s=30.0,
+                     clock=lambda: clock[0])
+    store.add([kpi(sport=p, src="10.0.0.1" if p % 2 else "10.0.0.7") for p in range(12)])
+    assert len(store.latest()) == 10 and store.evicted_total == 2  # the oldest two went
+    assert store.bytes_total <= 10 * one
+    page = store.select("alice", limit=2)
+    assert [r.sport for r in page.records] == [3, 5] and page.total == 5
+    assert [r.sport for r in store.select("alice", offset=4, limit=2).records] == [11]
+    assert store.select("alice", offset=4, limit=2).next_offset is None
+    # one flow goes on for 40 s of the probe's time; the others have ended by then
+    store = KpiStore(directory=directory, max_age_s=30.0, clock=lambda: clock[0])
+    store.add([kpi(sport=p) for p in range(10)])
+    for second in range(40):
+        store.add([kpi(sport=3, interval_start_unix_s=2.0 + second,
+                       interval_end_unix_s=3.0 + second)])
+    current = store.latest()
+    assert [r.sport for r in current] == [3]
+    ended = next(r for r in store.latest(include_ended=True) if r.sport == 5)
+    assert store.age_of(ended) == pytest.approx(40.0)
+    clock[0] += 31  # then the probe goes silent
+    assert store.latest() == [] and len(store.latest(include_ended=True)) == 10

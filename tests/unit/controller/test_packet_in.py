@@ -113,3 +113,17 @@ def test_garbage_frames_never_raise_nor_reach_inter_switch_ports(data):
 def test_truncated_frame_is_reported_as_malformed(triangle):
     result = handle_packet_in(triangle, 0, 1, 1, b"\x00\x01", settled={1, 2, 3})
     assert result.malformed
+
+
+def test_a_switch_ports_own_address_is_never_learned_and_a_mistake_can_be_forgotten(triangle):
+    port_mac = triangle.port(2, 4).hw_addr  # a frame from switch 2's own port, seen by s1
+    result = handle_packet_in(triangle, 10.0, 1, 1,
+                              arp_frame(arp.ARP_REQUEST, port_mac, "10.0.0.9", "10.0.0.1"),
+                              {1, 2, 3})
+    assert result.learned is None and "switch port's own address" in result.ignored
+    assert triangle.host(port_mac) is None
+    handle_packet_in(triangle, 10.0, 1, 1, arp_frame(arp.ARP_REQUEST, mac(7), "10.0.0.7",
+                                                     "10.0.0.1"), {1, 2, 3})
+    version = triangle.version
+    assert triangle.forget_host(mac(7)) and triangle.host(mac(7)) is None
+    assert triangle.version > version and not triangle.forget_host(mac(7))

@@ -223,3 +223,26 @@ def test_tokens_are_listed_without_their_secret_expire_and_are_revoked(world):
             status_pb2_grpc.StatusServiceStub(channel).GetStatus(status_pb2.GetStatusRequest())
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert math.isfinite(brief.created_unix_s)
+
+
+def test_a_host_learned_by_mistake_is_forgotten_by_the_app_on_request():
+    from cems.v1 import status_pb2
+    from cems.v1 import status_pb2_grpc
+    forgotten = []
+    state = PublishedState(1.0, "os_ken")
+    topology = build_topology({1: 3}, [])
+    topology.learn_host(mac(1), 1, 1, "10.0.0.1")
+    state.topology = topology.snapshot()
+    served = Served(state, forget_host=forgotten.append)
+    try:
+        stub = status_pb2_grpc.NetworkServiceStub(served.channel)
+        stub.ForgetHost(status_pb2.ForgetHostRequest(mac=mac(1).upper()))
+        assert forgotten == [mac(1)]
+        for bad, code in (("00:00:00:00:00:09", grpc.StatusCode.NOT_FOUND),
+                          ("nonsense", grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ForgetHost(status_pb2.ForgetHostRequest(mac=bad))
+            assert err.value.code() == code
+        assert forgotten == [mac(1)]
+    finally:
+        served.close()

@@ -71,3 +71,12 @@ def test_watch_prints_events(server, state, capsys):
         publisher.join()
     assert code == 0
     assert out.splitlines() == [f"host {host.mac} 10.0.0.1 at 0000000000000001:1"] * 2
+
+
+def test_hosts_are_listed_and_an_unknown_one_cannot_be_forgotten(server, capsys):
+    code, out, _ = run(capsys, "--server", server, "host", "list")
+    assert code == 0 and "00:00:00:00:00:01" in out and "10.0.0.2" in out
+    code, out, _ = run(capsys, "--server", server, "host", "forget", "00:00:00:00:00:01")
+    assert code == 0 and "forgotten" in out
+    code, _, err = run(capsys, "--server", server, "host", "forget", "00:00:00:00:00:77")
+    assert code == 1 and "NOT_FOUND: no host 00:00:00:00:00:77 is known" in err
