@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit integration bench clean
+.PHONY: setup demo test unit integration bench fuzz clean
 
 setup:
 	bash scripts/setup.sh
@@ -24,6 +24,10 @@ bench: setup
 	$(PY) bench/bench_qoe.py
 	$(PY) bench/bench_csm.py
 	$(PY) bench/bench_probe.py
+	$(PY) bench/bench_grpc.py
+
+fuzz: setup
+	$(PY) -m tests.fuzz.fuzz
 
 clean:
 	rm -rf $(VENV) .venv-ryu gen .pytest_cache .hypothesis

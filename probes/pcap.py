@@ -10,6 +10,9 @@ _MAGIC_US, _MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
 
 
+MAX_FRAME_BYTES = 262_144  # libpcap's largest snap length
+
+
 class PcapError(ValueError):
     """The file is not a pcap file this reader understands; the message says why."""
 
@@ -51,6 +54,9 @@ def read_pcap(stream: BinaryIO) -> Iterator[tuple[float, bytes, int]]:
         if len(head) < 16:
             raise PcapError("truncated record header at the end of the file")
         seconds, fraction, stored, original = record.unpack(head)
+        if stored > MAX_FRAME_BYTES:  # a corrupted length: never allocate it
+            raise PcapError(f"a frame of {stored} bytes, more than any capture holds "
+                            f"({MAX_FRAME_BYTES}): the file is corrupted")
         data = stream.read(stored)
         if len(data) < stored:
             raise PcapError("truncated frame at the end of the file")
