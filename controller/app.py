@@ -140,6 +140,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         # Desired state, in this order: each contributor sees what the earlier ones gave.
         self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
                              self.mirror)
+        self._desired = None  # the last desired state, for a contributor that fails
         self.runtime.customers_changed.append(
             lambda change: self.send_event(self.name, EventCustomersChanged(change)))
         self.runtime.hosts_to_forget.append(
@@ -165,6 +166,11 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             dpid = _dpid_of(context)
             detail = f"{type(context).__name__}" + (f" from switch {dpid:016x}" if dpid else "")
             self.metrics.handler_errors.labels(what).inc()
+            self.state.count(handler_errors_total=1)
+        elif where in ("contributor", "reconcile"):
+            detail = ("its desired state (it keeps what it had)" if where == "contributor"
+                      else "the plan for this switch (it is left as it is)")
+            self.metrics.handler_errors.labels(f"{where}:{what}").inc()
             self.state.count(handler_errors_total=1)
         else:
             detail = messages.describe_item(context)
@@ -232,8 +238,13 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         """Assemble the desired state and send each switch (or those in `only`) what makes
         it hold it (controller.openflow.reconcile decides what and in which order)."""
         view = self.reconciler.view(now)
-        desired = assemble(view, self.contributors)
-        for plan in self.reconciler.converge(view, desired.flows, desired.meters, only):
+        desired = self._desired = assemble(
+            view, self.contributors, self._desired,
+            lambda component, err: self._failed("contributor", component.name.lower(), None,
+                                                err))
+        for plan in self.reconciler.converge(
+                view, desired.flows, desired.meters, only,
+                lambda dpid, err: self._failed("reconcile", f"{dpid:016x}", None, err)):
             self._send_plan(plan)
 
     def _plan_mirror(self) -> None:

@@ -140,9 +140,12 @@ def _dpid_port(text: str) -> SwitchPort | None:
     """'DPID:PORT' (DPID decimal or 0x hex) -> SwitchPort, or None if it is not that."""
     dpid_text, sep, port_text = str(text).partition(":")
     try:
-        return SwitchPort(int(dpid_text, 0), int(port_text)) if sep else None
+        dpid, port = int(dpid_text, 0), int(port_text)
     except ValueError:
         return None
+    if not sep or not 0 <= dpid < 1 << 64 or not 0 <= port <= 0xFFFFFF00:
+        return None  # a datapath id is unsigned 64-bit; a port at most OFPP_MAX
+    return SwitchPort(dpid, port)
 
 
 def _bit_rates(key: str, value: Any, allowed: str, parse_name) -> tuple:

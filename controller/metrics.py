@@ -130,6 +130,36 @@ class KpiCollector:
         yield kpi
 
 
+class GrpcCollector:
+    """The gRPC server's refusals and streams at scrape time: requests refused before they
+    reached a servicer (no or a wrong credential, or a role the method does not allow), by
+    status code; streams open now and streams refused by the limits."""
+
+    def __init__(self, server):
+        self.server = server  # controller.api.server.GrpcServer
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        refused = CounterMetricFamily("cems_grpc_refused", "Requests refused before a "
+                                      "servicer: missing or wrong credential, or role",
+                                      labels=["code"])
+        by_code: dict[str, int] = {}
+        if self.server.auth is not None:
+            for (code, _method), n in list(self.server.auth.refusals.items()):
+                by_code[code] = by_code.get(code, 0) + n
+        for code, n in sorted(by_code.items()):
+            refused.add_metric([code], n)
+        yield refused
+        limits = self.server.limits
+        yield GaugeMetricFamily("cems_grpc_streams_open", "Streams open now (each holds a "
+                                "worker)", value=limits.open_streams() if limits else 0)
+        yield CounterMetricFamily("cems_grpc_streams_refused", "Streams refused by "
+                                  "grpc.max_streams or grpc.max_streams_per_client",
+                                  value=limits.refused_total if limits else 0)
+
+
 def serve_metrics(registry: CollectorRegistry, address: Address):
     """Start the HTTP exporter; returns (server, thread) so the caller can shut it down."""
     return start_http_server(address.port, addr=address.host, registry=registry)

@@ -18,7 +18,7 @@ from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
 from controller.health import judge_loop
 from controller.monitor.kpis import KpiStore
-from controller.metrics import ControllerMetrics, KpiCollector, serve_metrics
+from controller.metrics import ControllerMetrics, GrpcCollector, KpiCollector, serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
@@ -81,6 +81,7 @@ class Runtime:
             max_streams_per_client=self.config.grpc_max_streams_per_client,
             forget_host=self.forget_host)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
+        self.metrics.registry.register(GrpcCollector(self.grpc_server))
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)
             LOG.info("Prometheus metrics on http://%s/metrics", self.config.metrics_listen)

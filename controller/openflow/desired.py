@@ -96,11 +96,22 @@ def _check(component: Component, contribution: Contribution, earlier: DesiredSta
                     f"and, by the {component.name.lower()} contributor, as {spec}")
 
 
-def assemble(view: SwitchView, contributors: Sequence[Contributor]) -> DesiredState:
-    """Run the contributors in order; their union is what each switch should hold."""
+def assemble(view: SwitchView, contributors: Sequence[Contributor],
+             previous: DesiredState | None = None, failed=None) -> DesiredState:
+    """Run the contributors in order; their union is what each switch should hold.
+
+    A contributor that raises or breaks the rules (`failed(component, error)` is told) keeps
+    what it contributed last time (from `previous`): its flows are not removed because it
+    failed, and the other contributors are not held back."""
     state = DesiredState(view)
     for contributor in contributors:
-        contribution = contributor.contribute(view, state)
-        _check(contributor.component, contribution, state)
+        try:
+            contribution = contributor.contribute(view, state)
+            _check(contributor.component, contribution, state)
+        except Exception as err:  # pylint: disable=broad-except
+            if failed is None:
+                raise
+            failed(contributor.component, err)
+            contribution = previous.part(contributor.component) if previous else Contribution()
         state = state.plus(contributor.component, contribution)
     return state

@@ -295,13 +295,26 @@ class Reconciler:
         return out
 
     def converge(self, view: SwitchView, flows_of, meters_of,
-                 only: Iterable[int] | None = None) -> list[Plan]:
+                 only: Iterable[int] | None = None, failed=None) -> list[Plan]:
         """Plans for every connected switch (or those in `only`) towards the desired state,
-        given as flows_of(dpid) and meters_of(dpid); settled switches in `view` in full."""
+        given as flows_of(dpid) and meters_of(dpid); settled switches in `view` in full.
+
+        A switch whose desired state cannot be planned (bad data: `failed(dpid, error)` is
+        told) is left as it is; the others are planned all the same."""
         settled = set(view.settled)
         dpids = sorted(self._ledgers if only is None else set(only) & set(self._ledgers))
-        return [self._ledgers[d].reconcile(flows_of(d), meters_of(d), d in settled)
-                for d in dpids]
+        plans = []
+        for dpid in dpids:
+            ledger = self._ledgers[dpid]
+            before = (set(ledger.flows), dict(ledger.meters))
+            try:
+                plans.append(ledger.reconcile(flows_of(dpid), meters_of(dpid), dpid in settled))
+            except Exception as err:  # pylint: disable=broad-except
+                ledger.flows, ledger.meters = before  # nothing was decided for it
+                if failed is None:
+                    raise
+                failed(dpid, err)
+        return plans
 
     def error(self, dpid: int, xid: int, error_type: int, code: int) -> OpenFlowError:
         """An OpenFlow error from a switch, with what caused it and whether it is new.

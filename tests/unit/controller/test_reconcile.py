@@ -347,3 +347,48 @@ def test_a_contributor_may_only_give_flows_of_its_own_component_and_meters_must_
     assert state.components() == (Component.CONTROL, Component.CSM, Component.POLICY)
     assert state.meters(1) == customers.for_switch(1)[1]
     assert state.flows(1) == build_control_flows() | customers.for_switch(1)[0]
+
+
+def test_one_switch_whose_desired_state_cannot_be_planned_does_not_stop_the_others():
+    harness = Harness(two_switches())
+    now = start(harness)
+    desired = harness.desired(now)
+    believed = set(harness.reconciler.ledger(1).flows)
+
+    def flows_of(dpid):
+        if dpid == 1:
+            raise TypeError("'<' not supported between 'int' and 'str'")  # bad data
+        return desired.flows(dpid) | {STALE}
+    failures = []
+    plans = harness.reconciler.converge(desired.view, flows_of, desired.meters,
+                                        failed=lambda dpid, err: failures.append(dpid))
+    assert failures == [1] and [p.dpid for p in plans] == [2] and plans[0].flows_added == 1
+    assert harness.reconciler.ledger(1).flows == believed  # left as it was
+
+
+class Failing:
+    component = Component.MIRROR
+
+    def __init__(self):
+        self.fail = False
+
+    def contribute(self, view, earlier):
+        if self.fail:
+            raise RuntimeError("a contributor's bug")
+        flows = frozenset({FlowEntry.make(FORWARDING_TABLE, 1400, {"eth_src": mac(1)}, (),
+                                          cookie_for(Component.MIRROR, "x"))})
+        return Contribution({1: flows})
+
+
+def test_a_contributor_that_fails_keeps_what_it_gave_last_time():
+    view = SwitchView(frozenset({1}), (1,))
+    failing = Failing()
+    before = assemble(view, (ControlFlows(), failing))
+    failing.fail = True
+    errors = []
+    after = assemble(view, (ControlFlows(), failing), before,
+                     lambda component, err: errors.append((component, str(err))))
+    assert errors == [(Component.MIRROR, "a contributor's bug")]
+    assert after.flows(1) == before.flows(1)  # its flows are not removed because it failed
+    with pytest.raises(RuntimeError):
+        assemble(view, (ControlFlows(), failing))  # without a fallback it is the caller's

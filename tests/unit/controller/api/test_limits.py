@@ -105,3 +105,22 @@ def test_one_client_may_hold_only_its_share():
                                           ("ipv6:[::1]:5555", "ipv6:[::1]"), ("unix:", None)])
 def test_clients_are_addresses_without_ports(peer, client):
     assert client_of(peer) == client
+
+
+def test_refusals_and_streams_are_in_the_metrics(server):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from controller.metrics import GrpcCollector
+    state, running, channel, port = server
+    registry = CollectorRegistry()
+    registry.register(GrpcCollector(running))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as anonymous:
+        with pytest.raises(grpc.RpcError):
+            pb_grpc.StatusServiceStub(anonymous).GetStatus(pb.GetStatusRequest(), timeout=2)
+    stream = pb_grpc.StatusServiceStub(channel).WatchEvents(pb.WatchEventsRequest())
+    try:
+        wait_for(lambda: running.limits.open_streams() == 1, 10, "the stream to open")
+        text = generate_latest(registry).decode()
+        assert 'cems_grpc_refused_total{code="UNAUTHENTICATED"} 1.0' in text
+        assert "cems_grpc_streams_open 1.0" in text
+    finally:
+        stream.cancel()
