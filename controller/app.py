@@ -29,6 +29,7 @@ from controller.network.stats import (SwitchRates, compute_flow_views, compute_m
 from controller.network.topology import PortInfo, Topology
 from controller.openflow import messages
 from controller.openflow.desired import assemble
+from controller.openflow.pipeline import is_cems_meter
 from controller.openflow.reconcile import Plan, Reconciler, StateRequest
 from controller.runtime import Runtime, take_runtime
 
@@ -141,6 +142,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
                              self.mirror)
         self._desired = None  # the last desired state, for a contributor that fails
+        self._meter_read_day: dict[tuple[int, int], int] = {}  # (dpid, meter) -> day read
         self.runtime.customers_changed.append(
             lambda change: self.send_event(self.name, EventCustomersChanged(change)))
         self.runtime.hosts_to_forget.append(
@@ -507,7 +509,9 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
-        report = ledger.meters_reported(ev.msg.xid, [messages.meter_from_config(s) for s in stats])
+        configured = [messages.meter_from_config(s) for s in stats]
+        self.state.set_meter_configs(ledger.dpid, {m.meter_id: m for m in configured})
+        report = ledger.meters_reported(ev.msg.xid, configured)
         if report is not None and (report.first or report.differs):
             self._converge(time.monotonic())
 
@@ -532,6 +536,20 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         views = compute_meter_views(ledger.dpid, time.monotonic(), stats,
                                     self.rates[ledger.dpid].meters)
         self.state.set_meters(ledger.dpid, views)
+        self._read_meters(ledger.dpid, views)
+
+    def _read_meters(self, dpid: int, views) -> None:
+        """A reading of each cems meter's counters once a day (and at the first reply after a
+        start): customer reports measure their period between readings."""
+        now = time.time()
+        day = int(now // 86_400)
+        readings = []
+        for view in views:
+            key = (dpid, view.meter_id)
+            if is_cems_meter(view.meter_id) and self._meter_read_day.get(key) != day:
+                self._meter_read_day[key] = day
+                readings.append((dpid, view.meter_id, now, *view.counters))
+        self.runtime.store.save_meter_readings(readings)
 
     # -- errors -------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])

@@ -38,6 +38,7 @@ class PublishedState:
         self.flows: Mapping[int, tuple[FlowView, ...]] = {}
         self.ports: Mapping[int, tuple[PortStatsView, ...]] = {}
         self.meters: Mapping[int, tuple[MeterStatsView, ...]] = {}
+        self.meter_configs: Mapping[int, Mapping] = {}  # dpid -> meter id -> MeterSpec
         self.counters = ControllerCounters()
         self.health = Health()
         # monotonic time the app's event loop last finished handling an event (the watchdog
@@ -54,7 +55,11 @@ class PublishedState:
     def set_meters(self, dpid: int, meters: tuple[MeterStatsView, ...]) -> None:
         self.meters = {**self.meters, dpid: meters}
 
+    def set_meter_configs(self, dpid: int, configs: Mapping) -> None:
+        self.meter_configs = {**self.meter_configs, dpid: configs}
+
     def drop_switch(self, dpid: int) -> None:
+        self.meter_configs = {k: v for k, v in self.meter_configs.items() if k != dpid}
         self.flows = {k: v for k, v in self.flows.items() if k != dpid}
         self.ports = {k: v for k, v in self.ports.items() if k != dpid}
         self.meters = {k: v for k, v in self.meters.items() if k != dpid}

@@ -93,6 +93,19 @@ _MIGRATIONS = (
     ALTER TABLE tokens ADD COLUMN probe_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE tokens ADD COLUMN expires_unix_s REAL;
     """,
+    # 6: a daily reading of each cems meter's counters, for reports over a period
+    """
+    CREATE TABLE meter_readings (
+        dpid INTEGER NOT NULL,
+        meter_id INTEGER NOT NULL,
+        time_unix_s REAL NOT NULL,
+        packets_in INTEGER NOT NULL,
+        bytes_in INTEGER NOT NULL,
+        packets_dropped INTEGER NOT NULL,
+        bytes_dropped INTEGER NOT NULL
+    );
+    CREATE INDEX meter_readings_meter ON meter_readings (dpid, meter_id, time_unix_s);
+    """,
 )
 
 
@@ -195,6 +208,31 @@ class Store:
                 "ON CONFLICT(mac) DO UPDATE SET dpid=excluded.dpid, port_no=excluded.port_no, "
                 "ipv4=excluded.ipv4, updated_unix_s=excluded.updated_unix_s",
                 (host.mac, host.dpid, host.port_no, ",".join(host.ipv4), now_unix_s))
+
+    def save_meter_readings(self, readings) -> None:
+        """(dpid, meter_id, time, packets_in, bytes_in, packets_dropped, bytes_dropped) rows;
+        readings older than 400 days go."""
+        readings = list(readings)
+        if not readings:
+            return
+        with self.transaction() as db:
+            db.executemany("INSERT INTO meter_readings VALUES (?,?,?,?,?,?,?)", readings)
+            db.execute("DELETE FROM meter_readings WHERE time_unix_s < ?",
+                       (readings[0][2] - 400 * 86_400,))
+
+    def meter_reading(self, dpid: int, meter_id: int, at_unix_s: float) -> tuple | None:
+        """The reading of a meter last taken at or before `at_unix_s`, else the first one
+        after it: (time, packets_in, bytes_in, packets_dropped, bytes_dropped), or None."""
+        rows = self.query("SELECT time_unix_s, packets_in, bytes_in, packets_dropped, "
+                          "bytes_dropped FROM meter_readings WHERE dpid=? AND meter_id=? AND "
+                          "time_unix_s <= ? ORDER BY time_unix_s DESC LIMIT 1",
+                          (dpid, meter_id, at_unix_s))
+        if not rows:
+            rows = self.query("SELECT time_unix_s, packets_in, bytes_in, packets_dropped, "
+                              "bytes_dropped FROM meter_readings WHERE dpid=? AND meter_id=? "
+                              "AND time_unix_s > ? ORDER BY time_unix_s LIMIT 1",
+                              (dpid, meter_id, at_unix_s))
+        return rows[0] if rows else None
 
     def delete_host(self, mac: str) -> None:
         with self.transaction() as db:

@@ -64,6 +64,22 @@ class _Flow:
         self.syn_at = self.synack_at = self.handshake_rtt = None
 
 
+MDI_MIN_PACKETS = 10  # fewer datagrams say nothing about a delay factor
+
+
+def _mdi(arrivals: list, sizes: list, lost_media_packets: int, span: float
+         ) -> tuple[float, float]:
+    """(DF ms, MLR packets/s) of one interval (RFC 4445). The virtual buffer drains at the
+    rate the datagrams really came at over their own time span (first to last arrival), not
+    over the whole interval: a flow's first or last interval holds only part of it, and the
+    full-interval rate would inflate DF. Fewer than MDI_MIN_PACKETS datagrams: DF unknown."""
+    mlr = lost_media_packets / span
+    if len(arrivals) < MDI_MIN_PACKETS or arrivals[-1] <= arrivals[0]:
+        return math.nan, mlr
+    media_bps = sum(sizes[:-1]) * 8 / (arrivals[-1] - arrivals[0])
+    return compute_mdi(arrivals, sizes, media_bps, lost_media_packets, span).delay_factor_ms, mlr
+
+
 class FlowTable:
     def __init__(self, max_flows: int = 100_000, idle_timeout_s: float = 60.0):
         self.max_flows = max_flows
@@ -170,8 +186,9 @@ class FlowTable:
                     flow.sent[end] = now
 
     # -- output -------------------------------------------------------------------------
-    def records(self, now: float) -> list[FlowRecord]:
-        """One record per flow active in the interval; counters restart for the next."""
+    def records(self, now: float, final: bool = False) -> list[FlowRecord]:
+        """One record per flow active in the interval; counters restart for the next. With
+        `final` (the capture ended) every RTP gap still within the reorder window is settled."""
         start = self._interval_start if self._interval_start is not None else now
         span = max(now - start, 1e-9)
         out = []
@@ -180,34 +197,46 @@ class FlowTable:
             self.expired += 1
         for flow in self._flows.values():
             if not flow.packets:
+                if flow.rtp is not None and flow.rtp.unsettled():
+                    # Idle for a whole interval: nothing more arrives in order; the last
+                    # gaps are settled in a record of no packets.
+                    out.append(FlowRecord(
+                        d.format_address(flow.key[0]), d.format_address(flow.key[1]),
+                        flow.key[2], flow.key[3], flow.key[4], _KIND_NAMES[flow.kind], start,
+                        now, 0, 0, 0.0, flow.dscp, self._kpis(flow, span, final=True)))
                 continue
             out.append(FlowRecord(
                 d.format_address(flow.key[0]), d.format_address(flow.key[1]), flow.key[2],
                 flow.key[3], flow.key[4], _KIND_NAMES[flow.kind], start, now, flow.packets,
-                flow.bytes, flow.bytes * 8 / span, flow.dscp, self._kpis(flow, span)))
+                flow.bytes, flow.bytes * 8 / span, flow.dscp, self._kpis(flow, span, final)))
             flow.packets = flow.bytes = 0
         self._interval_start = now
         return out
 
     @staticmethod
-    def _kpis(flow: _Flow, span: float) -> dict:
+    def _kpis(flow: _Flow, span: float, final: bool = False) -> dict:
         kpis = {}
         if flow.rtp is not None:
-            counts = flow.rtp.interval()
+            counts = flow.rtp.interval(final)
             kpis.update(rtp_expected=counts.expected, rtp_lost=counts.lost,
                         rtp_loss_ratio=counts.loss_ratio, rtp_duplicates=counts.duplicates,
-                        rtp_reordered=counts.reordered, rtp_jitter_ms=counts.jitter_ms)
+                        rtp_reordered=counts.reordered, rtp_jitter_ms=counts.jitter_ms,
+                        rtp_jitter_max_ms=counts.jitter_max_ms,
+                        rtp_jitter_mean_ms=counts.jitter_mean_ms,
+                        rtp_loss_bursts=counts.loss_bursts,
+                        rtp_mean_burst_packets=counts.mean_burst_packets)
         if flow.ts is not None:
             counts = flow.ts.interval()
-            media_bps = sum(flow.ts_sizes) * 8 / span
-            mdi = compute_mdi(flow.ts_arrivals, flow.ts_sizes, media_bps, counts.lost_packets,
-                              span) if media_bps > 0 else None
+            mdi = _mdi(flow.ts_arrivals, flow.ts_sizes, counts.lost_packets, span)
             kpis.update(ts_cc_errors=counts.continuity_count_error,
                         ts_lost_packets=counts.lost_packets, ts_sync_loss=counts.ts_sync_loss,
+                        ts_sync_byte_errors=counts.sync_byte_error,
                         ts_pat_errors=counts.pat_error, ts_pmt_errors=counts.pmt_error,
+                        ts_pid_errors=counts.pid_error, ts_crc_errors=counts.crc_error,
+                        ts_pcr_repetition_errors=counts.pcr_repetition_error,
+                        ts_pcr_discontinuity_errors=counts.pcr_discontinuity_error,
                         ts_pcr_jitter_ms=counts.pcr_jitter_ms,
-                        mdi_df_ms=mdi.delay_factor_ms if mdi else math.nan,
-                        mdi_mlr_pps=mdi.media_loss_rate_pps if mdi else math.nan)
+                        mdi_df_ms=mdi[0], mdi_mlr_pps=mdi[1])
             flow.ts_arrivals, flow.ts_sizes = [], []
         if flow.kind == _TCP:
             kpis.update(tcp_rtt_ms=sum(flow.rtt) / len(flow.rtt) if flow.rtt else math.nan,

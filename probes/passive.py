@@ -74,7 +74,7 @@ def run_frames(frames: Iterable[tuple[float, bytes | None]], interval_s: float,
             table.observe(packet, frame, when)
         last = when
     if last is not None:
-        emit(table.records(last))
+        emit(table.records(last, final=True))
     return counters
 
 

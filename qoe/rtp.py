@@ -6,8 +6,17 @@ MAX_MISORDER), A.3 (expected and lost packets) and A.8 (interarrival jitter,
 J += (|D| - J) / 16). Clock rates of static payload types: RFC 3551 section 6, Table 4/5.
 
 RtpStreamStats is fed one packet at a time by the passive probe (and by tests); `snapshot()`
-gives cumulative figures and `interval()` the figures since the previous interval, so loss is
-reported per window, never only cumulatively.
+gives cumulative figures (A.3: expected - received, as Wireshark counts) and `interval()` the
+figures since the previous interval, so loss is reported per window, never only cumulatively.
+
+An interval counts as expected and lost only sequence numbers that can no longer arrive in
+order: those at least REORDER_WINDOW below the highest received. A gap nearer the top is
+carried over to the next interval, so a packet that is late by a few positions and arrives
+just after an interval boundary is not counted lost in the interval before it. At the end
+of a stream (`interval(final=True)`) everything is settled, so the intervals' losses add up to
+the cumulative loss. Within each interval the A.8 jitter estimate's maximum and mean are
+kept besides its end value (a peak inside an interval is not lost), and lost packets are
+grouped into bursts (runs of consecutive lost sequence numbers).
 """
 
 import dataclasses
@@ -24,6 +33,10 @@ RTP_SEQ_MOD = 1 << 16
 MAX_DROPOUT = 3000    # RFC 3550 A.1
 MAX_MISORDER = 100    # RFC 3550 A.1
 _DUPLICATE_WINDOW = 1024  # sequence numbers remembered to tell duplicates from reordering
+# A packet this many positions behind the highest received is too late for any jitter
+# buffer of a voice or video call (8 packets: 160 ms of 20 ms voice); from there on its
+# absence is a loss.
+REORDER_WINDOW = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +99,14 @@ class RtpCounts:
     reordered: int         # arrived after a higher sequence number (not duplicates)
     jitter_ms: float       # A.8 estimate at the end of the period; NaN before two packets
     restarts: int          # sequence jumps beyond MAX_DROPOUT taken as a new source state
+    jitter_max_ms: float = float("nan")   # of the estimate within the period
+    jitter_mean_ms: float = float("nan")  # of the estimate after each packet of the period
+    loss_bursts: int = 0   # runs of consecutive lost sequence numbers (settled in the period)
+
+    @property
+    def mean_burst_packets(self) -> float:
+        """Mean length of a loss burst, in packets; NaN without loss."""
+        return self.lost / self.loss_bursts if self.loss_bursts else float("nan")
 
     @property
     def loss_ratio(self) -> float:
@@ -114,6 +135,16 @@ class RtpStreamStats:
         self._last_transit = None
         self._interval_start = RtpCounts(0, 0, 0, 0, 0, float("nan"), 0)
         self._interval_unique = 0
+        # settled: sequence numbers counted as received or lost for good
+        self._settled_upto = None  # highest settled extended sequence number
+        self._settled_expected = 0
+        self._settled_lost = 0
+        self._bursts = 0
+        self._previous_lost = False
+        self._interval_settled = (0, 0, 0)  # (expected, lost, bursts) at the interval start
+        self._jitter_max = float("nan")     # within the interval, timestamp units
+        self._jitter_sum = 0.0
+        self._jitter_samples = 0
 
     def update(self, sequence: int, timestamp: int, arrival_s: float) -> None:
         """One packet: its sequence number, RTP timestamp and arrival time in seconds."""
@@ -131,11 +162,28 @@ class RtpStreamStats:
         self._unique += 1
         if extended < self._base:  # arrived late but belongs before the first one seen
             self._base = extended
+        if self._settled_upto is None:
+            self._settled_upto = extended - 1
         if extended < self._max:
             self._reordered += 1
         else:
             self._max = extended
+            self._settle(self._max - REORDER_WINDOW)
         self._update_jitter(timestamp, arrival_s)
+
+    def _settle(self, upto: int) -> None:
+        """Count every sequence number up to `upto` as received or lost, for good."""
+        if self._settled_upto is None or upto <= self._settled_upto:
+            return
+        for sequence in range(self._settled_upto + 1, upto + 1):
+            lost = sequence not in self._seen
+            if lost:
+                self._settled_lost += 1
+                if not self._previous_lost:
+                    self._bursts += 1
+            self._previous_lost = lost
+        self._settled_expected += upto - self._settled_upto
+        self._settled_upto = upto
 
     def _extend(self, sequence: int) -> int | None:
         """RFC 3550 A.1: 16-bit sequence number -> extended sequence number (None: probation)."""
@@ -160,6 +208,9 @@ class RtpStreamStats:
     def _restart(self, sequence: int) -> None:
         """A confirmed sequence restart (A.1): close this numbering epoch, start a new one."""
         self._restarts += 1
+        self._settle(self._max)  # the old numbering is over: all of it is settled
+        self._settled_upto = sequence - 1
+        self._previous_lost = False
         self._expected_before += self._max - self._base + 1
         self._base = self._max = sequence
         self._seen = set()
@@ -174,6 +225,10 @@ class RtpStreamStats:
             # RTP timestamps wrap at 2^32: take the difference modulo 2^32, signed.
             d = (d + 2 ** 31) % 2 ** 32 - 2 ** 31
             self._jitter += (abs(d) - self._jitter) / 16
+            self._jitter_max = self._jitter if not self._jitter_max >= self._jitter \
+                else self._jitter_max
+            self._jitter_sum += self._jitter
+            self._jitter_samples += 1
         self._last_transit = transit
 
     def _expected(self) -> int:
@@ -187,15 +242,32 @@ class RtpStreamStats:
         return RtpCounts(self._received, expected, max(0, expected - self._unique),
                          self._duplicates, self._reordered, jitter_ms, self._restarts)
 
-    def interval(self) -> RtpCounts:
-        """Counts since the previous interval() call (jitter: the estimate now)."""
+    def unsettled(self) -> bool:
+        """Whether sequence numbers near the top are still waiting to be counted."""
+        return self._max is not None and self._settled_upto is not None and \
+            self._settled_upto < self._max
+
+    def interval(self, final: bool = False) -> RtpCounts:
+        """Counts since the previous interval() call: expected and lost of the sequence
+        numbers settled in it (with `final`, at the stream's end, all of them); jitter: the
+        estimate now, and its maximum and mean within the interval."""
+        if final and self._max is not None:
+            self._settle(self._max)
         now = self.snapshot()
         start = self._interval_start
-        unique = self._unique - self._interval_unique
-        expected = now.expected - start.expected
-        counts = RtpCounts(now.received - start.received, expected, max(0, expected - unique),
-                           now.duplicates - start.duplicates, now.reordered - start.reordered,
-                           now.jitter_ms, now.restarts - start.restarts)
+        expected0, lost0, bursts0 = self._interval_settled
+        scale = 1000 / self.clock_rate_hz
+        counts = RtpCounts(
+            now.received - start.received, self._settled_expected - expected0,
+            self._settled_lost - lost0, now.duplicates - start.duplicates,
+            now.reordered - start.reordered, now.jitter_ms, now.restarts - start.restarts,
+            self._jitter_max * scale if self._jitter_samples else float("nan"),
+            self._jitter_sum / self._jitter_samples * scale if self._jitter_samples
+            else float("nan"),
+            self._bursts - bursts0)
         self._interval_start = now
         self._interval_unique = self._unique
+        self._interval_settled = (self._settled_expected, self._settled_lost, self._bursts)
+        self._jitter_max = float("nan")
+        self._jitter_sum, self._jitter_samples = 0.0, 0
         return counts

@@ -83,9 +83,12 @@ def port_stats_pb(port: PortStatsView) -> pb.PortStats:
         rate_known=not math.isnan(r[0]))
 
 
-def meter_stats_pb(meter: MeterStatsView) -> pb.MeterStats:
+def meter_stats_pb(meter: MeterStatsView, config=None) -> pb.MeterStats:
+    """A meter's counters and rates, and its configured drop band (a MeterSpec) if known."""
     c, r = meter.counters, meter.rates
     return pb.MeterStats(
+        rate_kbps=config.rate_kbps if config else 0,
+        burst_kbits=config.burst_kbits if config else 0,
         dpid=meter.dpid, meter_id=meter.meter_id, flow_count=meter.flow_count,
         packets_in=c[0], bytes_in=c[1], band_packets=c[2], band_bytes=c[3],
         packets_in_per_second=_rate(r[0]), bytes_in_per_second=_rate(r[1]),
@@ -265,7 +268,8 @@ def report_pb(report: CustomerReport) -> customer_pb2.GetReportResponse:
         delay_ms=report.delay_ms, jitter_ms=report.jitter_ms, loss_ratio=report.loss_ratio,
         target_delay_ms=target.delay_ms, target_jitter_ms=target.jitter_ms,
         target_loss_ratio=target.loss_ratio, target_source=target.source,
-        unknown=list(report.unknown))
+        unknown=list(report.unknown),
+        throughput_since_unix_s=_optional(report.throughput_since_unix_s))
 
 
 def token_pb(t: TokenInfo) -> customer_pb2.TokenInfo:

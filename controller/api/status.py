@@ -98,7 +98,9 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         meters = [m for m in self._select(self._state.meters, request, context)
                   if scope.meter(m.dpid, m.meter_id)]
         meters.sort(key=lambda m: (m.dpid, m.meter_id))
-        return pb.ListMetersResponse(meters=[convert.meter_stats_pb(m) for m in meters])
+        configs = self._state.meter_configs
+        return pb.ListMetersResponse(meters=[
+            convert.meter_stats_pb(m, configs.get(m.dpid, {}).get(m.meter_id)) for m in meters])
 
     def WatchEvents(self, request, context):
         if len(request.kinds) > 64:

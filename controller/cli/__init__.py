@@ -122,11 +122,11 @@ def show_meters(stub, args) -> str:
     r = stub.ListMeters(_for_switch(pb.ListMetersRequest(), args), timeout=args.timeout)
     if args.json:
         return _as_json(r)
-    return _table(["switch", "meter", "flows", "in rate", "in pkt/s", "band drops/s",
-                   "packets in", "band packets"], [
-        [_dpid(m.dpid), m.meter_id, m.flow_count, _bits(m.bytes_in_per_second),
-         f"{m.packets_in_per_second:.1f}", f"{m.band_packets_per_second:.1f}", m.packets_in,
-         m.band_packets] for m in r.meters])
+    return _table(["switch", "meter", "configured", "flows", "in rate", "in pkt/s",
+                   "band drops/s", "packets in", "band packets"], [
+        [_dpid(m.dpid), m.meter_id, _bits(m.rate_kbps * 125) if m.rate_kbps else "-",
+         m.flow_count, _bits(m.bytes_in_per_second), f"{m.packets_in_per_second:.1f}",
+         f"{m.band_packets_per_second:.1f}", m.packets_in, m.band_packets] for m in r.meters])
 
 
 def show_kpis(channel, args) -> str:

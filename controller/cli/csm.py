@@ -183,7 +183,9 @@ def describe_report(r: pb.GetReportResponse) -> str:
               f"availability {_maybe(r, 'availability', '{:.4%}')} against "
               f"{r.availability_target:.3%}{met}",
               f"throughput {_maybe(r, 'throughput_bps', '{:,.0f} bit/s')}, policed by the SLS "
-              f"{_maybe(r, 'policed_ratio', '{:.2%}')}",
+              f"{_maybe(r, 'policed_ratio', '{:.2%}')}"
+              + (f" (since {_when(r.throughput_since_unix_s)})"
+                 if r.HasField("throughput_since_unix_s") else ""),
               f"delay {_maybe(r, 'delay_ms', '{:.1f} ms')} (target "
               f"{_maybe(r, 'target_delay_ms', '{:g} ms')}), jitter "
               f"{_maybe(r, 'jitter_ms', '{:.1f} ms')} (target "

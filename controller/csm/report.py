@@ -36,14 +36,16 @@ CLASS_TARGETS = {
 
 @dataclasses.dataclass(frozen=True)
 class MeterReading:
-    """The customer meter's counters since it was installed and its latest rates."""
+    """The customer meter's counters since it was installed (at `time_unix_s`) and, for the
+    latest reading, its rates."""
 
     packets_in: int
     bytes_in: int
     dropped_packets: int
     dropped_bytes: int
-    bytes_in_per_second: float
-    dropped_bytes_per_second: float
+    bytes_in_per_second: float = math.nan
+    dropped_bytes_per_second: float = math.nan
+    time_unix_s: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +61,14 @@ class CustomerReport:
     availability: float | None        # None: nothing known about the access switch/port
     availability_target: float
     availability_met: bool | None
-    throughput_bps: float | None      # what passed the meter, latest poll
-    policed_ratio: float | None       # share of the customer's packets its SLS dropped
+    throughput_bps: float | None      # what passed the meter, on average since throughput_since
+    policed_ratio: float | None       # share of the customer's packets its SLS dropped, since
     delay_ms: float | None = None     # from probes; None until measured
     jitter_ms: float | None = None
     loss_ratio: float | None = None
     target: ClassTarget | None = None
     unknown: tuple[str, ...] = ()     # what could not be reported, and why
+    throughput_since_unix_s: float | None = None  # where the throughput's window starts
 
 
 def uptime_fraction(events: list[tuple[float, bool]], start_unix_s: float, end_unix_s: float
@@ -106,9 +109,33 @@ def combined_availability(switch_events, port_events, start_unix_s, end_unix_s) 
     return (1.0 if switch is None else switch) * (1.0 if port is None else port)
 
 
+def meter_figures(now: MeterReading, then: MeterReading | None
+                  ) -> tuple[float | None, float | None, float | None, str]:
+    """(throughput bit/s, policed share, window start, '' or why not) between a reading at
+    the period's start (`then`) and the latest one. Without a usable earlier reading (none,
+    or the meter was re-created: its counters went back) the latest rate is given instead."""
+    if then is not None and now.time_unix_s > then.time_unix_s and \
+            now.bytes_in >= then.bytes_in and now.packets_in >= then.packets_in:
+        seconds = now.time_unix_s - then.time_unix_s
+        passed = (now.bytes_in - now.dropped_bytes) - (then.bytes_in - then.dropped_bytes)
+        packets = now.packets_in - then.packets_in
+        policed = (now.dropped_packets - then.dropped_packets) / packets if packets else None
+        return max(0.0, passed) * 8 / seconds, policed, then.time_unix_s, ""
+    throughput = None
+    if not math.isnan(now.bytes_in_per_second):
+        throughput = max(0.0, now.bytes_in_per_second - now.dropped_bytes_per_second) * 8
+    policed = now.dropped_packets / now.packets_in if now.packets_in else None
+    return throughput, policed, None, ("throughput, policed_ratio: no reading of the meter "
+                                       "from the period's start; the latest rate and the "
+                                       "share since the meter was installed are given")
+
+
 def compute_report(sla: Sla, history: list[Sls], start_unix_s: float, end_unix_s: float,
-                   availability: float | None, meter: MeterReading | None) -> CustomerReport:
-    """Everything the report says, from plain inputs (no I/O)."""
+                   availability: float | None, meter: MeterReading | None,
+                   meter_then: MeterReading | None = None) -> CustomerReport:
+    """Everything the report says, from plain inputs (no I/O). `meter` is the latest reading
+    of the customer's meter, `meter_then` the one from the period's start (or the first after
+    it): the throughput and policed share are over the time between."""
     if end_unix_s <= start_unix_s:
         raise ValueError(f"the period must end after it starts ({start_unix_s} .. {end_unix_s})")
     if not history:
@@ -117,18 +144,18 @@ def compute_report(sla: Sla, history: list[Sls], start_unix_s: float, end_unix_s
     bill = charges(sla.variant, hours)
     current = history[-1]
     unknown = ["delay_ms, jitter_ms, loss_ratio: no probe measurements for this customer yet"]
-    throughput = policed = None
+    throughput = policed = since = None
     if meter is None:
         unknown.append("throughput, policed_ratio: the customer's meter has no statistics yet")
     else:
-        if not math.isnan(meter.bytes_in_per_second):
-            throughput = max(0.0, meter.bytes_in_per_second - meter.dropped_bytes_per_second) * 8
-        if meter.packets_in:
-            policed = meter.dropped_packets / meter.packets_in
+        throughput, policed, since, why = meter_figures(meter, meter_then)
+        if why:
+            unknown.append(why)
     if availability is None:
         unknown.append("availability: no up/down record of the access switch and port")
     return CustomerReport(
         sla.customer_id, start_unix_s, end_unix_s, sla.variant, current, hours, bill,
         round(sum(bill.values()), 6), availability, sla.availability_target,
         None if availability is None else availability >= sla.availability_target,
-        throughput, policed, target=CLASS_TARGETS[current.service_class], unknown=tuple(unknown))
+        throughput, policed, target=CLASS_TARGETS[current.service_class], unknown=tuple(unknown),
+        throughput_since_unix_s=since)

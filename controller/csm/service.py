@@ -205,9 +205,12 @@ class CustomerService:
             self.store.availability_events(customer.access_dpid, 0, end),
             self.store.availability_events(customer.access_dpid, customer.access_port, end),
             max(start, history[0].changed_unix_s if history else start), min(end, now))
-        meter = next((MeterReading(*m.counters, m.rates[1], m.rates[3])
+        meter = next((MeterReading(*m.counters, m.rates[1], m.rates[3], now)
                       for m in self.meters(customer.access_dpid)
                       if m.meter_id == state.meter_id), None)
+        then = self.store.meter_reading(customer.access_dpid, state.meter_id, start)
+        meter_then = MeterReading(then[1], then[2], then[3], then[4], time_unix_s=then[0]) \
+            if then is not None and then[0] < end else None
         return compute_report(self.store.sla(customer_id), history, start, end, availability,
-                              meter)
+                              meter, meter_then)
 

@@ -261,6 +261,9 @@ class CsmStore:
                                                          r[11]), customer_meter_id(r[7]))
                 for r in rows]
 
+    def meter_reading(self, dpid: int, meter_id: int, at_unix_s: float) -> tuple | None:
+        return self.store.meter_reading(dpid, meter_id, at_unix_s)
+
     def availability_events(self, dpid: int, port_no: int, end_unix_s: float
                             ) -> list[tuple[float, bool]]:
         """(time, up) of a switch (port_no 0) or port until end, oldest first."""

@@ -28,7 +28,10 @@ _NON_NEGATIVE = ("rtp_lost", "rtp_expected", "rtp_duplicates", "rtp_reordered", 
                  "tcp_handshake_rtt_ms", "tcp_retransmissions", "tcp_zero_windows",
                  "tcp_rtt_samples", "ts_pcr_jitter_ms", "stamp_sent", "stamp_lost",
                  "stamp_rtt_ms", "stamp_rtt_max_ms", "stamp_jitter_ms", "stamp_duplicates",
-                 "stamp_reordered")
+                 "stamp_reordered", "rtp_jitter_max_ms", "rtp_jitter_mean_ms",
+                 "rtp_loss_bursts", "rtp_mean_burst_packets", "ts_sync_byte_errors",
+                 "ts_pid_errors", "ts_crc_errors", "ts_pcr_repetition_errors",
+                 "ts_pcr_discontinuity_errors")
 KINDS = ("udp", "rtp", "mpegts", "tcp", "stamp")
 
 

@@ -1,3 +1,4 @@
+import math
 import io
 
 import pytest
@@ -60,7 +61,7 @@ def test_rtp_flow_kpis_with_loss_and_jitter():
               for i in range(100) if i not in (10, 11, 50)]
     table = FlowTable()
     feed(table, frames)
-    (record,) = table.records(2.0)
+    (record,) = table.records(2.0, final=True)  # the stream ends: every gap is settled
     assert record.kind == "rtp" and record.packets == 97
     assert record.kpis["rtp_lost"] == 3 and record.kpis["rtp_expected"] == 100
     assert record.kpis["rtp_jitter_ms"] == pytest.approx(4.0, rel=0.05)
@@ -155,8 +156,11 @@ def test_idle_ticks_close_intervals_without_counting_frames():
     counters = run_frames([(10.0, frame), (10.5, None), (11.2, None), (13.1, None)], 1.0,
                           batches.append)
     assert counters.frames == 1 and counters.malformed_total == 0
-    # 10-11 holds the frame; 11-12 and 12-13 are empty intervals closed by the ticks
-    assert [len(b) for b in batches] == [1, 0, 0, 0]
+    # 10-11 holds the frame; 11-12 settles its RTP sequence number (the flow was idle for a
+    # whole interval: a record of no packets); 12-13 is empty; the end has nothing left
+    assert [len(b) for b in batches] == [1, 1, 0, 0]
+    settle = batches[1][0]
+    assert (settle.packets, settle.kpis["rtp_expected"], settle.kpis["rtp_lost"]) == (0, 1, 0)
 
 
 def test_the_callers_table_is_the_one_that_counts_even_when_it_starts_empty():
@@ -165,3 +169,23 @@ def test_the_callers_table_is_the_one_that_counts_even_when_it_starts_empty():
               for i in range(3)]
     run_frames(frames, 1.0, lambda records: None, table)
     assert len(table) == 1 and table.evicted == 2
+
+
+def test_the_mdi_of_a_partial_interval_is_over_the_packets_it_holds():
+    datagrams = TsMuxer().datagrams(300)
+    table = FlowTable()
+    start = datagrams[0][1]
+    feed(table, [(t, craft.udp_frame("10.0.0.9", "239.1.1.1", 5000, 1234, payload))
+                 for payload, t in datagrams[:40]])
+    (partial,) = table.records(start + 10.0)  # a long interval the flow filled only briefly
+    table = FlowTable()
+    feed(table, [(t, craft.udp_frame("10.0.0.9", "239.1.1.1", 5000, 1234, payload))
+                 for payload, t in datagrams])
+    (full,) = table.records(datagrams[-1][1])
+    assert partial.kpis["mdi_df_ms"] == pytest.approx(full.kpis["mdi_df_ms"], rel=0.5)
+    table = FlowTable()
+    feed(table, [(t, craft.udp_frame("10.0.0.9", "239.1.1.1", 5000, 1234, payload))
+                 for payload, t in datagrams[:2]])
+    (two,) = table.records(start + 1.0)
+    assert math.isnan(two.kpis["mdi_df_ms"])  # two datagrams: unknown, not 993 ms
+    assert two.kpis["ts_crc_errors"] == 0 and "ts_pid_errors" in two.kpis

@@ -129,3 +129,39 @@ def test_any_mix_of_loss_duplicates_and_small_reordering(start, count, data):
     assert counts.expected == count  # first and last are never dropped
     assert counts.lost == len(drop)
     assert counts.reordered <= len(swaps)
+
+
+def test_a_packet_late_across_an_interval_boundary_is_not_counted_lost():
+    stats = RtpStreamStats(8000)
+    feed(stats, [i for i in range(50) if i != 47])  # 47 is late: it comes after the boundary
+    first = stats.interval()
+    feed(stats, [47] + list(range(50, 100)))
+    second = stats.interval(final=True)
+    assert first.lost == 0 and second.lost == 0
+    assert first.expected + second.expected == 100
+
+
+def test_interval_losses_add_up_to_the_cumulative_loss_and_come_in_bursts():
+    stats = RtpStreamStats(8000)
+    lost = {5, 6, 7, 30, 61, 62, 99}
+    intervals = []
+    for chunk in (range(0, 33), range(33, 66), range(66, 100)):
+        feed(stats, [i for i in chunk if i not in lost])
+        intervals.append(stats.interval(final=chunk.stop == 100))
+    assert sum(c.lost for c in intervals) == stats.snapshot().lost == 6  # 99 is past the end
+    assert sum(c.expected for c in intervals) == 99
+    assert sum(c.loss_bursts for c in intervals) == 3
+    # the first interval settles up to 24 (its highest, 32, minus the reorder window): the
+    # burst 5-7 is in it, 30 is carried over to the second
+    assert (intervals[0].lost, intervals[0].mean_burst_packets) == (3, 3.0)
+    assert [(c.lost, c.loss_bursts) for c in intervals[1:]] == [(1, 1), (2, 1)]
+
+
+def test_a_jitter_peak_inside_an_interval_is_kept_beside_the_end_value():
+    stats = RtpStreamStats(8000)
+    feed(stats, range(50), jitter_s=lambda i: 0.03 if i == 20 else 0.0)  # one packet 30 ms late
+    counts = stats.interval()
+    assert counts.jitter_max_ms > 3.0 > counts.jitter_ms
+    assert counts.jitter_ms < counts.jitter_mean_ms < counts.jitter_max_ms
+    feed(stats, range(50, 60))
+    assert stats.interval().jitter_max_ms < counts.jitter_max_ms  # each interval its own

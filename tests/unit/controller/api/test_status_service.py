@@ -117,3 +117,19 @@ def test_a_generic_client_calls_the_api_from_reflection_alone(channel):
                                response_deserializer=response_cls.FromString)
     reply = json_format.MessageToDict(call(json_format.ParseDict({"dpid": "1"}, request_cls())))
     assert reply["ports"][0]["dpid"] == "1" and reply["ports"][0]["rxBytesPerSecond"] == 2.0
+
+
+def test_meters_show_their_configured_rate(state):
+    from controller.events import MeterStatsView
+    from controller.openflow.pipeline import MeterSpec
+    state.set_meters(1, (MeterStatsView(1, 0x10001, 2, (1, 2, 3, 4), (0.0,) * 4),
+                         MeterStatsView(1, 7, 0, (0, 0, 0, 0), (0.0,) * 4)))
+    state.set_meter_configs(1, {0x10001: MeterSpec(0x10001, 8000, 800)})
+    served = Served(state)
+    try:
+        meters = pb_grpc.StatusServiceStub(served.channel).ListMeters(
+            pb.ListMetersRequest(dpid=1)).meters
+        assert [(m.meter_id, m.rate_kbps, m.burst_kbits) for m in meters] == [
+            (7, 0, 0), (0x10001, 8000, 800)]
+    finally:
+        served.close()

@@ -229,3 +229,19 @@ def test_a_peer_domain_changes_its_sls_at_its_own_higher_rate(env):
     with pytest.raises(grpc.RpcError) as err:
         sls.GetSls(pb.GetSlsRequest(customer_id="alice"), metadata=auth(token))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_report_measures_throughput_from_the_reading_at_the_periods_start(env):
+    import time
+    create(env, "alice", 3)
+    meter_id = env["csm"].customer_state("alice").meter_id
+    start = time.time() - 3600
+    env["store"].save_meter_readings([(5, meter_id, start - 10, 0, 0, 0, 0)])
+    env["state"].meters = {5: (MeterStatsView(5, meter_id, 2, (1000, 3_600_000, 0, 0),
+                                              (1.0, 999.0, 0.0, 0.0)),)}
+    stub = pb_grpc.ReportServiceStub(env["channel"])
+    reply = stub.GetReport(pb.GetReportRequest(customer_id="alice", start_unix_s=start),
+                           metadata=auth(env["manager"]))
+    assert reply.throughput_bps == pytest.approx(3_600_000 * 8 / 3610, rel=0.01)
+    assert reply.throughput_since_unix_s == pytest.approx(start - 10)
+    assert not any("latest rate" in u for u in reply.unknown)

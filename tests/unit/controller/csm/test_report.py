@@ -49,3 +49,15 @@ def test_report_without_measurements_says_so():
     assert compute_report(sla, [Sls("c1", S, 1, 0.0)], 0, H, None, meter).policed_ratio is None
     with pytest.raises(ValueError, match="must end after"):
         compute_report(sla, [Sls("c1", S, 1, 0.0)], H, 0.0, None, None)
+
+
+def test_throughput_and_policed_share_are_over_the_period_between_meter_readings():
+    from controller.csm.report import MeterReading, meter_figures
+    then = MeterReading(1_000, 1_000_000, 100, 100_000, time_unix_s=1000.0)
+    now = MeterReading(11_000, 11_000_000, 1_100, 1_100_000, 5e6, 0.0, time_unix_s=2000.0)
+    throughput, policed, since, why = meter_figures(now, then)
+    assert throughput == (10_000_000 - 1_000_000) * 8 / 1000 and policed == 0.1
+    assert since == 1000.0 and why == ""
+    recreated = MeterReading(10, 10_000, 0, 0, 8000.0, 0.0, time_unix_s=2000.0)
+    throughput, policed, since, why = meter_figures(recreated, then)  # counters went back
+    assert throughput == 64_000 and since is None and "latest rate" in why
