@@ -46,7 +46,7 @@ class FlowRecord:
 
 
 class _Flow:
-    __slots__ = ("key", "kind", "first", "last", "packets", "bytes", "dscp", "rtp", "ts",
+    __slots__ = ("key", "kind", "first", "last", "packets", "bytes", "dscp", "rtp", "ts", "pt",
                  "ts_arrivals", "ts_sizes", "ssrc", "max_end", "sent", "rtt", "retrans",
                  "zero_windows", "syn_at", "synack_at", "handshake_rtt")
 
@@ -56,7 +56,7 @@ class _Flow:
         self.first = self.last = now
         self.packets = self.bytes = 0
         self.dscp = 0
-        self.rtp = self.ts = self.ssrc = None
+        self.rtp = self.ts = self.ssrc = self.pt = None
         self.ts_arrivals, self.ts_sizes = [], []
         self.max_end = None
         self.sent = {}
@@ -125,6 +125,7 @@ class FlowTable:
                 clock = STATIC_CLOCK_RATES.get(header.payload_type) if header else None
                 if header is not None and clock:
                     flow.kind, flow.rtp, flow.ssrc = _RTP, RtpStreamStats(clock), header.ssrc
+                    flow.pt = header.payload_type
                     if header.payload_type == 33:
                         flow.ts = TsAnalyzer()
                 else:
@@ -224,11 +225,12 @@ class FlowTable:
                         rtp_jitter_max_ms=counts.jitter_max_ms,
                         rtp_jitter_mean_ms=counts.jitter_mean_ms,
                         rtp_loss_bursts=counts.loss_bursts,
-                        rtp_mean_burst_packets=counts.mean_burst_packets)
+                        rtp_mean_burst_packets=counts.mean_burst_packets,
+                        rtp_payload_type=flow.pt)
         if flow.ts is not None:
             counts = flow.ts.interval()
             mdi = _mdi(flow.ts_arrivals, flow.ts_sizes, counts.lost_packets, span)
-            kpis.update(ts_cc_errors=counts.continuity_count_error,
+            kpis.update(ts_packets=counts.packets, ts_cc_errors=counts.continuity_count_error,
                         ts_lost_packets=counts.lost_packets, ts_sync_loss=counts.ts_sync_loss,
                         ts_sync_byte_errors=counts.sync_byte_error,
                         ts_pat_errors=counts.pat_error, ts_pmt_errors=counts.pmt_error,

@@ -31,7 +31,7 @@ _NON_NEGATIVE = ("rtp_lost", "rtp_expected", "rtp_duplicates", "rtp_reordered", 
                  "stamp_reordered", "rtp_jitter_max_ms", "rtp_jitter_mean_ms",
                  "rtp_loss_bursts", "rtp_mean_burst_packets", "ts_sync_byte_errors",
                  "ts_pid_errors", "ts_crc_errors", "ts_pcr_repetition_errors",
-                 "ts_pcr_discontinuity_errors")
+                 "ts_pcr_discontinuity_errors", "rtp_payload_type", "ts_packets")
 KINDS = ("udp", "rtp", "mpegts", "tcp", "stamp")
 
 
