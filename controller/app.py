@@ -252,7 +252,9 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _plan_mirror(self) -> None:
         """What is copied to the probe follows from the rules and the customers' devices."""
         self.mirror.plan = plan_mirror(self.config.mirror_probe, self._mirror_rules,
-                                       self.customers.hosts_of)
+                                       self.customers.hosts_of,
+                                       self.config.mirror_baseline_percent,
+                                       self.customers.all_hosts())
 
     def _send_plan(self, plan: Plan) -> None:
         if plan.held:

@@ -66,6 +66,12 @@ class ControllerConfig:
     grpc_max_streams: int = 32    # streams open at once (each holds a worker); below max_workers
     grpc_max_streams_per_client: int = 8  # streams open at once from one client address
     kpi_max_age_s: float = 60.0   # a flow with no newer record than this has ended
+    qoe_iptv_frame_rate: float | None = None   # frames/s of every IPTV channel, unless named
+    qoe_iptv_frame_rates: tuple = ()           # ("IP:PORT", frames/s) per channel
+    qoe_web_anchors: tuple | None = None       # (t_min_s, t_max_s) of G.1030's model
+    qoe_path_agents: tuple = ()                # (customer, agent probe id) for zoom tests
+    qoe_stamp_reflector: tuple | None = None   # (IP, port) the zoom's STAMP tests go to
+    mirror_baseline_percent: int = 0           # every customer's host pairs, sampled
     kpi_max_bytes: int = 256 << 20  # memory for probe records; the least recent flows go
     metrics_listen: Address | None = Address("127.0.0.1", 9302)
     poll_interval_s: float = 1.0
@@ -230,6 +236,48 @@ def _mirror_rules(key: str, value: Any) -> tuple:
         raise ConfigError(key, str(err)) from None
 
 
+def _frame_rates(key: str, value: Any) -> tuple:
+    allowed = "a table of \"IP:PORT\" = frames/s, for example { \"239.1.1.1:1234\" = 25 }"
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be {allowed}")
+    out = []
+    for channel, fps in value.items():
+        address, sep, port = str(channel).rpartition(":")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"{key}.{channel}", f"is not IP:PORT; {allowed}") from None
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{key}.{channel}", f"is not IP:PORT; {allowed}")
+        out.append((f"{ipaddress.ip_address(address)}:{int(port)}",
+                    _number(1, 240)(f"{key}.{channel}", fps)))
+    return tuple(sorted(out))
+
+
+def _anchors(key: str, value: Any) -> tuple:
+    allowed = "a table { t_min_s = 0.67, t_max_s = 6 } (MOS 5 and MOS 1 of G.1030's model)"
+    if not isinstance(value, Mapping) or set(value) != {"t_min_s", "t_max_s"}:
+        raise ConfigError(key, f"must be {allowed}")
+    t_min = _number(0.01, 600)(f"{key}.t_min_s", value["t_min_s"])
+    t_max = _number(0.01, 600)(f"{key}.t_max_s", value["t_max_s"])
+    if not t_min < t_max:
+        raise ConfigError(key, f"t_min_s ({t_min}) must be below t_max_s ({t_max})")
+    return (t_min, t_max)
+
+
+def _agents(key: str, value: Any) -> tuple:
+    allowed = "a table of CUSTOMER = \"AGENT-PROBE-ID\", for example { c1 = \"c1phone-agent\" }"
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) and v
+                                                 for v in value.values()):
+        raise ConfigError(key, f"must be {allowed}")
+    return tuple(sorted((str(c), a) for c, a in value.items()))
+
+
+def _reflector(key: str, value: Any) -> tuple:
+    address = parse_address(key, value)
+    return (address.host, address.port)
+
+
 def _optional_address(key: str, value: Any) -> Address | None:
     if value in ("", None):
         return None
@@ -249,6 +297,12 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "grpc.max_streams": ("grpc_max_streams", _integer(1, 4095)),
     "grpc.max_streams_per_client": ("grpc_max_streams_per_client", _integer(1, 4095)),
     "kpi.max_age_s": ("kpi_max_age_s", _number(1, 86_400)),
+    "qoe.iptv_frame_rate": ("qoe_iptv_frame_rate", _number(1, 240)),
+    "qoe.iptv_frame_rates": ("qoe_iptv_frame_rates", _frame_rates),
+    "qoe.web_anchors": ("qoe_web_anchors", _anchors),
+    "qoe.path_agents": ("qoe_path_agents", _agents),
+    "qoe.stamp_reflector": ("qoe_stamp_reflector", _reflector),
+    "mirror.baseline_percent": ("mirror_baseline_percent", _integer(0, 100)),
     "kpi.max_bytes": ("kpi_max_bytes", _integer(1 << 20, 1 << 40)),
     "stats.poll_interval_s": ("poll_interval_s", _number(0.1, 3600)),
     "stats.rate_window": ("rate_window", _integer(2, 3600)),
@@ -301,7 +355,8 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
         raise ConfigError("grpc.tls_client_ca", "client certificates (mTLS) need TLS: "
                           "give grpc.tls_cert and grpc.tls_key too")
     for key, given in (("mirror.customers", config.mirror_customers),
-                       ("mirror.rules", config.mirror_rules)):
+                       ("mirror.rules", config.mirror_rules),
+                       ("mirror.baseline_percent", config.mirror_baseline_percent)):
         if given and config.mirror_probe is None:
             raise ConfigError(key, "needs mirror.probe (the probe's DPID:PORT)")
     if config.grpc_max_streams >= config.grpc_max_workers:

@@ -96,6 +96,29 @@ class KpiRecords:
     records: tuple
 
 
+@dataclasses.dataclass(frozen=True)
+class ExperienceChanged:
+    """A customer's service changed status (controller.monitor.experience.StatusChange)."""
+    time_unix_s: float
+    change: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class FindingPublished:
+    """A root-cause finding (controller.monitor.rootcause.Finding)."""
+    time_unix_s: float
+    finding: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoomChanged:
+    """A zoom started or ended (controller.monitor.zoom.ZoomEvent), with what it did."""
+    time_unix_s: float
+    event: Any
+    mirror: str = ""
+    stamp_test_id: str = ""
+
+
 def weight(item: Any) -> int:
     """What an event holds, in items (flows, records), for the watchers' bounds."""
     for field in ("flows", "records"):

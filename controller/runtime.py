@@ -16,7 +16,15 @@ from prometheus_client import CollectorRegistry
 from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
+from controller.experience_loop import ExperienceLoop
 from controller.health import judge_loop
+from controller.monitor.active import ActiveTests
+from controller.monitor.assess import Assessor
+from controller.monitor.engine import Experience, ExperienceEngine
+from controller.monitor.experience import ExperienceBook
+from controller.monitor.quality import QualitySettings
+from controller.monitor.zoom import ZoomBook
+from qoe.web import G1030_FIG_II4, WebAnchors
 from controller.monitor.kpis import KpiStore
 from controller.metrics import ControllerMetrics, GrpcCollector, KpiCollector, serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
@@ -42,6 +50,9 @@ class Runtime:
     hosts_to_forget: list = dataclasses.field(default_factory=list)
     kpis: KpiStore = dataclasses.field(default_factory=KpiStore)  # probe records
     mirror: MirrorRules | None = None  # what is copied to the probe (config + gRPC)
+    experience: object = None          # controller.monitor.engine.Experience
+    active: object = None              # controller.monitor.active.ActiveTests
+    experience_loop: object = None
     _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def forget_host(self, mac: str) -> None:
@@ -60,8 +71,13 @@ class Runtime:
         store = Store(config.store_path)
         configured = tuple(MirrorRule(c, origin="config") for c in config.mirror_customers)
         mirror = MirrorRules(store, configured + config.mirror_rules, config.mirror_probe)
-        return Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
-                       ControllerMetrics(registry), store, kpis=kpis, mirror=mirror)
+        runtime = Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
+                          ControllerMetrics(registry), store, kpis=kpis, mirror=mirror,
+                          experience=build_experience(config, kpis), active=ActiveTests())
+        runtime.customers_changed.append(
+            lambda change: change.state is None and runtime.experience.book.forget(
+                change.customer_id))
+        return runtime
 
     def start_servers(self) -> None:
         """Start gRPC (and the metrics exporter if configured)."""
@@ -79,13 +95,16 @@ class Runtime:
             on_change=self.notify_customers_changed, mirror=self.mirror,
             max_workers=self.config.grpc_max_workers, max_streams=self.config.grpc_max_streams,
             max_streams_per_client=self.config.grpc_max_streams_per_client,
-            forget_host=self.forget_host)
+            forget_host=self.forget_host, experience=self.experience, active=self.active)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         self.metrics.registry.register(GrpcCollector(self.grpc_server))
         if self.config.metrics_listen is not None:
             self.metrics_server = serve_metrics(self.metrics.registry, self.config.metrics_listen)
             LOG.info("Prometheus metrics on http://%s/metrics", self.config.metrics_listen)
         self.watch()
+        self.experience_loop = ExperienceLoop(self.experience, self.state, self.config,
+                                              self.mirror, self.active)
+        self.experience_loop.start()
 
     def watch(self, interval_s: float = 1.0) -> threading.Thread:
         """Start the watchdog: health follows the app's event loop (controller.health)."""
@@ -116,12 +135,25 @@ class Runtime:
 
     def stop_servers(self) -> None:
         self._watchdog_stop.set()
+        if self.experience_loop is not None:
+            self.experience_loop.stop()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=1.0).wait(2.0)
         if self.metrics_server is not None:
             server, _thread = self.metrics_server
             server.shutdown()
         self.store.close()
+
+
+def build_experience(config: ControllerConfig, kpis: KpiStore):
+    """The experience core: book, assessor (with the config's QoE settings) and engine."""
+    settings = QualitySettings(
+        config.qoe_iptv_frame_rate, dict(config.qoe_iptv_frame_rates),
+        WebAnchors(*config.qoe_web_anchors, "the controller's config (qoe.web_anchors)")
+        if config.qoe_web_anchors else G1030_FIG_II4)
+    book = ExperienceBook()
+    return Experience(book, Assessor(book, kpis.directory, settings),
+                      ExperienceEngine(book, ZoomBook(), kpis, kpis.directory))
 
 
 def _alive(thread) -> bool | None:

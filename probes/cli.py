@@ -27,6 +27,7 @@ from probes.export import RecordExporter
 from probes.flows import FlowTable
 from probes.gen import send_iptv, send_voice
 from probes.passive import ProbeCounters, pcap_frames, run_frames, write_records
+from probes.report import SessionReporter, local_address_towards
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
 from probes.stamp_io import Reflector, run_sender
@@ -166,14 +167,27 @@ def _serve_until_signal(server, what: str) -> int:
     return 0
 
 
+def _reporter(args):
+    """A SessionReporter when --controller is given (else None)."""
+    if not getattr(args, "controller", None):
+        return None
+    return SessionReporter(args.controller, Credentials.from_args(args))
+
+
 def run_web_client(args) -> int:
     loads = []
+    reporter = _reporter(args)
     for page in range(args.pages):
         if page:
             time.sleep(args.think)
         load = load_page(args.url, connections=args.connections)
         loads.append(load)
         print(json.dumps(dataclasses.asdict(load)), flush=True)
+        if reporter is not None and not load.errors:
+            print(reporter.report("web", local_address_towards(args.url),
+                                  page_load_s=load.page_load_s), file=sys.stderr, flush=True)
+    if reporter is not None:
+        reporter.close()
     times = sorted(l.page_load_s for l in loads if not l.errors)
     print(json.dumps({"pages": len(loads), "failed": sum(1 for l in loads if l.errors),
                       "page_load_median_s": times[len(times) // 2] if times else None,
@@ -234,6 +248,11 @@ def main(argv=None) -> int:
                         metavar="SECONDS")
     player.add_argument("--segments", type=_bounded(int, 0, 100_000), default=0,
                         help="stop after N (default: all)")
+    for client in (web_client, player):
+        client.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
+                            help="also report each session to the controller (with a probe "
+                                 "token: $CEMS_TOKEN or --token-file)")
+        add_client_arguments(client)
     agent = sub.add_parser("agent", help="run the active tests the controller starts")
     agent.add_argument("--controller", required=True, metavar="HOST:PORT|unix:PATH",
                        help="the controller (with a probe token: $CEMS_TOKEN or --token-file)")
@@ -285,6 +304,14 @@ def _run(args) -> int:
         session = play(args.url, startup_s=args.startup, max_buffer_s=args.max_buffer,
                        max_segments=args.segments)
         print(json.dumps(dataclasses.asdict(session)), flush=True)
+        reporter = _reporter(args)
+        if reporter is not None and session.initial_delay_s is not None:
+            print(reporter.report(
+                "video", local_address_towards(args.url), stalls=session.stalls,
+                mean_stall_s=sum(session.stall_s) / len(session.stall_s) if session.stall_s
+                else 0.0, initial_delay_s=session.initial_delay_s,
+                bitrate_bps=session.mean_bitrate_bps), file=sys.stderr, flush=True)
+            reporter.close()
         return 0 if not session.errors else 1
     if args.command == "stamp-reflector":
         stop = threading.Event()

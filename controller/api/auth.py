@@ -44,6 +44,9 @@ _ALL = {
     "SlsService": {"GetSla": "read_sla", "GetSls": "read_sls", "ChangeSls": "change_sls"},
     "ReportService": {"GetReport": "read_report"},
     "NetworkService": {"ForgetHost": "manage"},
+    "QoeService": {"GetExperience": "read_experience", "ListExperience": "read_experience",
+                   "WatchExperience": "read_experience", "ReportSession": "report_session",
+                   "RequestZoom": "zoom", "ListFindings": "manage"},
 }
 METHOD_ACTIONS = {f"/cems.v1.{service}/{method}": action
                   for service, methods in _ALL.items() for method, action in methods.items()}

@@ -277,3 +277,65 @@ def token_pb(t: TokenInfo) -> customer_pb2.TokenInfo:
                                   customer_id=t.customer_id, probe_id=t.probe_id,
                                   created_unix_s=t.created_unix_s,
                                   expires_unix_s=t.expires_unix_s or 0.0)
+
+
+# -- experience ---------------------------------------------------------------------------
+def _finite(value) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def quality_pb(q) -> "qoe_pb2.Quality":
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    if q is None:
+        return qoe_pb2.Quality(known=False, missing=["no quality sample yet"])
+    return qoe_pb2.Quality(
+        known=q.known, score=q.score if q.known else math.nan, scale=q.scale, model=q.model,
+        inputs={k: float(v) for k, v in q.inputs.items()}, missing=list(q.missing),
+        extrapolated=list(q.extrapolated), assumptions=list(q.assumptions), bound=q.bound,
+        details={k: float(v) for k, v in q.details.items()})
+
+
+def service_experience_pb(e) -> "qoe_pb2.ServiceExperience":
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    return qoe_pb2.ServiceExperience(
+        customer_id=e.customer_id, service=e.service, service_class=e.service_class,
+        segment=e.segment, status=e.status.status, status_since_unix_s=e.status.since_unix_s,
+        status_reason=e.status.reason, target=e.target.minimum,
+        target_source=e.target.source, latest=quality_pb(e.latest),
+        windows=[qoe_pb2.WindowFigures(
+            window_s=w.window_s, count=w.count, unknown=w.unknown, mean=w.mean, worst=w.worst,
+            p5=w.p5, p50=w.p50, p95=w.p95, time_below_target_s=w.time_below_s)
+            for w in e.windows])
+
+
+def finding_pb(f) -> "qoe_pb2.Finding":
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    return qoe_pb2.Finding(element=f.element, score=f.score, evidence=list(f.evidence),
+                           affected_customers=list(f.affected_customers),
+                           services=list(f.services), time_unix_s=f.time_unix_s,
+                           inputs={k: float(v) for k, v in f.inputs.items()})
+
+
+def zoom_pb(zoom, active: bool, mirror: str = "", stamp_test_id: str = "") -> "qoe_pb2.Zoom":
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    return qoe_pb2.Zoom(customer_id=zoom.customer_id, active=active, reason=zoom.reason,
+                        mirror=mirror, stamp_test_id=stamp_test_id)
+
+
+def experience_event_pb(item):
+    """A domain event -> ExperienceEvent, or None for the others."""
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    from controller.events import (  # pylint: disable=import-outside-toplevel
+        ExperienceChanged, FindingPublished, ZoomChanged)
+    if isinstance(item, ExperienceChanged):
+        c = item.change
+        return qoe_pb2.ExperienceEvent(time_unix_s=item.time_unix_s, status=qoe_pb2.StatusChange(
+            customer_id=c.customer_id, service=c.service, before=c.before,
+            after=c.after.status, reason=c.after.reason))
+    if isinstance(item, FindingPublished):
+        return qoe_pb2.ExperienceEvent(time_unix_s=item.time_unix_s,
+                                       finding=finding_pb(item.finding))
+    if isinstance(item, ZoomChanged):
+        return qoe_pb2.ExperienceEvent(time_unix_s=item.time_unix_s, zoom=zoom_pb(
+            item.event.zoom, item.event.active, item.mirror, item.stamp_test_id))
+    return None

@@ -27,8 +27,9 @@ MAX_RECORDS_PER_REQUEST = 10_000
 
 class ProbeServicer:
     def __init__(self, kpis: KpiStore, bus: EventBus, active: ActiveTests, stop_event=None,
-                 scope_of=lambda principal: Scope()):
+                 scope_of=lambda principal: Scope(), on_records=None):
         self.scope_of = scope_of
+        self.on_records = on_records  # accepted records -> quality (the Assessor)
         self.active = active
         self.stop_event = stop_event
         self.kpis = kpis
@@ -55,6 +56,8 @@ class ProbeServicer:
             accepted += len(stored)
             rejected += len(found)
             problems.extend(found[:MAX_PROBLEMS - len(problems)])
+            if stored and self.on_records is not None:
+                self.on_records(stored)
             if stored and len(self.bus):
                 self.bus.publish(KpiRecords(time.time(), tuple(stored)))
         return pb.ExportRecordsResponse(accepted=accepted, rejected=rejected, problems=problems)

@@ -5,7 +5,7 @@ import threading
 from concurrent import futures
 
 import grpc
-from cems.v1 import customer_pb2, probe_pb2
+from cems.v1 import customer_pb2, probe_pb2, qoe_pb2
 from cems.v1 import status_pb2 as pb
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +19,7 @@ from controller.monitor.active import ActiveTests
 from controller.api.active import ActiveTestServicer
 from controller.api.mirror import MirrorServicer
 from controller.api.network import NetworkServicer
+from controller.api.qoe import QoeServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
@@ -112,7 +113,8 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 64, credentials=None, kpis: KpiStore | None = None,
                unix_socket: str = "", mirror=None, active=None, max_streams: int = 32,
-               max_streams_per_client: int = 8, forget_host=None) -> tuple[GrpcServer, int]:
+               max_streams_per_client: int = 8, forget_host=None, experience=None
+               ) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
     ReportService, ActiveTestService and (with `mirror`, a MirrorRules) MirrorService behind
     bearer-token authentication; plus health and reflection, on address. `on_change` hears
@@ -139,7 +141,8 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
     services = [(StatusServicer(state, stop_event, scope_for),
                  pb.DESCRIPTOR.services_by_name["StatusService"], pb)]
     if kpis is not None:
-        services.append((ProbeServicer(kpis, state.bus, active, stop_event, scope_for),
+        services.append((ProbeServicer(kpis, state.bus, active, stop_event, scope_for,
+                                       experience.assessor.records if experience else None),
                          probe_pb2.DESCRIPTOR.services_by_name["ProbeService"], probe_pb2))
     limits = StreamLimits(max_streams, max_streams_per_client)
     auth = AuthInterceptor(csm.principal_for if csm is not None else lambda token: None)
@@ -167,6 +170,9 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                              probe_pb2.DESCRIPTOR.services_by_name["MirrorService"], probe_pb2))
         services.append((NetworkServicer(gate, state, forget_host or (lambda mac: None)),
                          pb.DESCRIPTOR.services_by_name["NetworkService"], pb))
+        if experience is not None:
+            services.append((QoeServicer(experience, state, directory, scope_for, stop_event),
+                             qoe_pb2.DESCRIPTOR.services_by_name["QoeService"], qoe_pb2))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors,

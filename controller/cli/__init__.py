@@ -8,7 +8,9 @@ named by $CEMS_TOKEN_FILE, or an mTLS client certificate (--tls-cert, --tls-key)
 """
 
 import argparse
+import math
 import sys
+import time
 
 import grpc
 from cems.v1 import status_pb2 as pb
@@ -157,6 +159,85 @@ def show_kpis(channel, args) -> str:
               f"dropped by probes {reply.probe_dropped_total}" + probes)
 
 
+def _score(value: float, scale: str = "MOS") -> str:
+    if value != value:  # NaN
+        return "-"
+    return f"{value:.2f}" if scale == "MOS" else f"{value:.0%}"
+
+
+def describe_quality(q) -> str:
+    if not q.known:
+        return "unknown: needs " + ", ".join(q.missing)
+    text = f"{q.scale} {_score(q.score, q.scale)} ({q.model})"
+    if q.bound:
+        text += f", an {q.bound} bound: not measured: {', '.join(q.missing)}"
+    if q.extrapolated:
+        text += f", extrapolated: {', '.join(q.extrapolated)}"
+    return text
+
+
+def run_qoe(channel, args) -> str:
+    from cems.v1 import qoe_pb2, qoe_pb2_grpc  # pylint: disable=import-outside-toplevel
+    stub = qoe_pb2_grpc.QoeServiceStub(channel)
+    if args.command == "findings":
+        reply = stub.ListFindings(qoe_pb2.ListFindingsRequest(), timeout=args.timeout)
+        if args.json:
+            return _as_json(reply)
+        if not reply.findings:
+            return "no findings: no degraded customer, or nothing they share"
+        return "\n".join(
+            f"{f.element} (score {f.score:.2f}): {', '.join(f.affected_customers)} "
+            f"[{', '.join(f.services)}]; " + "; ".join(f.evidence) for f in reply.findings)
+    if args.command == "zoom":
+        reply = stub.RequestZoom(qoe_pb2.ZoomRequest(customer_id=args.customer,
+                                                     reason=args.reason, seconds=args.seconds),
+                                 timeout=args.timeout)
+        if args.json:
+            return _as_json(reply)
+        z = reply.zoom
+        return (f"zoomed in on {z.customer_id}: {z.reason}" + (f"; mirroring {z.mirror}"
+                if z.mirror else "") + (f"; STAMP test {z.stamp_test_id}" if z.stamp_test_id
+                                        else ""))
+    if args.customer:
+        reply = stub.GetExperience(qoe_pb2.GetExperienceRequest(customer_id=args.customer),
+                                   timeout=args.timeout)
+        if args.json:
+            return _as_json(reply)
+        lines = [f"Experience of {reply.customer_id} ({reply.service_class} at "
+                 f"{reply.sls_rate_bps / 1e6:g} Mbit/s): meter passes "
+                 f"{_bits(reply.meter_passed_bps / 8) if reply.meter_passed_bps == reply.meter_passed_bps else '-'}"
+                 f", policed {_score(reply.meter_policed_ratio, 'ratio')}, one-way delay "
+                 + (f"{reply.one_way_delay_ms:.1f} ms ({reply.delay_source})"
+                    if reply.one_way_delay_ms == reply.one_way_delay_ms else "not measured")]
+        lines += [f"  zoomed in: {z}" for z in reply.zoom]
+        for e in reply.services:
+            ten = next((w for w in e.windows if w.window_s == 10.0), None)
+            lines.append(f"  {e.service}: {e.status} since {_clock(e.status_since_unix_s)} "
+                         f"({e.status_reason}); 10 s mean {_score(ten.mean if ten else math.nan, e.latest.scale or 'MOS')}"
+                         f" against {e.target:g} ({e.target_source})")
+            lines.append(f"    latest: {describe_quality(e.latest)}")
+        return "\n".join(lines)
+    reply = stub.ListExperience(qoe_pb2.ListExperienceRequest(
+        service=args.service, status=args.status, segment=args.segment,
+        service_class=args.service_class, limit=args.worst or 0), timeout=args.timeout)
+    if args.json:
+        return _as_json(reply)
+    rows = []
+    for e in reply.experience:
+        ten = next((w for w in e.windows if w.window_s == 10.0), None)
+        rows.append([e.customer_id, e.service, e.service_class or "-", e.status,
+                     _score(ten.mean if ten else math.nan, e.latest.scale or "MOS"),
+                     f"{e.target:g}", e.latest.bound or "",
+                     e.latest.model.split(",")[0] if e.latest.known else
+                     "needs " + ", ".join(e.latest.missing)[:60]])
+    return (_table(["customer", "service", "class", "status", "10 s", "target", "bound",
+                    "model"], rows) + f"\n{len(rows)} of {reply.total}")
+
+
+def _clock(unix_s: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(unix_s))
+
+
 def run_host(channel, args) -> str:
     if args.action == "forget":
         pb_grpc.NetworkServiceStub(channel).ForgetHost(pb.ForgetHostRequest(mac=args.mac),
@@ -241,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     kpis.add_argument("--page", default="", help="the page a previous answer named")
     kpis.add_argument("--ended", action="store_true",
                       help="also flows whose latest record is older than kpi.max_age_s")
+    qoe = sub.add_parser("qoe", help="experience per customer and service, worst first")
+    qoe.add_argument("--customer", help="one customer, in detail")
+    qoe.add_argument("--worst", type=int, default=0, metavar="N", help="only the N worst")
+    qoe.add_argument("--service", default="", help="voice, iptv, video, web, bulk")
+    qoe.add_argument("--status", default="", choices=["", "ok", "degraded", "unknown"])
+    qoe.add_argument("--segment", default="")
+    qoe.add_argument("--class", dest="service_class", default="",
+                     choices=["", "gold", "silver", "bronze"])
+    sub.add_parser("findings", help="root-cause findings: suspected elements and scope")
+    zoom = sub.add_parser("zoom", help="look closer at a customer for a while")
+    zoom.add_argument("customer")
+    zoom.add_argument("--seconds", type=float, default=0.0, help="default 120")
+    zoom.add_argument("--reason", default="")
     host = sub.add_parser("host", help="hosts the controller learned; forget a mistaken one")
     hsub = host.add_subparsers(dest="action", required=True)
     hsub.add_parser("list")
@@ -283,6 +377,9 @@ def main(argv=None) -> int:
                 return 0
             if args.command == "host":
                 print(run_host(channel, args))
+                return 0
+            if args.command in ("qoe", "findings", "zoom"):
+                print(run_qoe(channel, args))
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,
                     "ports": show_ports, "meters": show_meters}[args.command]

@@ -110,6 +110,10 @@ class CustomerMapping:
         """MACs of a customer's devices (empty if unknown)."""
         return self._hosts.get(customer_id, ())
 
+    def all_hosts(self) -> frozenset[str]:
+        """MACs of every customer's devices."""
+        return frozenset(mac for hosts in self._hosts.values() for mac in hosts)
+
     def sls(self, customer_id: str) -> Sls | None:
         return self._sls.get(customer_id)
 

@@ -178,6 +178,9 @@ ACTIONS = {
     "read_network": _PEOPLE,   # topology, flows, ports, meters, events: a customer its own
     "read_kpis": _PEOPLE,      # probe records: a customer its own
     "probe": {Role.PROBE},     # export records and take tasks, under its own probe id
+    "read_experience": _PEOPLE,  # quality and statuses: a customer its own
+    "zoom": _PEOPLE,             # look closer at a customer: a customer at itself
+    "report_session": {Role.PROBE, Role.CUSTOMER, Role.PEER_DOMAIN},  # application reports
 }
 
 

@@ -115,12 +115,17 @@ class MirrorPlan:
 
 
 def plan_mirror(probe: SwitchPort | None, rules: Iterable[MirrorRule],
-                hosts_of: Callable[[str], Iterable[str]]) -> MirrorPlan | None:
-    """The plan for the rules in force, given each customer's device MACs; None when there
-    is no probe or no rule whose customer has a device."""
+                hosts_of: Callable[[str], Iterable[str]], baseline_percent: int = 0,
+                all_hosts: Iterable[str] = ()) -> MirrorPlan | None:
+    """The plan for the rules in force, given each customer's device MACs, and a baseline
+    sample of every customer's host pairs (`baseline_percent`, 0: none); None when there is
+    no probe or nothing to mirror."""
     if probe is None:
         return None
     chosen = tuple(ChosenTraffic(rule, frozenset(hosts_of(rule.customer_id))) for rule in rules)
+    if baseline_percent:
+        chosen += (ChosenTraffic(MirrorRule("*", "", baseline_percent, "baseline"),
+                                 frozenset(all_hosts)),)
     chosen = tuple(c for c in chosen if c.macs)
     return MirrorPlan(probe, chosen) if chosen else None
 

@@ -36,6 +36,7 @@ class MirrorRules:
         self._lock = threading.Lock()
         self._api = {(c, s): MirrorRule(c, s, p, "api") for c, s, p in store.mirror_rules()}
         self.listeners: list = []  # called with the rules in force after every change
+        self._zooms: dict = {}     # customer -> rule: all its traffic while zoomed in on
 
     def _changed(self) -> None:
         rules = self.rules()
@@ -44,8 +45,21 @@ class MirrorRules:
 
     def rules(self) -> tuple[MirrorRule, ...]:
         with self._lock:
-            merged = {**self._configured, **self._api}
+            merged = {**self._configured, **self._api, **self._zooms}
         return tuple(sorted(merged.values()))
+
+    def zoom(self, customer_id: str, on: bool) -> bool:
+        """Mirror all of a customer's traffic while it is zoomed in on (not stored: a zoom
+        ends with the controller); True if that changed anything."""
+        with self._lock:
+            if on == (customer_id in self._zooms) or (on and self.probe is None):
+                return False
+            if on:
+                self._zooms[customer_id] = MirrorRule(customer_id, "", 100, "zoom")
+            else:
+                del self._zooms[customer_id]
+        self._changed()
+        return True
 
     def set(self, rule: MirrorRule) -> MirrorRule:
         rule = MirrorRule(rule.customer_id, rule.service, rule.sample_percent, "api")

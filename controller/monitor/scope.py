@@ -9,7 +9,8 @@ shown to customers. Every read of StatusService and ListKpis goes through a Scop
 import dataclasses
 
 from controller.csm.model import Principal, Role
-from controller.events import FlowRates, HostLearned, KpiRecords, PortChanged
+from controller.events import (ExperienceChanged, FlowRates, HostLearned, KpiRecords,
+                               PortChanged, ZoomChanged)
 from controller.network.topology import SwitchPort, TopologySnapshot
 
 
@@ -62,7 +63,11 @@ class Scope:
         if isinstance(item, KpiRecords):
             records = tuple(r for r in item.records if self.record(r))
             return dataclasses.replace(item, records=records) if records else None
-        return None  # switches and links are the operator's
+        if isinstance(item, ExperienceChanged):
+            return item if item.change.customer_id == self.customer_id else None
+        if isinstance(item, ZoomChanged):
+            return item if item.event.zoom.customer_id == self.customer_id else None
+        return None  # switches, links and findings are the operator's
 
 
 NOTHING = Scope(customer_id="")  # a principal that may see nothing of the network

@@ -1,0 +1,55 @@
+"""Statuses per customer and service change only on a sustained window, never on one sample."""
+
+import math
+
+from controller.monitor.experience import DEGRADED, OK, UNKNOWN, ExperienceBook
+from controller.monitor.quality import Quality
+
+
+def q(score):
+    return Quality("voice", score, "MOS", "test")
+
+
+def feed(book, scores, start, customer="c1", service="voice", service_class="gold"):
+    for i, score in enumerate(scores):
+        book.add(customer, service, q(score), start + i, 1.0, service_class, "soho")
+    return start + len(scores)
+
+
+def test_one_bad_sample_changes_nothing_a_sustained_fall_does_and_recovery_needs_margin():
+    book = ExperienceBook()
+    now = feed(book, [4.4] * 10, 0.0)
+    assert [c.after.status for c in book.evaluate(now)] == [OK]
+    now = feed(book, [1.2] + [4.4] * 9, now)  # one sample far below: the mean stays up
+    assert book.evaluate(now) == []
+    now = feed(book, [3.5] * 10, now)          # ten seconds below Gold's 4.03
+    (change,) = book.evaluate(now)
+    assert (change.before, change.after.status) == (OK, DEGRADED)
+    assert "below the target 4.03" in change.after.reason
+    now = feed(book, [4.05] * 10, now)         # above the target, not by the margin
+    assert book.evaluate(now) == []
+    now = feed(book, [4.2] * 10, now)
+    assert [c.after.status for c in book.evaluate(now)] == [OK]
+
+
+def test_unknown_without_known_quality_and_bronze_has_its_own_target():
+    book = ExperienceBook()
+    now = feed(book, [math.nan] * 5, 0.0, service_class="bronze")
+    assert book.evaluate(now) == []  # unknown from the start: no change
+    now = feed(book, [3.8] * 10, now, service_class="bronze")  # above Bronze's 3.60
+    assert [c.after.status for c in book.evaluate(now)] == [OK]
+    changes = book.evaluate(now + 61)  # nothing for a whole horizon
+    assert [c.after.status for c in changes] == [UNKNOWN]
+
+
+def test_windows_and_lists_worst_first():
+    book = ExperienceBook()
+    now = feed(book, [4.4] * 20, 0.0, customer="good")
+    feed(book, [2.0] * 20, 0.0, customer="bad")
+    feed(book, [3.9] * 20, 0.0, customer="meh")
+    book.evaluate(now)
+    (view,) = book.of_customer("bad", now)
+    ten = next(w for w in view.windows if w.window_s == 10.0)
+    assert ten.count == 10 and ten.mean == 2.0 and ten.time_below_s == 10.0
+    assert [v.customer_id for v in book.select(now)] == ["bad", "meh", "good"]
+    assert [v.customer_id for v in book.select(now, statuses=[OK])] == ["good"]
