@@ -1,10 +1,12 @@
 """Prometheus metrics of the controller (shell: prometheus-client objects on a passed registry).
 
-Label sets stay bounded: per switch, per port, per cems component, per probe and per
-service; per-flow and per-customer detail is in the gRPC API.
+Label sets stay bounded: per switch, per port, per cems component, per probe, per service,
+class and segment, and per customer only for VIP customers (at most MAX_VIP_SERIES); per-flow
+and per-customer detail is in the gRPC API.
 """
 
 import math
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -158,6 +160,71 @@ class GrpcCollector:
         yield CounterMetricFamily("cems_grpc_streams_refused", "Streams refused by "
                                   "grpc.max_streams or grpc.max_streams_per_client",
                                   value=limits.refused_total if limits else 0)
+
+
+MAX_VIP_SERIES = 1000   # VIP customers with series of their own; the rest are counted
+
+
+class ExperienceCollector:
+    """Experience at scrape time, bounded whatever the number of customers: per service,
+    class and segment the customer-service pairs in each status, those whose 10 s mean is
+    below target, the target, and the mean, worst and quantiles of the last 10 s of quality
+    samples; per customer only for the customers marked VIP in their SLA (at most
+    MAX_VIP_SERIES of them, the others counted in cems_experience_vip_left_out)."""
+
+    def __init__(self, experience, directory, clock=time.time):
+        self.experience = experience  # controller.monitor.engine.Experience
+        self.directory = directory    # controller.monitor.directory.CustomerDirectory
+        self.clock = clock
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        now = self.clock()
+        labels = ["service", "service_class", "segment"]
+        pairs = GaugeMetricFamily("cems_experience_pairs", "Customer-service pairs per status",
+                                  labels=labels + ["status"])
+        below = GaugeMetricFamily("cems_experience_below_target", "Customer-service pairs "
+                                  "whose 10 s mean quality is below the target", labels=labels)
+        target = GaugeMetricFamily("cems_experience_target", "The quality target (MOS, or a "
+                                   "ratio for bulk)", labels=labels)
+        score = GaugeMetricFamily("cems_experience_score", "Quality samples of the last 10 s: "
+                                  "mean, worst and quantiles (MOS, or a ratio for bulk)",
+                                  labels=labels + ["stat"])
+        for group in self.experience.book.summary(now):
+            key = [group.service, group.service_class, group.segment]
+            for status, n in group.statuses.items():
+                pairs.add_metric(key + [status], n)
+            below.add_metric(key, group.below_target)
+            target.add_metric(key, group.target)
+            figures = group.figures
+            if figures.count:
+                for stat in ("mean", "worst", "p5", "p50", "p95"):
+                    score.add_metric(key + [stat], getattr(figures, stat))
+        yield pairs
+        yield below
+        yield target
+        yield score
+        vip = self.directory.vip()
+        shown, left_out = vip[:MAX_VIP_SERIES], max(0, len(vip) - MAX_VIP_SERIES)
+        vip_score = GaugeMetricFamily("cems_experience_vip_score", "A VIP customer's 10 s "
+                                      "mean quality per service", labels=["customer", "service"])
+        vip_degraded = GaugeMetricFamily("cems_experience_vip_degraded", "1 while a VIP "
+                                         "customer's service is degraded",
+                                         labels=["customer", "service"])
+        for view in self.experience.book.select(now, customers=shown):
+            if view.score == view.score:
+                vip_score.add_metric([view.customer_id, view.service], view.score)
+            vip_degraded.add_metric([view.customer_id, view.service],
+                                    1.0 if view.status.status == "degraded" else 0.0)
+        yield vip_score
+        yield vip_degraded
+        yield GaugeMetricFamily("cems_experience_vip_left_out", f"VIP customers beyond the "
+                                f"first {MAX_VIP_SERIES}, without series of their own",
+                                value=left_out)
+        yield GaugeMetricFamily("cems_findings", "Root-cause findings now",
+                                value=len(self.experience.findings()))
 
 
 def serve_metrics(registry: CollectorRegistry, address: Address):

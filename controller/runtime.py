@@ -26,7 +26,8 @@ from controller.monitor.quality import QualitySettings
 from controller.monitor.zoom import ZoomBook
 from qoe.web import G1030_FIG_II4, WebAnchors
 from controller.monitor.kpis import KpiStore
-from controller.metrics import ControllerMetrics, GrpcCollector, KpiCollector, serve_metrics
+from controller.metrics import ControllerMetrics, ExperienceCollector, GrpcCollector, KpiCollector, \
+    serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
@@ -74,6 +75,7 @@ class Runtime:
         runtime = Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
                           ControllerMetrics(registry), store, kpis=kpis, mirror=mirror,
                           experience=build_experience(config, kpis), active=ActiveTests())
+        registry.register(ExperienceCollector(runtime.experience, kpis.directory))
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(
                 change.customer_id))

@@ -20,7 +20,7 @@ import time
 
 from controller import cli
 from lab.emulation import REPO, ControllerProcess, build_network, expected_counts, \
-    wait_for, wait_for_topology
+    start_network, wait_for, wait_for_topology
 
 
 def banner(text: str) -> None:
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         banner("building the access network (6 switches, 16 hosts, userspace Open vSwitch)")
         topo = AccessTopo()
         net = build_network(topo, controller.openflow_port)
-        net.start()
+        start_network(net)
         switches, links = expected_counts(topo)
         wait_for_topology(controller, switches, links)
         print(f"{switches} switches connected, {links // 2} links discovered by LLDP")

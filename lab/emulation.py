@@ -183,7 +183,7 @@ class ControllerProcess:
 def build_network(topo, openflow_port: int):
     """Mininet network of `topo` on userspace-datapath OVS, controlled at 127.0.0.1:port.
 
-    The caller starts it (net.start()) and must stop it (net.stop()), also on failure.
+    The caller starts it (start_network(net)) and must stop it (net.stop()), also on failure.
     Host MACs are 00:00:00:00:00:01, ... in host order.
     """
     from mininet.link import TCLink  # pylint: disable=import-outside-toplevel
@@ -195,6 +195,34 @@ def build_network(topo, openflow_port: int):
     net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=openflow_port)
     net.build()
     return net
+
+
+SHAPED_QUEUE_PACKETS = 64
+
+
+def start_network(net, queue_packets: int | None = SHAPED_QUEUE_PACKETS) -> None:
+    """net.start(), then a queue of `queue_packets` on every shaped switch port (None:
+    Mininet's own, see below).
+
+    Mininet's shaping (an HTB class 5:1 on the port) queues up to txqueuelen (1000) packets.
+    The userspace datapath sends to a port through one socket whose send buffer (about 90
+    full-size packets) is charged for the packets in that queue: once the queue holds more,
+    the switch's forwarding thread blocks on that one port and every other port of the switch
+    loses packets as well, so a congested link would also hurt customers who do not cross
+    it. A pfifo of 64 packets under the class keeps the block from happening: the port
+    drops what does not fit, as a real one does (tc -s qdisc counts the drops).
+    """
+    net.start()
+    if queue_packets is None:
+        return
+    for switch in net.switches:
+        for intf in switch.intfList():
+            if intf.name == "lo" or "htb" not in switch.cmd(f"tc qdisc show dev {intf.name}"):
+                continue
+            out = switch.cmd(f"tc qdisc replace dev {intf.name} parent 5:1 handle 10: pfifo "
+                             f"limit {queue_packets}")
+            if out.strip():
+                raise RuntimeError(f"bounding the queue of {intf.name}: {out.strip()}")
 
 
 def wait_for_topology(controller: ControllerProcess, switches: int, links: int,

@@ -31,9 +31,10 @@ CUSTOMER_DEVICES = ("phone", "stb", "pc")
 
 
 class AccessTopo(Topo):
-    """customers_per_access: customers on each of the two access switches (default 2)."""
+    """customers_per_access: customers on each of the two access switches (default 2);
+    agg_mbps: the aggregation-access links (default 100)."""
 
-    def build(self, customers_per_access=2, line_mbps=20):  # pylint: disable=arguments-differ
+    def build(self, customers_per_access=2, line_mbps=20, agg_mbps=100):  # pylint: disable=arguments-differ
         s1, s2, s3, s4, s5, s6 = (self.addSwitch(f"s{i}") for i in range(1, 7))
         for name in SERVICE_HOSTS:
             self.addLink(self.addHost(name), s1, bw=1000, **LINK)
@@ -44,7 +45,7 @@ class AccessTopo(Topo):
         self.addLink(s3, s4, bw=1000, **LINK)
         for access in (s5, s6):
             for agg in (s3, s4):
-                self.addLink(agg, access, bw=100, **LINK)
+                self.addLink(agg, access, bw=agg_mbps, **LINK)
         number = 0
         for access in (s5, s6):
             for _ in range(customers_per_access):

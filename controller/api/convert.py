@@ -269,7 +269,15 @@ def report_pb(report: CustomerReport) -> customer_pb2.GetReportResponse:
         target_delay_ms=target.delay_ms, target_jitter_ms=target.jitter_ms,
         target_loss_ratio=target.loss_ratio, target_source=target.source,
         unknown=list(report.unknown),
-        throughput_since_unix_s=_optional(report.throughput_since_unix_s))
+        throughput_since_unix_s=_optional(report.throughput_since_unix_s),
+        delay_source=report.delay_source,
+        measured_since_unix_s=_optional(report.measured_since_unix_s),
+        quality=[customer_pb2.ServiceQuality(
+            service=q.service, scale=q.scale, model=q.model, intervals=q.intervals,
+            unknown=q.unknown, mean=q.mean, worst=q.worst, p5=q.p5,
+            time_below_target_s=q.time_below_target_s, target=q.target.minimum,
+            target_source=q.target.source, bound=q.bound) for q in report.quality],
+        not_met=list(report.not_met))
 
 
 def token_pb(t: TokenInfo) -> customer_pb2.TokenInfo:

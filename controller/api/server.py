@@ -152,9 +152,15 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
             for listener in listeners:
                 listener(change)
         gate = Gate(csm)
+        measurements = None
+        if kpis is not None and experience is not None:
+            def measurements(customer_id, service_class, start, end):
+                records = kpis.select(customer_id, history=True, include_ended=True).records
+                return experience.assessor.period(records, customer_id, service_class, start,
+                                                  end)
         customers = CustomerService(csm, lambda: state.topology,
                                     lambda dpid: state.meters.get(dpid, ()), gateway_dpid,
-                                    capacities, changed)
+                                    capacities, changed, measurements=measurements)
         services += [(SlaServicer(gate, customers),
                       customer_pb2.DESCRIPTOR.services_by_name["SlaService"], customer_pb2),
                      (SlsServicer(gate, customers),

@@ -348,7 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
                               help="only these kinds (repeatable)")
     watch_parser.add_argument("--count", type=int, default=0, help="stop after N events")
     cli_csm.add_commands(sub)
+    _json_anywhere(parser)
     return parser
+
+
+def _json_anywhere(parser: argparse.ArgumentParser) -> None:
+    """--json is accepted after the command as well (`cemsctl qoe --json`)."""
+    for action in parser._actions:  # pylint: disable=protected-access
+        if isinstance(action, argparse._SubParsersAction):  # pylint: disable=protected-access
+            for command in action.choices.values():
+                if "--json" not in command._option_string_actions:  # pylint: disable=protected-access
+                    command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                                         help="print JSON for scripts")
+                _json_anywhere(command)
 
 
 def _channel(args):

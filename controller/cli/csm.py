@@ -191,7 +191,18 @@ def describe_report(r: pb.GetReportResponse) -> str:
               f"{_maybe(r, 'jitter_ms', '{:.1f} ms')} (target "
               f"{_maybe(r, 'target_jitter_ms', '{:g} ms')}), loss "
               f"{_maybe(r, 'loss_ratio', '{:.3%}')} (target "
-              f"{_maybe(r, 'target_loss_ratio', '{:g}')}); targets: {r.target_source}"]
+              f"{_maybe(r, 'target_loss_ratio', '{:g}')}); targets: {r.target_source}"
+              + (f"; delay from {r.delay_source}" if r.delay_source else "")
+              + (f"; measured since {_when(r.measured_since_unix_s)}"
+                 if r.HasField("measured_since_unix_s") else "")]
+    for q in r.quality:
+        bound = " (an upper bound)" if q.bound == "upper" else ""
+        lines.append(f"{q.service} quality: mean {q.mean:.2f}{bound}, worst {q.worst:.2f}, "
+                     f"5th percentile {q.p5:.2f} {q.scale} over {q.intervals} intervals"
+                     f"{f' ({q.unknown} unknown)' if q.unknown else ''}; "
+                     f"{q.time_below_target_s:.0f} s below the target {q.target:g} "
+                     f"({q.target_source}); {q.model}")
+    lines += [f"NOT MET: {n}" for n in r.not_met]
     lines += [f"unknown: {u}" for u in r.unknown]
     return "\n".join(lines)
 

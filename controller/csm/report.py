@@ -3,9 +3,10 @@
 From the SLA, the SLS history, the availability log of the customer's access switch and port,
 and the customer meter's counters and rates, it computes: hours per class and charges by the
 variant's prices, availability against the SLA target, achieved throughput, the share of the
-customer's traffic its own SLS policed away, and delay, jitter and network loss against the
-class targets when measurements exist (they come from the probes; until then they are
-reported unknown, never as a default-looking number).
+customer's traffic its own SLS policed away, and delay, jitter, network loss and quality per
+service against the class targets when measurements exist (controller.monitor.period, from
+the probes' records; until then they are reported unknown, never as a default-looking
+number), with the ones that miss their target named in `not_met`.
 
 Class targets follow ITU-T Y.1541 (12/2011) Table 1: Gold as QoS class 0 (IPTD 100 ms,
 IPDV 50 ms, IPLR 1e-3), Silver as class 1 (IPTD 400 ms, IPDV 50 ms, IPLR 1e-3), Bronze as
@@ -69,6 +70,10 @@ class CustomerReport:
     target: ClassTarget | None = None
     unknown: tuple[str, ...] = ()     # what could not be reported, and why
     throughput_since_unix_s: float | None = None  # where the throughput's window starts
+    delay_source: str = ""
+    measured_since_unix_s: float | None = None  # the earliest probe record the figures use
+    quality: tuple = ()               # controller.monitor.period.ServicePeriod per service
+    not_met: tuple[str, ...] = ()     # measured figures that miss their target, with both
 
 
 def uptime_fraction(events: list[tuple[float, bool]], start_unix_s: float, end_unix_s: float
@@ -130,12 +135,40 @@ def meter_figures(now: MeterReading, then: MeterReading | None
                                        "share since the meter was installed are given")
 
 
+def _measured(measured, target: ClassTarget) -> tuple[list[str], list[str]]:
+    """(what is unknown, what misses its target) of the probes' figures."""
+    unknown, not_met = [], []
+    if measured is None:
+        return ["delay_ms, jitter_ms, loss_ratio, quality: no probe measurements for this "
+                "customer in the period"], []
+    for name, value, limit, unit in (
+            ("delay_ms", measured.delay_ms, target.delay_ms, " ms"),
+            ("jitter_ms", measured.jitter_ms, target.jitter_ms, " ms"),
+            ("loss_ratio", measured.loss_ratio, target.loss_ratio, "")):
+        if value is None:
+            unknown.append(f"{name}: not measured for this customer in the period"
+                           + (" (no STAMP test on its path and no TCP flow of its own)"
+                              if name == "delay_ms" else " (no voice or IPTV flow probed)"))
+        elif limit is not None and value > limit:
+            not_met.append(f"{name} {value:.4g}{unit} above the target {limit:g}{unit} "
+                           f"({target.source})")
+    if measured.delay_ms is None and measured.services:
+        unknown.append("voice quality: an upper bound (the one-way delay is not measured)")
+    for service in measured.services:
+        if service.intervals and service.mean < service.target.minimum:
+            not_met.append(f"{service.service} quality: mean {service.mean:.2f} {service.scale} "
+                           f"below the target {service.target.minimum:g} "
+                           f"({service.target.source})")
+    return unknown, not_met
+
+
 def compute_report(sla: Sla, history: list[Sls], start_unix_s: float, end_unix_s: float,
                    availability: float | None, meter: MeterReading | None,
-                   meter_then: MeterReading | None = None) -> CustomerReport:
+                   meter_then: MeterReading | None = None, measured=None) -> CustomerReport:
     """Everything the report says, from plain inputs (no I/O). `meter` is the latest reading
     of the customer's meter, `meter_then` the one from the period's start (or the first after
-    it): the throughput and policed share are over the time between."""
+    it): the throughput and policed share are over the time between. `measured` is what the
+    probes measured in the period (controller.monitor.period.PeriodMeasurements, or None)."""
     if end_unix_s <= start_unix_s:
         raise ValueError(f"the period must end after it starts ({start_unix_s} .. {end_unix_s})")
     if not history:
@@ -143,7 +176,8 @@ def compute_report(sla: Sla, history: list[Sls], start_unix_s: float, end_unix_s
     hours = hours_per_class(history, start_unix_s, end_unix_s)
     bill = charges(sla.variant, hours)
     current = history[-1]
-    unknown = ["delay_ms, jitter_ms, loss_ratio: no probe measurements for this customer yet"]
+    target = CLASS_TARGETS[current.service_class]
+    unknown, not_met = _measured(measured, target)
     throughput = policed = since = None
     if meter is None:
         unknown.append("throughput, policed_ratio: the customer's meter has no statistics yet")
@@ -157,5 +191,11 @@ def compute_report(sla: Sla, history: list[Sls], start_unix_s: float, end_unix_s
         sla.customer_id, start_unix_s, end_unix_s, sla.variant, current, hours, bill,
         round(sum(bill.values()), 6), availability, sla.availability_target,
         None if availability is None else availability >= sla.availability_target,
-        throughput, policed, target=CLASS_TARGETS[current.service_class], unknown=tuple(unknown),
-        throughput_since_unix_s=since)
+        throughput, policed,
+        delay_ms=measured.delay_ms if measured else None,
+        jitter_ms=measured.jitter_ms if measured else None,
+        loss_ratio=measured.loss_ratio if measured else None,
+        target=target, unknown=tuple(unknown), throughput_since_unix_s=since,
+        delay_source=measured.delay_source if measured else "",
+        measured_since_unix_s=measured.since_unix_s if measured else None,
+        quality=measured.services if measured else (), not_met=tuple(not_met))

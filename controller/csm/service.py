@@ -79,9 +79,12 @@ class CustomerService:
                  meters: Callable[[int], Iterable] = lambda dpid: (), gateway_dpid: int = 0,
                  capacities: dict | None = None,
                  on_change: Callable[[CustomerChanged], None] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 measurements: Callable | None = None):
         """`topology()` is the latest TopologySnapshot (admission), `meters(dpid)` the meter
-        views of a switch (reports); `on_change` hears every stored change."""
+        views of a switch (reports); `on_change` hears every stored change;
+        `measurements(customer_id, service_class, start, end)` what the probes measured of a
+        customer in a period (controller.monitor.period.PeriodMeasurements or None)."""
         self.store = store
         self.topology = topology
         self.meters = meters
@@ -89,6 +92,8 @@ class CustomerService:
         self.capacities = capacities or {}
         self.on_change = on_change or (lambda change: None)
         self.clock = clock
+        self.measurements = measurements or (lambda customer_id, service_class, start, end:
+                                             None)
 
     def _changed(self, customer_id: str, state: CustomerState | None) -> None:
         self.on_change(CustomerChanged(customer_id, state))
@@ -211,6 +216,8 @@ class CustomerService:
         then = self.store.meter_reading(customer.access_dpid, state.meter_id, start)
         meter_then = MeterReading(then[1], then[2], then[3], then[4], time_unix_s=then[0]) \
             if then is not None and then[0] < end else None
+        measured = self.measurements(customer_id, history[-1].service_class.value, start,
+                                     min(end, now)) if history else None
         return compute_report(self.store.sla(customer_id), history, start, end, availability,
-                              meter, meter_then)
+                              meter, meter_then, measured)
 

@@ -21,6 +21,7 @@ import threading
 import time
 
 from controller.monitor.experience import ExperienceBook
+from controller.monitor.period import measure_period
 from controller.monitor.quality import (DelayEstimate, QualitySettings, bulk_quality,
                                         one_way_delay, quality_of, video_quality, web_quality)
 
@@ -66,6 +67,14 @@ class Assessor:
         if stamp is not None and now - stamp[0] <= STAMP_FRESH_S:
             records.append(stamp[1])
         return one_way_delay(records)
+
+    def period(self, records, customer_id: str, service_class: str, start_unix_s: float,
+               end_unix_s: float):
+        """What the probes measured of the customer in a period, from its stored records
+        (controller.monitor.period), with its delay estimate of now and the book's targets."""
+        return measure_period(records, start_unix_s, end_unix_s,
+                              self.delay_of(customer_id, self.clock()), self.settings,
+                              self.book.targets, service_class)
 
     def records(self, records) -> int:
         """Accepted probe records -> quality samples; returns how many were added."""

@@ -67,6 +67,11 @@ class CustomerDirectory:
         with self._lock:
             return self._states.get(customer_id)
 
+    def vip(self) -> list[str]:
+        """The customers marked VIP in their SLA, sorted."""
+        with self._lock:
+            return sorted(c for c, state in self._states.items() if state.customer.vip)
+
     def current(self) -> tuple[int, dict[str, str]]:
         """(version, address -> customer id) as of now; the mapping must not be changed."""
         snapshot = self._topology()

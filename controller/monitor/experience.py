@@ -103,6 +103,21 @@ class ServiceExperience:
         return float("nan")
 
 
+@dataclasses.dataclass(frozen=True)
+class GroupSummary:
+    """The customers of one service, class and segment over a window: how many pairs are in
+    each status, how many are below target (their window mean), and the figures of all the
+    group's samples in the window (qoe.aggregate; NaN without known samples)."""
+
+    service: str
+    service_class: str
+    segment: str
+    target: float
+    statuses: Mapping[str, int]
+    below_target: int
+    figures: WindowFigures
+
+
 @dataclasses.dataclass
 class _Pair:
     service_class: str
@@ -230,6 +245,42 @@ class ExperienceBook:
         return sorted(views, key=lambda v: (rank[v.status.status],
                                             v.score if v.score == v.score else 99.0,
                                             v.customer_id, v.service))
+
+    def summary(self, now: float, window_s: float = 10.0) -> list[GroupSummary]:
+        """Per service, class and segment (bounded: a handful of each, whatever the number of
+        customers), over the last `window_s`; what Prometheus shows of everybody."""
+        groups: dict[tuple[str, str, str], list] = {}
+        with self._lock:
+            for (_, service), pair in self._pairs.items():
+                key = (service, pair.service_class, pair.segment)
+                group = groups.setdefault(key, [collections.Counter(), 0, [], []])
+                group[0][pair.status.status] += 1
+                recent = [(s, d) for t, s, d in pair.samples if t >= now - window_s]
+                known = [s for s, _ in recent if s == s]
+                target = target_for(self.targets, service, pair.service_class).minimum
+                if known and sum(known) / len(known) < target:
+                    group[1] += 1
+                group[2].extend(s for s, _ in recent)
+                group[3].extend(d for _, d in recent)
+        out = []
+        for (service, service_class, segment), (counts, below, scores, durations) in \
+                sorted(groups.items()):
+            target = target_for(self.targets, service, service_class).minimum
+            if scores:
+                n = len(scores)
+                agg = aggregate_windows(np.zeros(n), np.zeros(n), np.zeros(n),
+                                        np.array(scores, dtype=np.float64),
+                                        np.array(durations, dtype=np.float64), 1e12, target)
+                p5, p50, p95 = (float(v) for v in agg.percentiles[0])
+                figures = WindowFigures(window_s, int(agg.count[0]), int(agg.unknown[0]),
+                                        float(agg.mean[0]), float(agg.worst[0]), p5, p50, p95,
+                                        float(agg.time_below_s[0]))
+            else:
+                figures = WindowFigures(window_s, 0, 0, *([float("nan")] * 5), 0.0)
+            out.append(GroupSummary(service, service_class, segment, target,
+                                    {status: counts.get(status, 0)
+                                     for status in (OK, DEGRADED, UNKNOWN)}, below, figures))
+        return out
 
     def degraded(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -48,7 +48,9 @@ def flows_in(path: str, device_ip: str) -> dict:
 
 
 def test_services_and_their_classification_at_the_customer_device(controller, tmp_path):
-    with running_network(AccessTopo(), controller) as net:
+    # Mininet's own 1000-packet queues: through a 64-packet one, the flow model takes
+    # iperf3's TCP download for web (posterior 0.71) before the port rule can say bulk.
+    with running_network(AccessTopo(), controller, queue_packets=None) as net:
         phone, web, voice, iptv = net.get("c1phone", "web", "voice", "iptv")
         assert net.ping([phone, web], timeout=1) <= 50.0  # learning
         net.ping([phone, voice], timeout=1)

@@ -10,9 +10,10 @@ def q(score):
     return Quality("voice", score, "MOS", "test")
 
 
-def feed(book, scores, start, customer="c1", service="voice", service_class="gold"):
+def feed(book, scores, start, customer="c1", service="voice", service_class="gold",
+         segment="soho"):
     for i, score in enumerate(scores):
-        book.add(customer, service, q(score), start + i, 1.0, service_class, "soho")
+        book.add(customer, service, q(score), start + i, 1.0, service_class, segment)
     return start + len(scores)
 
 
@@ -53,3 +54,27 @@ def test_windows_and_lists_worst_first():
     assert ten.count == 10 and ten.mean == 2.0 and ten.time_below_s == 10.0
     assert [v.customer_id for v in book.select(now)] == ["bad", "meh", "good"]
     assert [v.customer_id for v in book.select(now, statuses=[OK])] == ["good"]
+
+
+def test_summary_per_service_class_and_segment_counts_statuses_and_customers_below_target():
+    book = ExperienceBook()
+    now = feed(book, [4.4] * 20, 0.0, customer="a", segment="residential")
+    feed(book, [2.0] * 20, 0.0, customer="b", segment="residential")
+    feed(book, [math.nan] * 20, 0.0, customer="c", segment="residential")
+    feed(book, [3.8] * 20, 0.0, customer="d", service_class="bronze", segment="residential")
+    feed(book, [3.0] * 20, 0.0, customer="e", segment="business")
+    book.evaluate(now)
+    groups = {(g.service, g.service_class, g.segment): g for g in book.summary(now)}
+    assert set(groups) == {("voice", "gold", "residential"), ("voice", "bronze", "residential"),
+                           ("voice", "gold", "business")}
+    gold = groups[("voice", "gold", "residential")]
+    assert gold.statuses == {OK: 1, DEGRADED: 1, UNKNOWN: 1}
+    assert gold.below_target == 1 and gold.target == 4.03   # b; c has no known score
+    # the last 10 s of a's and b's samples: ten at 4.4, ten at 2.0, c's ten unknown
+    assert (gold.figures.count, gold.figures.unknown) == (20, 10)
+    assert math.isclose(gold.figures.mean, 3.2) and gold.figures.worst == 2.0
+    assert gold.figures.time_below_s == 10.0
+    bronze = groups[("voice", "bronze", "residential")]
+    assert bronze.below_target == 0 and bronze.statuses[OK] == 1  # 3.8 is above Bronze's 3.6
+    assert groups[("voice", "gold", "business")].below_target == 1
+    assert book.summary(now + 100)[0].figures.count == 0  # nothing in the window: no figures
