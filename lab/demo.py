@@ -5,8 +5,15 @@ hosts reach each other and prints the topology. Then the QoE chain: customer c1 
 its traffic is mirrored to the probe port on the core switch, a passive probe there exports
 KPIs, voice and IPTV generators send to c1's phone and set-top box while a bulk transfer and
 an adaptive-video session run for others, a STAMP test runs between two probe agents, and
-cemsctl shows flow rates, KPIs per customer and service, and the active test. Everything is
-torn down, also on failure or Ctrl-C.
+cemsctl shows flow rates, KPIs per customer and service, and the active test.
+
+Then the experience: customers c1 and c2 (behind access switch s5) and c3 (behind s6) have a
+probe at their phones; voice and IPTV run to each, c2's PC plays adaptive video and c3's PC
+loads web pages, both reporting to cems; `cemsctl qoe` shows each customer's quality with its
+model. Bulk UDP to c1's and c2's PCs then congests the 30 Mbit/s aggregation link s3 -> s5:
+their voice turns degraded, c3's does not, `cemsctl findings` names the link, cems zooms in on
+the two; after the congestion they return to ok, and c1's report shows what its calls lost
+against its class target. Everything is torn down, also on failure or Ctrl-C.
 """
 
 import argparse
@@ -70,6 +77,100 @@ def start_traffic(net, seconds: int) -> list:
     return procs
 
 
+EXPERIENCE_CUSTOMERS = {"c1": "5:3", "c2": "5:6", "c3": "6:3"}
+
+
+def experience_act(net, controller: ControllerProcess, socket_path: str) -> list:
+    """The experience part of the demo; returns the processes to stop."""
+    from cems.v1 import qoe_pb2, qoe_pb2_grpc  # pylint: disable=import-outside-toplevel
+    procs = []
+    voice, iptv, web = net.get("voice", "iptv", "web")
+    for customer, access in EXPERIENCE_CUSTOMERS.items():
+        if customer != "c1":   # c1 exists since the first act
+            hosts = [a for d in ("phone", "stb", "pc")
+                     for a in ("--host", net.get(f"{customer}{d}").MAC())]
+            cemsctl(controller, "customer", "create", customer, "--name", customer.upper(),
+                    "--access", access, *hosts, "--variant", "gsb-business", "--class",
+                    "silver:10M:20M")
+    for customer in EXPERIENCE_CUSTOMERS:
+        phone = net.get(f"{customer}phone")
+        probe_id = f"{customer}-cpe"
+        procs.append(phone.popen(probe_cmd(
+            "passive", "--iface", phone.defaultIntf().name, "--controller",
+            f"unix:{socket_path}", "--probe-id", probe_id), cwd=REPO,
+            env={**os.environ, "CEMS_TOKEN": controller.probe_token(probe_id)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for host, what, port in ((voice, "gen-voice", 5004), (iptv, "gen-iptv", 1234)):
+            procs.append(host.popen(probe_cmd(what, "--target", f"{phone.IP()}:{port}",
+                                              "--seconds", "600"), cwd=REPO,
+                                    stdout=subprocess.DEVNULL))
+    print("passive probes on the phones of c1, c2, c3; voice and IPTV to each phone")
+    agent_env = {**os.environ, "CEMS_TOKEN": controller.probe_token("pc-agent")}
+    procs.append(web.popen(probe_cmd("web-server", "--bind", f"{web.IP()}:8080"), cwd=REPO,
+                           stdout=subprocess.DEVNULL))
+    procs.append(web.popen(probe_cmd("video-server", "--bind", f"{web.IP()}:8081",
+                                     "--bitrates", "1M,2M,4M", "--segment-seconds", "1"),
+                           cwd=REPO, stdout=subprocess.DEVNULL))
+    wait_for(lambda: all(f":{p} " in web.cmd("ss -ltn") for p in (8080, 8081)), 15,
+             "the web and video servers on web")
+    procs.append(net.get("c3pc").popen(probe_cmd(
+        "web-client", "--url", f"http://{web.IP()}:8080/", "--pages", "1000", "--think", "5",
+        "--controller", f"unix:{socket_path}"), cwd=REPO, env=agent_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    procs.append(net.get("c2pc").popen(probe_cmd(
+        "video-player", "--url", f"http://{web.IP()}:8081/", "--startup", "2", "--segments",
+        "6", "--controller", f"unix:{socket_path}"), cwd=REPO, env=agent_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    print("c3pc loads web pages, c2pc plays a video; both report their sessions to cems")
+
+    with controller.channel() as channel:
+        qoe = qoe_pb2_grpc.QoeServiceStub(channel)
+
+        def voice_status() -> dict:
+            reply = qoe.ListExperience(qoe_pb2.ListExperienceRequest(service="voice"),
+                                       timeout=5)
+            return {e.customer_id: e.status for e in reply.experience}
+        wait_for(lambda: voice_status() == dict.fromkeys(EXPERIENCE_CUSTOMERS, "ok") or None,
+                 60, "the voice of c1, c2 and c3 ok")
+        wait_for(lambda: {"web", "video"} <= {e.service for e in qoe.ListExperience(
+            qoe_pb2.ListExperienceRequest(), timeout=5).experience} or None, 60,
+            "web and video sessions reported")
+        banner("experience per customer and service (10 s mean, against the class target)")
+        cemsctl(controller, "qoe")
+        cemsctl(controller, "qoe", "--customer", "c1")
+
+        banner("congestion: 2 x 18 Mbit/s of bulk UDP into the 30 Mbit/s link s3 -> s5")
+        bulk = []
+        for customer in ("c1", "c2"):
+            pc = net.get(f"{customer}pc")
+            procs.append(pc.popen(["iperf3", "-s", "-1", "-p", "5601"]))
+            wait_for(lambda pc=pc: ":5601 " in pc.cmd("ss -lun; ss -ltn"), 10, "iperf3")
+            bulk.append(web.popen(["iperf3", "-c", pc.IP(), "-p", "5601", "-u", "-b", "18M",
+                                   "-t", "30"], stdout=subprocess.DEVNULL))
+        procs.extend(bulk)
+        began = time.monotonic()
+        wait_for(lambda: (lambda s: s if s.get("c1") == s.get("c2") == "degraded" else None)(
+            voice_status()), 40, "the voice of c1 and c2 degraded")
+        print(f"c1 and c2 degraded {time.monotonic() - began:.1f} s after the congestion began")
+        wait_for(lambda: qoe.ListFindings(qoe_pb2.ListFindingsRequest(), timeout=5).findings
+                 or None, 20, "a root-cause finding")
+        cemsctl(controller, "qoe", "--worst", "6")
+        cemsctl(controller, "findings")
+        cemsctl(controller, "qoe", "--customer", "c1")
+        for proc in bulk:
+            proc.terminate()
+            proc.wait(timeout=10)
+        banner("the congestion ends")
+        ended = time.monotonic()
+        wait_for(lambda: voice_status() == dict.fromkeys(EXPERIENCE_CUSTOMERS, "ok") or None,
+                 60, "the voice of c1, c2 and c3 ok again")
+        print(f"ok again {time.monotonic() - ended:.1f} s after the congestion ended")
+        cemsctl(controller, "qoe", "--service", "voice")
+        banner("c1's report: what its calls lost, against its class target")
+        cemsctl(controller, "report", "c1")
+    return procs
+
+
 def services_seen(controller: ControllerProcess) -> set[str]:
     from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
     with controller.channel() as channel:
@@ -95,8 +196,11 @@ def main(argv=None) -> int:
     setLogLevel("error")
 
     socket_path = f"/tmp/cems-demo-{os.getpid()}.sock"
-    controller = ControllerProcess(extra_config='[mirror]\nprobe = "2:10"\n',
-                                   unix_socket=socket_path)
+    capacities = ", ".join(f'"{dpid}:{port}" = 30000000' for dpid in (3, 4) for port in (3, 4))
+    controller = ControllerProcess(
+        extra_config=f'[mirror]\nprobe = "2:10"\n[qoe]\niptv_frame_rate = 25\n'
+                     f'[csm]\nlink_capacity_bps = {{ {capacities} }}\n',
+        unix_socket=socket_path)
     net = None
     procs: list = []
     probes: list = []
@@ -107,8 +211,9 @@ def main(argv=None) -> int:
               f"metrics on http://127.0.0.1:{controller.metrics_port}/metrics")
         print(f"log: {controller.log_path}")
 
-        banner("building the access network (6 switches, 16 hosts, userspace Open vSwitch)")
-        topo = AccessTopo()
+        banner("building the access network (6 switches, 16 hosts, userspace Open vSwitch, "
+               "30 Mbit/s aggregation links)")
+        topo = AccessTopo(agg_mbps=30)
         net = build_network(topo, controller.openflow_port)
         start_network(net)
         switches, links = expected_counts(topo)
@@ -128,7 +233,8 @@ def main(argv=None) -> int:
         phone, stb = net.get("c1phone", "c1stb")
         cemsctl(controller, "customer", "create", "c1", "--name", "Customer One", "--segment",
                 "business", "--access", "5:3", "--host", phone.MAC(), "--host", stb.MAC(),
-                "--variant", "gsb-business", "--class", "silver:10M:20M")
+                "--host", net.get("c1pc").MAC(), "--variant", "gsb-business", "--class",
+                "silver:10M:20M")
         cemsctl(controller, "mirror", "set", "c1")
         wait_for(lambda: "output:10" in subprocess.run(
             ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "s2", "table=1"],
@@ -174,6 +280,10 @@ def main(argv=None) -> int:
               f"bitrates chosen (Mbit/s): "
               f"{' '.join(f'{b / 1e6:g}' for b in video['bitrates_bps'])}, "
               f"MOS {video['mos']:.2f} (Hossfeld et al. 2011, from stalls)")
+        stop(probes[:1])   # the core probe: from here the probes sit at the customers
+        stop(procs)
+        banner("experience: quality per customer and service, root cause, zoom-in")
+        procs = experience_act(net, controller, socket_path)
         banner("controller status")
         cemsctl(controller, "status")
         return 0 if loss == 0 else 1

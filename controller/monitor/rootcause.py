@@ -8,7 +8,9 @@ the path of many degraded customers and few healthy ones:
     coverage = degraded customers whose path has it / degraded customers
     exposure = healthy customers whose path has it / healthy customers (0 without any)
     score    = coverage * (1 - exposure), raised by what the port statistics say:
-               utilisation of the element's egress against its capacity, and drops
+               utilisation of the element's egress against its capacity, and drops;
+               lowered (x IDLE_FACTOR) when they speak against it: an egress under
+               IDLE utilisation with no drops and no errors is unlikely to hurt anyone
 
 Elements with a score of at least MIN_SCORE become findings, best first; an element that
 a more specific one explains (a switch whose suspect link it holds) is left out. Each
@@ -25,6 +27,8 @@ from controller.network.forwarding import compute_paths
 
 MIN_SCORE = 0.5
 BUSY = 0.8   # utilisation above which an egress counts as congested
+IDLE = 0.5   # utilisation below which an egress without drops or errors counts as idle
+IDLE_FACTOR = 0.7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +126,11 @@ def find_causes(paths: Mapping[str, Mapping[str, tuple]], degraded: Mapping[str,
                 score = min(1.0, score * 1.1 + 0.05)
             if load.errors_per_s > 0:
                 evidence.append(f"{load.errors_per_s:.0f} errors/s")
+            if utilisation is not None and utilisation < IDLE and not load.tx_dropped_per_s \
+                    and not load.errors_per_s:
+                evidence.append("idle, without drops or errors: the statistics speak "
+                                "against it")
+                score *= IDLE_FACTOR
         if kind == "switch":
             score *= 0.9  # a link or a port on it says more than the switch itself
         inputs["score"] = score

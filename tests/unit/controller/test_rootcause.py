@@ -69,3 +69,17 @@ def test_no_degraded_customer_no_finding_and_a_cause_everyone_shares_is_no_cause
                            loads(), 1.0)
     assert all(f.element != "switch 0000000000000001" for f in findings)
     assert all(f.inputs["coverage"] < 1 or f.inputs["exposure"] < 0.5 for f in findings)
+
+
+def test_without_healthy_customers_the_busy_link_outranks_idle_ones_everybody_crosses():
+    # everyone degraded (nobody healthy to exclude anything): a, b, c behind the full 1->2,
+    # d and e behind 1->3, which is idle. On coverage alone 1->2 ties with the idle 2->1 and
+    # 2->4 of the same customers; the statistics put it first and leave the idle ones out.
+    # The core switch every degraded path meets stays a suspect (nothing speaks against it).
+    findings = find_causes(paths(), {c: ["voice"] for c in CUSTOMERS}, [],
+                           loads(p1_1=PortLoad(98e6, 100e6)), 1.0)
+    assert [f.element for f in findings] == ["switch 0000000000000001", link_name(1, 1, 2)]
+    assert findings[1].affected_customers == ("a", "b", "c")
+    calm = find_causes(paths(), {c: ["voice"] for c in ("a", "b", "c")}, [], loads(), 1.0)
+    idle = next(f for f in calm if f.element == link_name(1, 1, 2))
+    assert idle.score == 0.7 and any("speak against" in e for e in idle.evidence)
