@@ -25,6 +25,7 @@ bench: setup
 	$(PY) bench/bench_csm.py
 	$(PY) bench/bench_probe.py
 	$(PY) bench/bench_grpc.py
+	$(PY) bench/bench_experience.py
 
 fuzz: setup
 	$(PY) -m tests.fuzz.fuzz

@@ -5,6 +5,7 @@ allowed, and (truncated) what was given, so that a servicer can answer INVALID_A
 with it. Nothing here knows about gRPC.
 """
 
+import functools
 import re
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -80,11 +81,18 @@ def count(field: str, items, most: int):
 
 def ip_address(field: str, value: str) -> str:
     """An IPv4 or IPv6 address -> its canonical text."""
-    import ipaddress  # pylint: disable=import-outside-toplevel
     try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
+        return _canonical_address(value)
+    except (ValueError, TypeError):
         raise ValueError(f"{field} {shown(value)} is not an IPv4 or IPv6 address") from None
+
+
+@functools.lru_cache(maxsize=65_536)
+def _canonical_address(value: str) -> str:
+    """Parsed once per distinct text (probe records name the same flows every interval);
+    what does not parse is not cached (lru_cache keeps no exceptions)."""
+    import ipaddress  # pylint: disable=import-outside-toplevel
+    return str(ipaddress.ip_address(value))
 
 
 def port(field: str, value: int) -> int:

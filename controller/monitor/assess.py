@@ -16,6 +16,7 @@ The customer's class, segment and SLS rate come from the CustomerDirectory. Thre
 
 import collections
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -23,7 +24,8 @@ import time
 from controller.monitor.experience import ExperienceBook
 from controller.monitor.period import measure_period
 from controller.monitor.quality import (DelayEstimate, QualitySettings, bulk_quality,
-                                        one_way_delay, quality_of, video_quality, web_quality)
+                                        iptv_scores, one_way_delay, quality_of, video_quality,
+                                        voice_scores, web_quality)
 
 STAMP_FRESH_S = 300.0
 TCP_SAMPLES = 20
@@ -64,6 +66,8 @@ class Assessor:
         with self._lock:
             stamp = self._stamp.get(customer_id)
             records = list(self._tcp.get(customer_id, ()))
+        if stamp is None and not records:
+            return None
         if stamp is not None and now - stamp[0] <= STAMP_FRESH_S:
             records.append(stamp[1])
         return one_way_delay(records)
@@ -90,28 +94,47 @@ class Assessor:
                 elif record.kind == "tcp" and not math.isnan(record.kpis.get("tcp_rtt_ms",
                                                                               math.nan)):
                     self._tcp[record.customer_id].append(record)
-        added = 0
+        # Scores for every record (voice on whole arrays); the full Quality of a pair's
+        # latest record, with its inputs and assumptions, is computed when someone looks
+        # (ExperienceBook resolves it), from the same record and delay estimate.
+        delays, profiles = {}, {}
+        voice, iptv, samples = [], [], []
         for record in records:
             if not record.customer_id:
                 continue
+            customer = record.customer_id
+            if customer not in delays:
+                delays[customer] = self.delay_of(customer, now)
+                profiles[customer] = self._profile(customer)
             span = max(0.0, record.interval_end_unix_s - record.interval_start_unix_s)
             if record.service == "bulk":
-                bulk[record.customer_id] += record.throughput_bps
-                spans[record.customer_id] = max(spans.get(record.customer_id, 0.0), span)
+                bulk[customer] += record.throughput_bps
+                spans[customer] = max(spans.get(customer, 0.0), span)
                 continue
-            quality = quality_of(record, self.delay_of(record.customer_id, now), self.settings)
-            if quality is None:
-                continue
-            service_class, segment, _ = self._profile(record.customer_id)
-            self.book.add(record.customer_id, record.service, quality, now, span,
-                          service_class, segment)
-            added += 1
+            service_class, segment, _ = profiles[customer]
+            latest = functools.partial(quality_of, record, delays[customer], self.settings)
+            if record.service == "voice" and record.kind == "rtp":
+                voice.append(record)
+                samples.append([customer, "voice", math.nan, span, service_class, segment,
+                                latest])
+            elif record.service == "iptv" and record.kind == "mpegts":
+                iptv.append(record)
+                samples.append([customer, "iptv", math.nan, span, service_class, segment,
+                                latest])
+        for service, batch, scores in (
+                ("voice", voice, lambda: voice_scores(voice, [delays[r.customer_id]
+                                                              for r in voice])),
+                ("iptv", iptv, lambda: iptv_scores(iptv, self.settings))):
+            if batch:
+                for row, score in zip((row for row in samples if row[1] == service), scores()):
+                    row[2] = float(score)
         for customer_id, throughput in bulk.items():
-            service_class, segment, rate = self._profile(customer_id)
-            self.book.add(customer_id, "bulk", bulk_quality(throughput, rate), now,
-                          spans[customer_id], service_class, segment)
-            added += 1
-        return added
+            service_class, segment, rate = profiles[customer_id]
+            quality = bulk_quality(throughput, rate)
+            samples.append((customer_id, "bulk", quality.score if quality.known else math.nan,
+                            spans[customer_id], service_class, segment, quality))
+        self.book.add_samples(now, samples)
+        return len(samples)
 
     def session(self, report: SessionReport):
         """One application session -> a quality sample; returns the Quality."""

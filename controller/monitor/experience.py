@@ -144,17 +144,29 @@ class ExperienceBook:
             service_class: str = "", segment: str = "") -> None:
         """One quality sample of a customer's service that arrived at `now`."""
         score = quality.score if quality is not None and quality.known else float("nan")
+        self.add_samples(now, [(customer_id, service, score, duration_s, service_class,
+                                segment, quality)])
+
+    def add_samples(self, now: float, samples: Iterable[tuple]) -> None:
+        """Many samples that arrived at `now`, each (customer, service, score (NaN: unknown),
+        duration_s, class, segment, quality): the quality becomes the pair's latest; it may
+        be a function that makes the Quality, called when the pair is first looked at (the
+        score is what counts for statuses and windows, the details only when shown)."""
         with self._lock:
-            pair = self._pairs.get((customer_id, service))
-            if pair is None:
-                if len(self._pairs) >= self.max_pairs:
-                    return
-                pair = self._pairs[(customer_id, service)] = _Pair(
-                    service_class, segment, Status(UNKNOWN, now, "no quality sample yet"))
-            pair.service_class, pair.segment = service_class or pair.service_class, \
-                segment or pair.segment
-            pair.latest = quality
-            pair.samples.append((now, score, duration_s))
+            for customer_id, service, score, duration_s, service_class, segment, quality \
+                    in samples:
+                pair = self._pairs.get((customer_id, service))
+                if pair is None:
+                    if len(self._pairs) >= self.max_pairs:
+                        continue
+                    pair = self._pairs[(customer_id, service)] = _Pair(
+                        service_class, segment, Status(UNKNOWN, now, "no quality sample yet"))
+                if service_class:
+                    pair.service_class = service_class
+                if segment:
+                    pair.segment = segment
+                pair.latest = quality
+                pair.samples.append((now, score, duration_s))
 
     def forget(self, customer_id: str) -> None:
         with self._lock:
@@ -219,6 +231,8 @@ class ExperienceBook:
         return tuple(out)
 
     def _view(self, key, pair: _Pair, now: float) -> ServiceExperience:
+        if callable(pair.latest):
+            pair.latest = pair.latest()
         target = target_for(self.targets, key[1], pair.service_class)
         return ServiceExperience(key[0], key[1], pair.service_class, pair.segment, pair.status,
                                  target, pair.latest, self._figures(pair, target, now))

@@ -77,3 +77,52 @@ def test_bulk_web_and_video():
     assert video_quality(0, 0.0, 0.5).score == 5.0
     assert video_quality(3, 2.0).score < 3.0
     assert quality_of(record(kind="udp", service="web"), None, QualitySettings()) is None
+
+
+def test_voice_scores_on_arrays_equal_voice_quality_record_by_record():
+    import numpy as np
+    from controller.monitor.quality import voice_quality, voice_scores
+    rng = np.random.default_rng(7)
+    records, delays = [], []
+    for i in range(300):
+        kpis = {"rtp_loss_ratio": float(rng.choice([0.0, rng.uniform(0, 0.3), 1.0])),
+                "rtp_jitter_max_ms": float(rng.uniform(0, 80)),
+                "rtp_payload_type": float(rng.choice([0, 8, 4, 18, 96])),
+                "rtp_mean_burst_packets": float(rng.choice([math.nan, rng.uniform(1, 9)]))}
+        if i % 17 == 0:
+            kpis["rtp_loss_ratio"] = math.nan   # unknown
+        if i % 23 == 0:
+            kpis["rtp_jitter_max_ms"] = math.nan  # falls back to rtp_jitter_ms (1.0 here)
+        records.append(record(**kpis))
+        delays.append(DelayEstimate(float(rng.uniform(0, 300)), "stamp") if i % 2 else None)
+    scores = voice_scores(records, delays)
+    for r, d, score in zip(records, delays, scores):
+        one = voice_quality(r, d)
+        if one.known:
+            assert math.isclose(one.score, score, rel_tol=1e-12), (r.kpis, d)
+        else:
+            assert math.isnan(score), (r.kpis, one.missing)
+    assert np.isnan(scores).any() and (~np.isnan(scores)).sum() > 200
+
+
+def test_iptv_scores_on_arrays_equal_iptv_quality_record_by_record():
+    import numpy as np
+    from controller.monitor.quality import iptv_quality, iptv_scores
+    rng = np.random.default_rng(11)
+    settings = QualitySettings(25.0, {"10.0.0.2:5004": 50.0})
+    records = []
+    for i in range(200):
+        kpis = {"ts_packets": float(rng.choice([0, rng.integers(100, 5000)])),
+                "ts_lost_packets": float(rng.choice([0, rng.integers(0, 300)]))}
+        if i % 13 == 0:
+            kpis["ts_lost_packets"] = math.nan
+        records.append(record("mpegts", "iptv", **kpis))
+    scores = iptv_scores(records, settings)
+    for r, score in zip(records, scores):
+        one = iptv_quality(r, settings)
+        if one.known:
+            assert math.isclose(one.score, score, rel_tol=1e-12), r.kpis
+        else:
+            assert math.isnan(score), (r.kpis, one.missing)
+    assert np.isnan(scores).any() and (~np.isnan(scores)).sum() > 50
+    assert np.isnan(iptv_scores(records[:5], QualitySettings())).all()  # no frame rate
