@@ -29,50 +29,20 @@ from cems.v1 import customer_pb2, customer_pb2_grpc, probe_pb2, probe_pb2_grpc  
 from cems.v1 import status_pb2, status_pb2_grpc  # noqa: E402
 
 from client.channel import connect  # noqa: E402
+from world import M, customer_world, ip  # noqa: E402
 
 CLIENTS = 8
 HELD = 50
-M = 1_000_000
-
-
-def mac(n: int) -> str:
-    return f"02:00:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}"
-
-
-def ip(n: int) -> str:
-    return f"10.{n >> 16 & 0xFF}.{n >> 8 & 0xFF}.{n & 0xFF}"
 
 
 def serve(customers: int, info_path: str) -> None:
     """The server side: build the world, serve, write port and tokens, wait for SIGTERM."""
     from controller.api.server import serve_grpc
     from controller.config import Address
-    from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla, Sls
-    from controller.csm.store import CsmStore
+    from controller.csm.model import Role
     from controller.monitor.kpis import KpiRecord, KpiStore
-    from controller.network.topology import PortInfo, Topology
-    from controller.state import PublishedState
-    from controller.store import Store
 
-    directory = tempfile.mkdtemp(prefix="cems-bench-")
-    csm = CsmStore(Store(os.path.join(directory, "cems.sqlite")))
-    bounds = {ServiceClass.GOLD: ClassBounds(1 * M, 20 * M),
-              ServiceClass.SILVER: ClassBounds(1 * M, 20 * M)}
-    csm.import_customers(
-        (Customer(f"c{n:05d}", f"Customer {n}", "residential", False, 1 + n % 50, 1 + n % 40,
-                  (mac(n),)),
-         Sla(f"c{n:05d}", "gsb-business", bounds, min_change_interval_s=0),
-         Sls(f"c{n:05d}", ServiceClass.SILVER, 1 * M, 0.0, "system"))
-        for n in range(customers))
-    topology = Topology()
-    for dpid in range(1, 51):
-        topology.add_switch(dpid, 0.0)
-        topology.set_ports(dpid, [PortInfo(p, f"s{dpid}-eth{p}") for p in range(1, 41)])
-    for n in range(customers):
-        topology.learn_host(mac(n), 1 + n % 50, 1 + n % 40, ip(n))
-    state = PublishedState(1.0, "os_ken")
-    state.topology = topology.snapshot()
-    state.connected = frozenset(range(1, 51))
+    csm, state = customer_world(customers)
     kpis = KpiStore()
     server, port = serve_grpc(state, Address("127.0.0.1", 0), csm=csm, kpis=kpis,
                               max_workers=96, max_streams=64, max_streams_per_client=64)
