@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,7 +38,7 @@ from cems.v1 import probe_pb2, probe_pb2_grpc, qoe_pb2, qoe_pb2_grpc  # noqa: E4
 
 from client.channel import connect  # noqa: E402
 from timing import best_of  # noqa: E402
-from world import customer_world, ip  # noqa: E402
+from world import serve_until_terminated, customer_world, ip  # noqa: E402
 
 BATCH = 1_000
 
@@ -97,13 +96,7 @@ def serve(customers: int, info_path: str) -> None:
                               experience=experience)
     tokens = {"manager": csm.create_token(Role.DOMAIN_MANAGER)[1],
               "probe": csm.create_token(Role.PROBE, probe_id="bench-probe")[1]}
-    with open(info_path + ".tmp", "w", encoding="utf-8") as stream:
-        json.dump({"port": port, "tokens": tokens}, stream)
-    os.rename(info_path + ".tmp", info_path)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    stopped.wait()
-    server.stop(0)
+    serve_until_terminated(server, info_path, {"port": port, "tokens": tokens})
 
 
 def cpu_seconds(pid: int) -> float:

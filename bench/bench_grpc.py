@@ -29,7 +29,7 @@ from cems.v1 import customer_pb2, customer_pb2_grpc, probe_pb2, probe_pb2_grpc  
 from cems.v1 import status_pb2, status_pb2_grpc  # noqa: E402
 
 from client.channel import connect  # noqa: E402
-from world import M, customer_world, ip  # noqa: E402
+from world import serve_until_terminated, M, customer_world, ip  # noqa: E402
 
 CLIENTS = 8
 HELD = 50
@@ -54,13 +54,7 @@ def serve(customers: int, info_path: str) -> None:
     tokens = {"manager": csm.create_token(Role.DOMAIN_MANAGER)[1],
               "customers": [csm.create_token(Role.CUSTOMER, f"c{n:05d}")[1]
                             for n in range(CLIENTS)]}
-    with open(info_path + ".tmp", "w", encoding="utf-8") as stream:
-        json.dump({"port": port, "tokens": tokens}, stream)
-    os.rename(info_path + ".tmp", info_path)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    stopped.wait()
-    server.stop(0)
+    serve_until_terminated(server, info_path, {"port": port, "tokens": tokens})
 
 
 def load(address: str, call_for, seconds: float) -> list[float]:

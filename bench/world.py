@@ -1,8 +1,11 @@
 """A controller's world without switches, shared by the benchmarks that run its gRPC server:
 customers in a store, a topology that knows their devices' addresses, the published state."""
 
+import json
 import os
+import signal
 import tempfile
+import threading
 
 M = 1_000_000
 SWITCHES, PORTS = 50, 40
@@ -45,3 +48,14 @@ def customer_world(customers: int):
     state.topology = topology.snapshot()
     state.connected = frozenset(range(1, SWITCHES + 1))
     return csm, state
+
+
+def serve_until_terminated(server, info_path: str, info: dict) -> None:
+    """Write what clients need (port, tokens) to `info_path` at once, serve until SIGTERM."""
+    with open(info_path + ".tmp", "w", encoding="utf-8") as stream:
+        json.dump(info, stream)
+    os.rename(info_path + ".tmp", info_path)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped.wait()
+    server.stop(0)
