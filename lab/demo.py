@@ -26,8 +26,8 @@ import sys
 import time
 
 from controller import cli
-from lab.emulation import REPO, ControllerProcess, build_network, expected_counts, \
-    start_network, wait_for, wait_for_topology
+from lab.emulation import REPO, ControllerProcess, build_network, exclusive_network, \
+    expected_counts, start_network, wait_for, wait_for_topology
 
 
 def banner(text: str) -> None:
@@ -202,6 +202,7 @@ def main(argv=None) -> int:
                      f'[csm]\nlink_capacity_bps = {{ {capacities} }}\n',
         unix_socket=socket_path)
     net = None
+    network_lock = contextlib.ExitStack()
     procs: list = []
     probes: list = []
     try:
@@ -214,6 +215,7 @@ def main(argv=None) -> int:
         banner("building the access network (6 switches, 16 hosts, userspace Open vSwitch, "
                "30 Mbit/s aggregation links)")
         topo = AccessTopo(agg_mbps=30)
+        network_lock.enter_context(exclusive_network())
         net = build_network(topo, controller.openflow_port)
         start_network(net)
         switches, links = expected_counts(topo)
@@ -294,6 +296,7 @@ def main(argv=None) -> int:
         stop(procs + probes)
         if net is not None:
             net.stop()
+        network_lock.close()
         controller.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)

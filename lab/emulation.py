@@ -5,6 +5,7 @@ stopped by its own process id; the network uses Open vSwitch's userspace datapat
 """
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -178,6 +179,55 @@ class ControllerProcess:
             with open(self.log_path, encoding="utf-8", errors="replace") as stream:
                 return "".join(stream.readlines()[-lines:])
         return ""
+
+
+NETWORK_LOCK = "/run/lock/cems-mininet.lock"
+
+
+@contextlib.contextmanager
+def exclusive_network(timeout_s: float = 1800.0, lock_path: str = NETWORK_LOCK):
+    """Hold the machine-wide lock for an emulated network while the block runs.
+
+    Mininet's names (bridges s1, s2, ..., interfaces s1-eth1, ...) are global on a kernel:
+    two networks built at once, by two test runs or a test run and the demo, take each
+    other's interfaces ("RTNETLINK answers: File exists") or delete them. Every cems network
+    is built under this lock, so the second one waits for the first instead.
+    """
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, "a+", encoding="ascii") as lock:
+        deadline = time.monotonic() + timeout_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"another emulated network held {lock_path} for {timeout_s:.0f} s "
+                        f"(process {_lock_holder(lock)}); stop it, or remove its switches "
+                        "with `mn -c` if that process is gone") from None
+                if not told:
+                    print(f"waiting for the emulated network of process {_lock_holder(lock)} "
+                          f"to end ({lock_path})", file=sys.stderr, flush=True)
+                    told = True
+                time.sleep(0.5)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.seek(0)
+            lock.truncate()
+            lock.flush()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _lock_holder(lock) -> str:
+    lock.seek(0)
+    return lock.read().strip() or "unknown"
 
 
 def build_network(topo, openflow_port: int):

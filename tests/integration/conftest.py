@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from lab.emulation import SHAPED_QUEUE_PACKETS, ControllerProcess, build_network, expected_counts, \
-    start_network, wait_for_topology
+from lab.emulation import SHAPED_QUEUE_PACKETS, ControllerProcess, build_network, \
+    exclusive_network, expected_counts, start_network, wait_for_topology
 
 
 def _why_not_runnable() -> str:
@@ -72,17 +72,19 @@ def controller(make_controller):
 @contextlib.contextmanager
 def running_network(topo, controller: ControllerProcess, queue_packets=SHAPED_QUEUE_PACKETS):
     """Start `topo` against the controller, wait until discovered and ready; always stop it.
-    Shaped switch ports queue `queue_packets` (lab.emulation.start_network)."""
+    Shaped switch ports queue `queue_packets` (lab.emulation.start_network). The network is
+    built under the machine-wide lock (lab.emulation.exclusive_network)."""
     from mininet.log import setLogLevel  # pylint: disable=import-outside-toplevel
     setLogLevel("warning")
-    net = build_network(topo, controller.openflow_port)
-    try:
-        start_network(net, queue_packets)
-        switches, links = expected_counts(topo)
-        wait_for_topology(controller, switches, links)
-        yield net
-    finally:
-        net.stop()
+    with exclusive_network():
+        net = build_network(topo, controller.openflow_port)
+        try:
+            start_network(net, queue_packets)
+            switches, links = expected_counts(topo)
+            wait_for_topology(controller, switches, links)
+            yield net
+        finally:
+            net.stop()
 
 
 @pytest.fixture

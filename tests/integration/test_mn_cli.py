@@ -7,12 +7,20 @@ import subprocess
 
 import pytest
 
-from lab.emulation import REPO
+from lab.emulation import REPO, exclusive_network
 
 
 @pytest.mark.parametrize("topo_file, topo, switches", [("dumbbell.py", "dumbbell,n=2", 2),
                                                        ("ring.py", "ring,n=3", 3)])
 def test_mn_custom_topology_pings(controller, topo_file, topo, switches):
+    with exclusive_network():
+        output = _run_mn(controller, topo_file, topo, switches)
+    drops = re.findall(r"Results: (\d+)% dropped", output)
+    assert len(drops) == 2, output
+    assert drops[-1] == "0", output
+
+
+def _run_mn(controller, topo_file, topo, switches) -> str:
     # mn reads CLI commands from stdin: the first pingall lets cems learn the hosts.
     mn = subprocess.Popen(
         ["mn", "--custom", os.path.join(REPO, "mininet_topos", topo_file), "--topo", topo,
@@ -28,6 +36,4 @@ def test_mn_custom_topology_pings(controller, topo_file, topo, switches):
             mn.wait()
             for n in range(1, switches + 1):
                 subprocess.run(["ovs-vsctl", "--if-exists", "del-br", f"s{n}"], timeout=10)
-    drops = re.findall(r"Results: (\d+)% dropped", output)
-    assert len(drops) == 2, output
-    assert drops[-1] == "0", output
+    return output
