@@ -71,8 +71,10 @@ PRIORITY = {
     "forwarding": 1000,
     "mirror_pair": 1400,  # all of a host pair's traffic copied to the probe, above its pair flow
     "mirror": 1500,  # a host pair's service traffic copied to the probe, above its pair flow
+    "policy_route": 1600,  # a host pair moved to another path by the policy engine
     "customer_other": 1900,
     "customer_ip": 2000,
+    "policy_mark": 2100,  # a host pair metered or re-marked by the policy engine
     "arp_to_controller": 50000,
     "lldp_to_controller": 60000,
 }
