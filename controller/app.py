@@ -101,6 +101,10 @@ class EventMirrorChanged(compat.event.EventBase):
         self.rules = rules
 
 
+class EventPolicyChanged(compat.event.EventBase):
+    """Posted after the policy engine's actions in force changed (the contributor has them)."""
+
+
 def port_info_from_ofp(port) -> PortInfo:
     """OFPPort -> PortInfo."""
     name = port.name.decode(errors="replace") if isinstance(port.name, bytes) else str(port.name)
@@ -112,7 +116,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
               else compat.app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
     _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged, EventMirrorChanged,
-               EventForgetHost]
+               EventForgetHost, EventPolicyChanged]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -140,7 +144,9 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._plan_mirror()
         # Desired state, in this order: each contributor sees what the earlier ones gave.
         self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
-                             self.mirror)
+                             self.mirror, self.runtime.policy_flows)
+        self.runtime.policy_changed.append(
+            lambda: self.send_event(self.name, EventPolicyChanged()))
         self._desired = None  # the last desired state, for a contributor that fails
         self._meter_read_day: dict[tuple[int, int], int] = {}  # (dpid, meter) -> day read
         self.runtime.customers_changed.append(
@@ -451,6 +457,11 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _mirror_changed(self, ev):
         self._mirror_rules = ev.rules
         self._plan_mirror()
+        self._converge(time.monotonic())
+
+    @set_ev_cls(EventPolicyChanged)
+    @guarded
+    def _policy_changed(self, ev):
         self._converge(time.monotonic())
 
     def _apply_traffic_control(self) -> None:

@@ -88,9 +88,17 @@ class ControllerConfig:
     mirror_probe: SwitchPort | None = None  # the probe's port
     mirror_customers: tuple = ()  # customers whose traffic is copied to the probe
     mirror_rules: tuple = ()  # MirrorRules: a customer's service or a sample of its traffic
+    policy_mode: str = "act"  # act, dry-run (decide and log, change nothing) or off
+    policy_cooldown_s: float = 30.0
+    policy_max_changes_per_minute: int = 6
+    policy_max_customers_per_evaluation: int = 5
+    policy_target_utilisation: float = 0.8
+    policy_observe_s: float = 15.0
+    policy_revert_s: float = 20.0
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+POLICY_MODES = ("act", "dry-run", "off")
 
 
 def parse_address(key: str, value: Any, allow_port_zero: bool = False) -> Address:
@@ -318,6 +326,14 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "mirror.probe": ("mirror_probe", lambda k, v: _switch_port(k, v)),
     "mirror.customers": ("mirror_customers", lambda k, v: _names(k, v)),
     "mirror.rules": ("mirror_rules", lambda k, v: _mirror_rules(k, v)),
+    "policy.mode": ("policy_mode", _choice(POLICY_MODES)),
+    "policy.cooldown_s": ("policy_cooldown_s", _number(0, 86_400)),
+    "policy.max_changes_per_minute": ("policy_max_changes_per_minute", _integer(0, 10_000)),
+    "policy.max_customers_per_evaluation": ("policy_max_customers_per_evaluation",
+                                            _integer(0, 100_000)),
+    "policy.target_utilisation": ("policy_target_utilisation", _number(0.1, 1.0)),
+    "policy.observe_s": ("policy_observe_s", _number(1, 3600)),
+    "policy.revert_s": ("policy_revert_s", _number(0, 86_400)),
 }
 
 

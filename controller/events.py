@@ -119,6 +119,13 @@ class ZoomChanged:
     stamp_test_id: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class DecisionMade:
+    """A line of the policy engine's decision log (controller.policy.log.Logged)."""
+    time_unix_s: float
+    logged: Any
+
+
 def weight(item: Any) -> int:
     """What an event holds, in items (flows, records), for the watchers' bounds."""
     for field in ("flows", "records"):

@@ -59,6 +59,9 @@ class ExperienceLoop:
         self._stop = threading.Event()
         self._failed_once = False
         self.ticks = 0
+        # (name, callable(facts)) run after each tick on this thread: the policy engine
+        self.after_tick: list = []
+        self._after_failed: set[str] = set()
         experience.on_zooms = self.apply_zooms
 
     def start(self) -> threading.Thread:
@@ -79,7 +82,19 @@ class ExperienceLoop:
                     self._failed_once = True
 
     def tick(self) -> None:
-        result = self.experience.tick(network_facts(self.state, self.capacities))
+        facts = network_facts(self.state, self.capacities)
+        self._experience(facts)
+        for name, hook in self.after_tick:
+            try:
+                hook(facts)
+            except Exception:  # pylint: disable=broad-except
+                self.state.count(handler_errors_total=1)
+                if name not in self._after_failed:  # logged once; tried again every second
+                    LOG.exception("the %s tick failed; trying again every second", name)
+                    self._after_failed.add(name)
+
+    def _experience(self, facts) -> None:
+        result = self.experience.tick(facts)
         now = time.time()
         self.ticks += 1
         for change in result.changes:

@@ -53,6 +53,16 @@ class ControllerMetrics:
         self.flow_changes = Counter("cems_flow_changes_total",
                                     "Flow adds and deletes sent by reconciliation",
                                     ["dpid", "kind"], registry=registry)
+        self.policy_in_force = Gauge("cems_policy_actions_in_force",
+                                     "Policy actions on the network now (not dry-run ones)",
+                                     registry=registry)
+        self.policy_decisions = Counter("cems_policy_decisions_total",
+                                        "Policy decisions by kind: act, refuse, revert, "
+                                        "rollback, outcome", ["kind"], registry=registry)
+        self.policy_twin_error = Gauge("cems_policy_twin_mean_abs_error",
+                                       "Mean absolute error of the twin's predicted scores "
+                                       "against those observed after actions (MOS)",
+                                       registry=registry)
 
     def update_flows(self, dpid: int, flows: tuple[FlowView, ...]) -> None:
         label = f"{dpid:016x}"

@@ -24,6 +24,8 @@ from controller.monitor.engine import Experience, ExperienceEngine
 from controller.monitor.experience import ExperienceBook
 from controller.monitor.quality import QualitySettings
 from controller.monitor.zoom import ZoomBook
+from controller.policy.compile import PolicyFlows
+from controller.policy_loop import PolicyLoop
 from qoe.web import G1030_FIG_II4, WebAnchors
 from controller.monitor.kpis import KpiStore
 from controller.metrics import ControllerMetrics, ExperienceCollector, GrpcCollector, KpiCollector, \
@@ -54,6 +56,10 @@ class Runtime:
     experience: object = None          # controller.monitor.engine.Experience
     active: object = None              # controller.monitor.active.ActiveTests
     experience_loop: object = None
+    policy_flows: PolicyFlows = dataclasses.field(default_factory=PolicyFlows)
+    policy: object = None              # controller.policy_loop.PolicyLoop
+    # called (from the experience ticker) after the policy's actions in force changed
+    policy_changed: list = dataclasses.field(default_factory=list)
     _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def forget_host(self, mac: str) -> None:
@@ -79,7 +85,16 @@ class Runtime:
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(
                 change.customer_id))
+        runtime.policy = PolicyLoop(
+            runtime.experience, kpis, runtime.state, config, kpis.directory,
+            CsmStore(store).sla, runtime.policy_flows, runtime.notify_policy_changed,
+            metrics=runtime.metrics)
+        runtime.customers_changed.append(runtime.policy.customer_changed)
         return runtime
+
+    def notify_policy_changed(self) -> None:
+        for callback in list(self.policy_changed):
+            callback()
 
     def start_servers(self) -> None:
         """Start gRPC (and the metrics exporter if configured)."""
@@ -97,7 +112,8 @@ class Runtime:
             on_change=self.notify_customers_changed, mirror=self.mirror,
             max_workers=self.config.grpc_max_workers, max_streams=self.config.grpc_max_streams,
             max_streams_per_client=self.config.grpc_max_streams_per_client,
-            forget_host=self.forget_host, experience=self.experience, active=self.active)
+            forget_host=self.forget_host, experience=self.experience, active=self.active,
+            policy=self.policy)
         LOG.info("gRPC serving on %s:%d", self.config.grpc_listen.host, self.grpc_port)
         self.metrics.registry.register(GrpcCollector(self.grpc_server))
         if self.config.metrics_listen is not None:
@@ -106,6 +122,8 @@ class Runtime:
         self.watch()
         self.experience_loop = ExperienceLoop(self.experience, self.state, self.config,
                                               self.mirror, self.active)
+        if self.policy is not None:
+            self.experience_loop.after_tick.append(("policy", self.policy.tick))
         self.experience_loop.start()
 
     def watch(self, interval_s: float = 1.0) -> threading.Thread:

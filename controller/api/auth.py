@@ -47,6 +47,9 @@ _ALL = {
     "QoeService": {"GetExperience": "read_experience", "ListExperience": "read_experience",
                    "WatchExperience": "read_experience", "ReportSession": "report_session",
                    "RequestZoom": "zoom", "ListFindings": "manage"},
+    "PolicyService": {"ListDecisions": "read_experience", "WatchDecisions": "read_experience",
+                      "GetPolicy": "read_experience", "SetPolicyMode": "manage",
+                      "RevertAction": "manage"},
 }
 METHOD_ACTIONS = {f"/cems.v1.{service}/{method}": action
                   for service, methods in _ALL.items() for method, action in methods.items()}

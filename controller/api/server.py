@@ -5,7 +5,7 @@ import threading
 from concurrent import futures
 
 import grpc
-from cems.v1 import customer_pb2, probe_pb2, qoe_pb2
+from cems.v1 import customer_pb2, policy_pb2, probe_pb2, qoe_pb2
 from cems.v1 import status_pb2 as pb
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +19,7 @@ from controller.monitor.active import ActiveTests
 from controller.api.active import ActiveTestServicer
 from controller.api.mirror import MirrorServicer
 from controller.api.network import NetworkServicer
+from controller.api.policy import PolicyServicer
 from controller.api.qoe import QoeServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
@@ -113,10 +114,11 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
                gateway_dpid: int = 0, capacities: dict | None = None, on_change=None,
                max_workers: int = 64, credentials=None, kpis: KpiStore | None = None,
                unix_socket: str = "", mirror=None, active=None, max_streams: int = 32,
-               max_streams_per_client: int = 8, forget_host=None, experience=None
-               ) -> tuple[GrpcServer, int]:
+               max_streams_per_client: int = 8, forget_host=None, experience=None,
+               policy=None) -> tuple[GrpcServer, int]:
     """Serve StatusService; with `kpis` ProbeService; with `csm` SlaService, SlsService,
-    ReportService, ActiveTestService and (with `mirror`, a MirrorRules) MirrorService behind
+    ReportService, ActiveTestService, (with `mirror`, a MirrorRules) MirrorService, (with
+    `experience`) QoeService and (with `policy`, a PolicyLoop) PolicyService behind
     bearer-token authentication; plus health and reflection, on address. `on_change` hears
     every stored customer change (a controller.csm.service.CustomerChanged). At most
     `max_streams` streams are open at once (`max_streams_per_client` per client address), so
@@ -179,6 +181,10 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         if experience is not None:
             services.append((QoeServicer(experience, state, directory, scope_for, stop_event),
                              qoe_pb2.DESCRIPTOR.services_by_name["QoeService"], qoe_pb2))
+        if policy is not None:
+            services.append((PolicyServicer(gate, policy, state.bus, stop_event),
+                             policy_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+                             policy_pb2))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="cems-grpc"),
                          interceptors=interceptors,

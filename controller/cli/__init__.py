@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from client.channel import TokenError, add_arguments as add_client_arguments, connect, \
     read_token
 from controller.cli import csm as cli_csm
+from controller.cli import policy as cli_policy
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="only these kinds (repeatable)")
     watch_parser.add_argument("--count", type=int, default=0, help="stop after N events")
     cli_csm.add_commands(sub)
+    cli_policy.add_commands(sub)
     _json_anywhere(parser)
     return parser
 
@@ -392,6 +394,9 @@ def main(argv=None) -> int:
                 return 0
             if args.command in ("qoe", "findings", "zoom"):
                 print(run_qoe(channel, args))
+                return 0
+            if args.command in cli_policy.COMMANDS:
+                print(cli_policy.run(channel, args, _as_json))
                 return 0
             show = {"status": show_status, "topology": show_topology, "flows": show_flows,
                     "ports": show_ports, "meters": show_meters}[args.command]

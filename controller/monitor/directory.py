@@ -67,6 +67,11 @@ class CustomerDirectory:
         with self._lock:
             return self._states.get(customer_id)
 
+    def customer_of_macs(self) -> dict[str, str]:
+        """MAC -> the customer whose device it is."""
+        with self._lock:
+            return {mac: customer for customer, macs in self._macs.items() for mac in macs}
+
     def vip(self) -> list[str]:
         """The customers marked VIP in their SLA, sorted."""
         with self._lock:

@@ -53,7 +53,7 @@ class PolicyConfig:
     max_changes_per_minute: int = 6
     max_customers_per_evaluation: int = 5
     target_utilisation: float = 0.8   # meters aim the element at this; reroutes stay under it
-    observe_s: float = 10.0
+    observe_s: float = 15.0   # longer than the 10 s window the scores are means over
     revert_s: float = 20.0
     rollback_margin: float = 0.2
     hold_s: float = 300.0
@@ -99,8 +99,7 @@ def decide(snapshot: Snapshot, memory: PolicyMemory, config: PolicyConfig) -> Ev
         degraded = [d for d in snapshot.degraded if not run.waiting_for(d)]
         for suspect in sorted(snapshot.suspects, key=lambda s: -s.score):
             mine = [d for d in degraded if d.customer_id in suspect.affected_customers]
-            if mine:
-                run.act_on(suspect, mine)
+            if mine and run.act_on(suspect, mine):
                 degraded = [d for d in degraded if d not in mine]
     changes = tuple(t for t in run.changes if t > now - 60.0)
     held = tuple((k, t) for k, t in run.held.items() if t > now)
@@ -134,12 +133,14 @@ class _Run:
     # -- the log ---------------------------------------------------------------------------
     def log(self, kind: str, intent: Intent | None, reason: str, action_id: int = 0,
             inputs=None, predicted=None, observed=None, element: str = "",
-            customer: str = "") -> None:
+            customer: str = "", for_customers: Iterable[str] = ()) -> None:
         self.decisions.append(Decision(
             self.s.now, kind, action_id, intent.kind if intent else "",
             intent.element if intent else element, intent.customer_id if intent else customer,
             reason, dict(inputs or {}), dict(predicted or {}), dict(observed or {}),
-            self.config.dry_run))
+            self.config.dry_run,
+            tuple(sorted({c for c, _ in intent.for_services})) if intent
+            else tuple(sorted(set(for_customers)))))
 
     # -- 1-3: actions in force ---------------------------------------------------------------
     def review(self, action: Action) -> None:
@@ -203,32 +204,39 @@ class _Run:
         return any(key in a.intent.for_services and not a.observed for a in self.actions)
 
     # -- 4-5: new actions --------------------------------------------------------------------
-    def act_on(self, suspect: Suspect, degraded: list[Degradation]) -> None:
+    def act_on(self, suspect: Suspect, degraded: list[Degradation]) -> bool:
+        """Act on (or refuse, saying why) one suspected egress for the degraded services it
+        explains; False when the suspect is no egress (a switch) or its capacity is not
+        known, so that the next finding can explain them."""
         element = self.s.elements.get(suspect.element)
-        if element is None or not element.capacity_bps:
+        if element is None:
+            return False   # a switch as a whole: the links and ports on it are findings too
+        if not element.capacity_bps:
             self._refuse(suspect.element, "", f"{suspect.element} is suspected, but its "
                          "capacity is not known (csm.link_capacity_bps or the port speed): "
-                         "the twin cannot predict any action on it")
-            return
+                         "the twin cannot predict any action on it", degraded=degraded)
+            return False
         if any(a.intent.element == element.name and not a.observed for a in self.actions):
-            return   # an action on this element is still being observed
+            return True   # an action on this element is still being observed
         candidates = [c for c in (self._priority(element, degraded),
                                   self._meters(element, degraded),
                                   self._reroutes(element, degraded)) if c]
         if not candidates:
             self._refuse(element.name, "", f"no action can help {_degraded_text(degraded)} on "
                          f"{element.name}: no lower-class traffic crosses it, no higher class "
-                         "is allowed, and no other path has room", _element_inputs(element))
-            return
+                         "is allowed, and no other path has room", _element_inputs(element),
+                         degraded=degraded)
+            return True
         chosen = _choose(candidates, degraded, self.config.min_gain)
         if chosen is None:
             best = max(candidates, key=lambda c: _value(c[0].prediction, degraded))
             self._refuse(element.name, "", f"no action is predicted to help "
                          f"{_degraded_text(degraded)} enough (best: {best[0].kind}, predicted "
                          f"gain {best[0].prediction.gain:.2f} < {self.config.min_gain:g})",
-                         _element_inputs(element))
-            return
+                         _element_inputs(element), degraded=degraded)
+            return True
         self._accept(chosen)
+        return True
 
     def _accept(self, intents: tuple[Intent, ...]) -> None:
         now, config = self.s.now, self.config
@@ -270,18 +278,21 @@ class _Run:
                      predicted=_prediction_figures(intent.prediction))
 
     def _refuse(self, element: str, customer: str, reason: str, inputs=None,
-                intent: Intent | None = None) -> None:
+                intent: Intent | None = None, degraded: Iterable[Degradation] = ()) -> None:
         key = f"{element}|{customer}"
         if self.s.now - self.refused.get(key, -math.inf) < self.config.cooldown_s:
             return
         self.refused[key] = self.s.now
         self.log(REFUSE, intent, reason, inputs=inputs,
                  predicted=_prediction_figures(intent.prediction) if intent else None,
-                 element=element, customer=customer)
+                 element=element, customer=customer,
+                 for_customers=(d.customer_id for d in degraded))
 
     # -- candidates ----------------------------------------------------------------------------
     def _crossing(self, element: Element) -> list[PairTraffic]:
-        return [p for p in self.s.pairs if element.name in p.elements]
+        """The pairs across the element that no action in force holds already."""
+        held = {k for a in self.actions for k in a.intent.pairs}
+        return [p for p in self.s.pairs if element.name in p.elements and p.key not in held]
 
     def _affected(self, degraded: list[Degradation]) -> list[tuple[str, str]]:
         return [(d.customer_id, d.service) for d in degraded]

@@ -204,3 +204,4 @@ class Decision:
     predicted: Mapping[str, float] = dataclasses.field(default_factory=dict)
     observed: Mapping[str, float] = dataclasses.field(default_factory=dict)
     dry_run: bool = False
+    for_customers: tuple[str, ...] = ()   # the degraded customers it was for

@@ -12,7 +12,7 @@ from controller.policy.model import (ACT, METER, OUTCOME, PRIORITY, REFUSE, RERO
 
 from tests.unit.controller.policy.world import B, G_PHONE, L24, L34, V, Z_PC, snapshot
 
-CONFIG = PolicyConfig()
+CONFIG = PolicyConfig(observe_s=10.0)
 
 
 def first_act(snap, config=CONFIG, memory=PolicyMemory()):
@@ -257,3 +257,20 @@ def test_no_intent_ever_goes_below_a_customers_sla_minimum(snap):
             assert intent.customer_id not in {d.customer_id for d in snap.degraded}
     assert len({a.intent.customer_id for a in result.applied}) <= \
         CONFIG.max_customers_per_evaluation
+
+
+def test_a_switch_ranked_first_does_not_hide_the_congested_link_after_it():
+    snap = snapshot()
+    snap = dataclasses.replace(snap, suspects=(Suspect("switch 0000000000000002", 0.95, ("g",)),)
+                               + snap.suspects)
+    result, acts = first_act(snap)
+    assert [a.intent.element for a in result.applied] == [L24]
+
+
+def test_traffic_an_action_already_holds_is_no_candidate_for_another():
+    result, _ = first_act(snapshot())
+    # observed, still degraded, the bulk now at its meter's rate: no second meter on it
+    step = decide(snapshot(now=1045.0, bulk_bps=23.9e6, voice_score=3.9), result.memory,
+                  CONFIG)
+    assert not step.applied
+    assert not [d for d in step.decisions if d.kind == "act"]

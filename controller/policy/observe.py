@@ -1,0 +1,106 @@
+"""The policy engine's Snapshot, built from what the controller knows (core).
+
+From the topology (switch graph with egress ports, hosts with their switch, port and
+addresses), the flow statistics (each host pair's table-1 flows and their rates), the port
+loads and capacities (controller.monitor.engine.NetworkFacts), the customers' contracts,
+the services the probes saw between two addresses, the experience (degraded services,
+scores, findings) and the actions in force (a rerouted pair's path is the reroute's):
+
+- every egress with a known load becomes an Element: a link's source port by its
+  rootcause link name, a host's port by its access name; its load is what it sends, or
+  what the pairs crossing it send where that is more (an egress under congestion sends
+  its capacity and drops the rest: the offered load is what the twin needs);
+- every host pair with a rate becomes a PairTraffic: its rate is the largest of its table-1
+  flows' rates on any switch (the forwarding flow, or the mirror or policy flow above it
+  where one takes the traffic); its customer is the sender's, else the receiver's; its
+  service is what the probes saw between the two hosts' addresses ('' when no probe saw it).
+"""
+
+import dataclasses
+import math
+from typing import Iterable, Mapping
+
+from controller.monitor.rootcause import access_name, link_name
+from controller.network.forwarding import compute_paths
+from controller.openflow.pipeline import FORWARDING_TABLE
+from controller.policy.model import (REROUTE, Action, Contract, Degradation, Element,
+                                     PairTraffic, Snapshot, Suspect)
+
+
+def pair_rates(flows: Mapping[int, Iterable]) -> dict[tuple[str, str], float]:
+    """(src MAC, dst MAC) -> bit/s: the largest rate of the pair's table-1 flows."""
+    out: dict[tuple[str, str], float] = {}
+    for views in flows.values():
+        for view in views:
+            entry = view.entry
+            if entry.table_id != FORWARDING_TABLE or entry.component is None:
+                continue
+            match = dict(entry.match)
+            src, dst = match.get("eth_src"), match.get("eth_dst")
+            rate = view.bytes_per_second * 8
+            if src is None or dst is None or math.isnan(rate):
+                continue
+            key = (src, dst)
+            out[key] = max(out.get(key, 0.0), rate)
+    return out
+
+
+def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Iterable],
+                   contracts: Mapping[str, Contract], customer_of_mac: Mapping[str, str],
+                   services: Mapping[tuple[str, str], str],
+                   degraded: Iterable[Degradation], scores: Mapping[tuple[str, str], float],
+                   findings: Iterable, actions: Iterable[Action] = (),
+                   queue_packets: int = 64, min_rate_bps: float = 1000.0) -> Snapshot:
+    """`facts`: NetworkFacts; `hosts`: HostInfo; `services`: (src IP, dst IP) -> service;
+    `findings`: rootcause Findings (best first)."""
+    graph = facts.graph
+    hosts = {h.mac: h for h in hosts}
+    links: dict[tuple[int, int], tuple[int, str]] = {}
+    elements: dict[str, Element] = {}
+
+    def element(name: str, dpid: int, port: int) -> None:
+        load = facts.loads.get((dpid, port))
+        if load is not None:
+            elements[name] = Element(name, dpid, port, load.capacity_bps, load.tx_bps,
+                                     load.tx_dropped_per_s, queue_packets)
+
+    for a, b, data in graph.edges(data=True):
+        name = link_name(a, data["port"], b)
+        links[(a, b)] = (data["port"], name)
+        element(name, a, data["port"])
+    for host in hosts.values():
+        element(access_name(host.dpid, host.port_no), host.dpid, host.port_no)
+    paths = compute_paths(graph)
+    rerouted = {pair: action.intent.path for action in actions
+                if action.intent.kind == REROUTE for pair in action.intent.pairs}
+    pairs = []
+    for (src, dst), rate in sorted(pair_rates(flows).items()):
+        if rate < min_rate_bps or src not in hosts or dst not in hosts:
+            continue
+        customer = customer_of_mac.get(src) or customer_of_mac.get(dst) or ""
+        a, b = hosts[src], hosts[dst]
+        path = rerouted.get((src, dst)) or tuple(paths.get(a.dpid, {}).get(b.dpid, ()))
+        if not path:
+            continue
+        names = [links[(x, y)][1] for x, y in zip(path, path[1:]) if (x, y) in links]
+        names.append(access_name(b.dpid, b.port_no))
+        service = next((services[(s, d)] for s in a.ipv4 for d in b.ipv4
+                        if (s, d) in services), "")
+        contract = contracts.get(customer)
+        pairs.append(PairTraffic(src, dst, customer, service,
+                                 contract.service_class if contract else "", rate,
+                                 tuple(path), tuple(names)))
+    # An egress sends at most its capacity: what is offered to it is what the pairs that
+    # cross it send (measured where they enter, before any bottleneck), when that is more.
+    offered: dict[str, float] = {}
+    for pair in pairs:
+        for name in pair.elements:
+            offered[name] = offered.get(name, 0.0) + pair.rate_bps
+    for name, rate in offered.items():
+        if name in elements and rate > elements[name].load_bps:
+            elements[name] = dataclasses.replace(elements[name], load_bps=rate)
+    suspects = tuple(Suspect(f.element, f.score, tuple(f.affected_customers))
+                     for f in findings)
+    host_ports = {mac: (h.dpid, h.port_no) for mac, h in hosts.items()}
+    return Snapshot(now, elements, tuple(pairs), dict(contracts), tuple(degraded), suspects,
+                    dict(scores), links, host_ports)

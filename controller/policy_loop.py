@@ -1,0 +1,189 @@
+"""The closed loop's shell: after each experience tick, a snapshot, decide(), and its effects.
+
+The experience ticker (controller.experience_loop) calls tick() on its own thread once a
+second with the network facts it used. This shell gathers the rest of the snapshot
+(flows, hosts, contracts, services the probes saw, degraded services and their scores,
+findings), runs the pure engine (controller.policy.engine.decide), logs every decision
+(controller.policy.log, the event bus, the log file), and hands the actions in force to
+the POLICY contributor (controller.policy.compile.PolicyFlows); `on_change` asks the app
+to reconcile when they changed. Nothing here decides anything.
+
+SLAs are read from the store once per customer and kept until that customer changes.
+"""
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+
+from controller.csm.model import ServiceClass
+from controller.events import DecisionMade
+from controller.monitor.experience import DEGRADED
+from controller.policy.engine import PolicyConfig, PolicyMemory, decide
+from controller.policy.log import DecisionLog
+from controller.policy.model import REVERT, Contract, Decision, Degradation
+from controller.policy.observe import build_snapshot
+
+LOG = logging.getLogger("cems.policy")
+
+
+def policy_config(config, mode: str | None = None) -> PolicyConfig:
+    mode = mode or config.policy_mode
+    return PolicyConfig(
+        dry_run=mode == "dry-run", paused=mode == "off", cooldown_s=config.policy_cooldown_s,
+        max_changes_per_minute=config.policy_max_changes_per_minute,
+        max_customers_per_evaluation=config.policy_max_customers_per_evaluation,
+        target_utilisation=config.policy_target_utilisation,
+        observe_s=config.policy_observe_s, revert_s=config.policy_revert_s,
+        frame_rate=config.qoe_iptv_frame_rate)
+
+
+def contract_of(state, sla) -> Contract:
+    """A customer's Contract from its CustomerState and Sla."""
+    sls = state.sls
+    bounds = sla.bounds.get(sls.service_class) if sla is not None else None
+    allowed = tuple(c.value for c in sla.allowed_classes) if sla is not None else \
+        (sls.service_class.value,)
+    return Contract(state.customer_id, sls.service_class.value, sls.rate_bps,
+                    bounds.min_bps if bounds else sls.rate_bps, allowed,
+                    state.customer.access_dpid, state.meter_id, state.customer.hosts)
+
+
+class PolicyLoop:
+    def __init__(self, experience, kpis, state, config, directory, sla_of, contributor,
+                 on_change=lambda: None, log: DecisionLog | None = None, metrics=None):
+        self.experience = experience      # controller.monitor.engine.Experience
+        self.kpis = kpis                  # controller.monitor.kpis.KpiStore
+        self.state = state
+        self.config = config
+        self.directory = directory        # controller.monitor.directory.CustomerDirectory
+        self.sla_of = sla_of              # customer id -> Sla (the store)
+        self.contributor = contributor    # controller.policy.compile.PolicyFlows
+        self.on_change = on_change
+        self.log = log or DecisionLog()
+        self.metrics = metrics
+        self.mode = config.policy_mode
+        self.memory = PolicyMemory()
+        self._lock = threading.Lock()
+        self._slas: dict[str, object] = {}
+        self._in_force_ids: tuple[int, ...] = ()
+        self.evaluations = 0
+        self.log.listeners.append(self._publish)
+
+    # -- operators --------------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        """act, dry-run or off. Actions already in force stay until they are reverted or
+        rolled back; dry-run and off only keep new ones from reaching the network."""
+        with self._lock:
+            self.mode = mode
+
+    def revert(self, action_id: int, who: str, hold_s: float = 300.0) -> bool:
+        """Take an action back by hand (a domain manager); its target is left alone for
+        `hold_s`. False when no such action is in memory."""
+        with self._lock:
+            action = next((a for a in self.memory.actions if a.action_id == action_id), None)
+            if action is None:
+                return False
+            now = time.time()
+            intent = action.intent
+            held = dict(self.memory.held)
+            held[f"{intent.kind}|{intent.target}"] = now + hold_s
+            self.memory = dataclasses.replace(
+                self.memory, actions=tuple(a for a in self.memory.actions if a is not action),
+                held=tuple(held.items()), changes=self.memory.changes + (now,))
+            decision = Decision(now, REVERT, action_id, intent.kind, intent.element,
+                                intent.customer_id, f"taken back by hand by {who}; its target "
+                                f"is left alone for {hold_s:g} s", dry_run=action.dry_run,
+                                for_customers=tuple(sorted({c for c, _ in
+                                                            intent.for_services})))
+        self.log.add([decision])
+        self._hand_over()
+        return True
+
+    def status(self):
+        """(mode, actions in memory, evaluations, twin error, outcomes)."""
+        with self._lock:
+            return (self.mode, self.memory.actions, self.evaluations,
+                    self.memory.mean_abs_error, len(self.memory.errors))
+
+    def _hand_over(self) -> None:
+        in_force = self.memory.in_force()
+        ids = tuple(a.action_id for a in in_force)
+        if ids != self._in_force_ids:
+            self._in_force_ids = ids
+            self.contributor.actions = in_force
+            self.on_change()
+
+    def customer_changed(self, change) -> None:
+        self._slas.pop(change.customer_id, None)
+
+    # -- the tick ---------------------------------------------------------------------------
+    def tick(self, facts) -> None:
+        now = time.time()
+        with self._lock:
+            snapshot = self._snapshot(now, facts)
+            evaluation = decide(snapshot, self.memory, policy_config(self.config, self.mode))
+            self.memory = evaluation.memory
+            self.evaluations += 1
+        self.log.add(evaluation.decisions)
+        self._hand_over()
+        if self.metrics is not None:
+            self.metrics.policy_in_force.set(len(self.memory.in_force()))
+            error = self.memory.mean_abs_error
+            if not math.isnan(error):
+                self.metrics.policy_twin_error.set(error)
+
+    def _publish(self, logged) -> None:
+        d = logged.decision
+        level = logging.INFO if d.kind in ("outcome", "refuse") else logging.WARNING
+        LOG.log(level, "decision %d: %s%s %s on %s for %s: %s", logged.seq,
+                "dry run: " if d.dry_run else "", d.kind, d.intent_kind or "-",
+                d.element or "-", d.customer_id or ", ".join(d.for_customers) or "-",
+                d.reason)
+        if self.metrics is not None:
+            self.metrics.policy_decisions.labels(d.kind).inc()
+        self.state.bus.publish(DecisionMade(time.time(), logged))
+
+    def _contract(self, customer_id: str):
+        state = self.directory.state(customer_id)
+        if state is None:
+            return None
+        if customer_id not in self._slas:
+            try:
+                self._slas[customer_id] = self.sla_of(customer_id)
+            except Exception:  # pylint: disable=broad-except
+                self._slas[customer_id] = None   # no SLA: the floor is the SLS rate
+        return contract_of(state, self._slas[customer_id])
+
+    def _snapshot(self, now: float, facts):
+        book = self.experience.book
+        macs = self.directory.customer_of_macs()
+        contracts = {}
+        for customer in set(macs.values()):
+            contract = self._contract(customer)
+            if contract is not None:
+                contracts[customer] = contract
+        degraded = []
+        scores = {}
+        for view in book.select(now, statuses=[DEGRADED]):
+            degraded.append(Degradation(view.customer_id, view.service,
+                                        view.service_class or _class_of(contracts,
+                                                                        view.customer_id),
+                                        view.status.since_unix_s, view.score,
+                                        view.target.minimum))
+            scores[(view.customer_id, view.service)] = view.score
+        wanted = {k for a in self.memory.actions for k in a.intent.for_services}
+        for customer in {c for c, _ in wanted} - {c for c, _ in scores}:
+            for view in book.of_customer(customer, now):
+                scores[(view.customer_id, view.service)] = view.score
+        services = {(r.src, r.dst): r.service for r in self.kpis.latest()
+                    if r.service}
+        return build_snapshot(now, facts, self.state.topology.hosts, self.state.flows,
+                              contracts, macs, services, degraded, scores,
+                              self.experience.findings(), self.memory.actions)
+
+
+def _class_of(contracts, customer_id: str) -> str:
+    contract = contracts.get(customer_id)
+    return contract.service_class if contract else ServiceClass.BRONZE.value
