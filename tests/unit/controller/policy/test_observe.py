@@ -1,0 +1,77 @@
+"""The snapshot from what the controller knows: elements, pairs with their paths, customers,
+services and offered loads."""
+
+import networkx as nx
+
+from controller.events import FlowView
+from controller.monitor.engine import NetworkFacts
+from controller.monitor.rootcause import Finding, PortLoad, access_name, link_name
+from controller.network.topology import HostInfo
+from controller.openflow.pipeline import FORWARDING_TABLE, Component, FlowEntry, cookie_for
+from controller.policy.model import Contract, Degradation
+from controller.policy.observe import build_snapshot, pair_rates
+
+SERVER, PHONE, PC = "00:00:00:00:00:09", "00:00:00:00:00:01", "00:00:00:00:00:02"
+
+
+def flow(dpid, src, dst, rate_bps, component=Component.FORWARDING, port=2):
+    entry = FlowEntry.make(FORWARDING_TABLE, 1000, {"eth_src": src, "eth_dst": dst},
+                           (("output", port),), cookie_for(component, f"{src}>{dst}"))
+    return FlowView(dpid, entry, 0, 0, 1.0, rate_bps / 8)
+
+
+def world():
+    graph = nx.DiGraph()
+    graph.add_edge(1, 2, port=2)
+    graph.add_edge(2, 1, port=1)
+    loads = {(1, 2): PortLoad(30e6, 30e6, 50.0), (2, 1): PortLoad(1e5, 30e6),
+             (2, 5): PortLoad(0.1e6, 100e6), (2, 6): PortLoad(29e6, 100e6)}
+    facts = NetworkFacts(graph, {"10.0.0.9": 1, "10.0.0.1": 2, "10.0.0.2": 2}, loads)
+    hosts = (HostInfo(SERVER, 1, 10, ("10.0.0.9",)), HostInfo(PHONE, 2, 5, ("10.0.0.1",)),
+             HostInfo(PC, 2, 6, ("10.0.0.2",)))
+    flows = {1: (flow(1, SERVER, PHONE, 0.1e6), flow(1, SERVER, PC, 40e6),
+                 flow(1, PHONE, SERVER, 500.0)),
+             2: (flow(2, SERVER, PHONE, 0.1e6), flow(2, SERVER, PC, 29e6))}
+    contracts = {"a": Contract("a", "gold", 10 ** 7, 10 ** 6, ("gold",), 2, 0x10001, (PHONE,)),
+                 "b": Contract("b", "bronze", 4 * 10 ** 7, 2 * 10 ** 6, ("bronze",), 2,
+                               0x10002, (PC,))}
+    return facts, hosts, flows, contracts
+
+
+def test_pairs_get_their_customer_service_class_rate_and_path():
+    facts, hosts, flows, contracts = world()
+    finding = Finding(link_name(1, 2, 2), 1.0, (), ("a",), ("voice",), 0.0, {})
+    snap = build_snapshot(100.0, facts, hosts, flows, contracts, {PHONE: "a", PC: "b"},
+                          {("10.0.0.9", "10.0.0.1"): "voice"},
+                          [Degradation("a", "voice", "gold", 90.0, 2.9, 4.03)],
+                          {("a", "voice"): 2.9}, [finding])
+    pairs = {p.key: p for p in snap.pairs}
+    assert set(pairs) == {(SERVER, PHONE), (SERVER, PC)}   # 500 bit/s is below the floor
+    voice, bulk = pairs[(SERVER, PHONE)], pairs[(SERVER, PC)]
+    assert (voice.customer_id, voice.service, voice.service_class) == ("a", "voice", "gold")
+    assert (bulk.customer_id, bulk.service, bulk.service_class) == ("b", "", "bronze")
+    # the largest rate of the pair's flows: where it enters, before the bottleneck
+    assert bulk.rate_bps == 40e6 and bulk.path == (1, 2)
+    assert bulk.elements == (link_name(1, 2, 2), access_name(2, 6))
+    assert snap.suspects[0].element == link_name(1, 2, 2)
+    assert snap.links[(1, 2)] == (2, link_name(1, 2, 2))
+    assert snap.host_ports[PC] == (2, 6)
+
+
+def test_an_egress_at_capacity_is_loaded_with_what_is_offered_to_it():
+    facts, hosts, flows, contracts = world()
+    snap = build_snapshot(100.0, facts, hosts, flows, contracts, {PHONE: "a", PC: "b"}, {},
+                          [], {}, [])
+    link = snap.elements[link_name(1, 2, 2)]
+    assert link.load_bps == 40.1e6 and link.capacity_bps == 30e6
+    assert link.dropped_per_s == 50.0
+    # an idle one keeps what it sends
+    assert snap.elements[access_name(2, 5)].load_bps == 0.1e6
+
+
+def test_pair_rates_take_every_cems_table_1_flow_and_no_other():
+    views = {1: (flow(1, SERVER, PC, 8e6), flow(1, SERVER, PC, 9e6, Component.MIRROR)),
+             2: (FlowView(2, FlowEntry.make(FORWARDING_TABLE, 5, {"eth_src": SERVER,
+                                                                  "eth_dst": PC},
+                                            (("output", 1),), 0x1234), 0, 0, 1.0, 1e9),)}
+    assert pair_rates(views) == {(SERVER, PC): 9e6}
