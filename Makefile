@@ -26,6 +26,7 @@ bench: setup
 	$(PY) bench/bench_probe.py
 	$(PY) bench/bench_grpc.py
 	$(PY) bench/bench_experience.py
+	$(PY) bench/bench_policy.py
 
 fuzz: setup
 	$(PY) -m tests.fuzz.fuzz

@@ -122,6 +122,9 @@ class PolicyLoop:
     def tick(self, facts) -> None:
         now = time.time()
         with self._lock:
+            if not self.memory.actions and not self.experience.book.degraded():
+                self.evaluations += 1
+                return   # nothing degraded, nothing in force: nothing to decide or review
             snapshot = self._snapshot(now, facts)
             evaluation = decide(snapshot, self.memory, policy_config(self.config, self.mode))
             self.memory = evaluation.memory

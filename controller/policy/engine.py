@@ -129,6 +129,13 @@ class _Run:
         self.removed: list[Action] = []
         self.touched: set[str] = set()
         self._pairs = {p.key: p for p in snapshot.pairs}
+        self._by_element: dict[str, list[PairTraffic]] = {}
+        for pair in snapshot.pairs:
+            for name in pair.elements:
+                self._by_element.setdefault(name, []).append(pair)
+        self._next_hops: dict[int, list[tuple[int, str]]] = {}
+        for (a, b), (_, name) in sorted(snapshot.links.items()):
+            self._next_hops.setdefault(a, []).append((b, name))
 
     # -- the log ---------------------------------------------------------------------------
     def log(self, kind: str, intent: Intent | None, reason: str, action_id: int = 0,
@@ -218,16 +225,24 @@ class _Run:
             return False
         if any(a.intent.element == element.name and not a.observed for a in self.actions):
             return True   # an action on this element is still being observed
-        candidates = [c for c in (self._priority(element, degraded),
-                                  self._meters(element, degraded),
-                                  self._reroutes(element, degraded)) if c]
+        candidates = []
+        chosen = None
+        for build in (self._priority, self._meters, self._reroutes):   # cheapest first
+            candidate = build(element, degraded)
+            if not candidate:
+                continue
+            candidates.append(candidate)
+            if _sufficient(candidate[0].prediction, degraded) and \
+                    _value(candidate[0].prediction, degraded) > 0:
+                chosen = candidate
+                break
         if not candidates:
             self._refuse(element.name, "", f"no action can help {_degraded_text(degraded)} on "
                          f"{element.name}: no lower-class traffic crosses it, no higher class "
                          "is allowed, and no other path has room", _element_inputs(element),
                          degraded=degraded)
             return True
-        chosen = _choose(candidates, degraded, self.config.min_gain)
+        chosen = chosen or _choose(candidates, degraded, self.config.min_gain)
         if chosen is None:
             best = max(candidates, key=lambda c: _value(c[0].prediction, degraded))
             self._refuse(element.name, "", f"no action is predicted to help "
@@ -292,7 +307,7 @@ class _Run:
     def _crossing(self, element: Element) -> list[PairTraffic]:
         """The pairs across the element that no action in force holds already."""
         held = {k for a in self.actions for k in a.intent.pairs}
-        return [p for p in self.s.pairs if element.name in p.elements and p.key not in held]
+        return [p for p in self._by_element.get(element.name, ()) if p.key not in held]
 
     def _affected(self, degraded: list[Degradation]) -> list[tuple[str, str]]:
         return [(d.customer_id, d.service) for d in degraded]
@@ -320,8 +335,9 @@ class _Run:
                               switch))
         if not picks:
             return None
-        prediction = predict(element, self.s.pairs, self._affected(degraded),
-                             classes_after=remark, frame_rate=self.config.frame_rate)
+        prediction = predict(element, self._by_element.get(element.name, ()),
+                             self._affected(degraded), classes_after=remark,
+                             frame_rate=self.config.frame_rate)
         return tuple(Intent(
             PRIORITY, element.name, d.customer_id, pairs,
             f"{d.customer_id} {d.service} degraded (score {d.score:.2f} < target "
@@ -367,8 +383,9 @@ class _Run:
                           switch))
         if not picks:
             return None
-        prediction = predict(element, self.s.pairs, self._affected(degraded),
-                             rates_after=rates_after, frame_rate=self.config.frame_rate)
+        prediction = predict(element, self._by_element.get(element.name, ()),
+                             self._affected(degraded), rates_after=rates_after,
+                             frame_rate=self.config.frame_rate)
         return tuple(Intent(
             METER, element.name, customer, pairs,
             f"{_degraded_text(degraded)} degraded behind {element.name} at "
@@ -400,8 +417,9 @@ class _Run:
             if hops is None:
                 continue
             rates_after = {p.key: 0.0 for p, _ in same}
-            prediction = predict(element, self.s.pairs, self._affected(degraded),
-                                 rates_after=rates_after, frame_rate=self.config.frame_rate)
+            prediction = predict(element, self._by_element.get(element.name, ()),
+                                 self._affected(degraded), rates_after=rates_after,
+                                 frame_rate=self.config.frame_rate)
             rate = sum(p.rate_bps for p, _ in same)
             return (Intent(
                 REROUTE, element.name, customer, tuple(p.key for p, _ in same),
@@ -444,8 +462,8 @@ class _Run:
             if here in seen:
                 continue
             seen.add(here)
-            for (a, b), (_, name) in sorted(self.s.links.items()):
-                if a != here or b in route or name == element.name:
+            for b, name in self._next_hops.get(here, ()):
+                if b in route or name == element.name:
                     continue
                 link = self.s.elements.get(name)
                 if link is None or not link.capacity_bps:
@@ -516,8 +534,10 @@ def _flat(scores) -> dict[str, float]:
     return {f"{c}/{s}": float(v) for (c, s), v in scores.items()}
 
 
-def _services(keys: Iterable[tuple[str, str]]) -> str:
-    return ", ".join(f"{c} {s}" for c, s in keys)
+def _services(keys: Iterable[tuple[str, str]], most: int = 5) -> str:
+    keys = list(keys)
+    text = ", ".join(f"{c} {s}" for c, s in keys[:most])
+    return text + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
 def _degraded_text(degraded: list[Degradation]) -> str:

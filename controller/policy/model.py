@@ -14,7 +14,7 @@ observed outcome.
 """
 
 import dataclasses
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from controller.csm.model import DSCP, QUEUE  # noqa: F401  (keyed by class; "gold" works too)
 
@@ -47,12 +47,12 @@ class Element:
         return self.load_bps / self.capacity_bps if self.capacity_bps else None
 
 
-@dataclasses.dataclass(frozen=True)
-class PairTraffic:
+class PairTraffic(NamedTuple):
     """One host pair's traffic in one direction, as the flow statistics and the probes see
     it: the customer it belongs to (its sender's, else its receiver's; '' for none) and that
     customer's class, its service and rate, the switches it crosses from the sender's switch
-    to the receiver's, and the elements on the way."""
+    to the receiver's, and the elements on the way. A NamedTuple: a snapshot holds one per
+    host pair, and they are made every second."""
 
     src_mac: str
     dst_mac: str

@@ -17,12 +17,11 @@ scores, findings) and the actions in force (a rerouted pair's path is the rerout
 """
 
 import dataclasses
-import math
 from typing import Iterable, Mapping
 
 from controller.monitor.rootcause import access_name, link_name
 from controller.network.forwarding import compute_paths
-from controller.openflow.pipeline import FORWARDING_TABLE
+from controller.openflow.pipeline import COOKIE_BASE, COOKIE_BASE_MASK, FORWARDING_TABLE
 from controller.policy.model import (REROUTE, Action, Contract, Degradation, Element,
                                      PairTraffic, Snapshot, Suspect)
 
@@ -33,15 +32,21 @@ def pair_rates(flows: Mapping[int, Iterable]) -> dict[tuple[str, str], float]:
     for views in flows.values():
         for view in views:
             entry = view.entry
-            if entry.table_id != FORWARDING_TABLE or entry.component is None:
-                continue
-            match = dict(entry.match)
-            src, dst = match.get("eth_src"), match.get("eth_dst")
             rate = view.bytes_per_second * 8
-            if src is None or dst is None or math.isnan(rate):
+            if entry.table_id != FORWARDING_TABLE or rate != rate or \
+                    entry.cookie & COOKIE_BASE_MASK != COOKIE_BASE:
+                continue
+            src = dst = None
+            for name, value in entry.match:
+                if name == "eth_src":
+                    src = value
+                elif name == "eth_dst":
+                    dst = value
+            if src is None or dst is None:
                 continue
             key = (src, dst)
-            out[key] = max(out.get(key, 0.0), rate)
+            if rate > out.get(key, -1.0):
+                out[key] = rate
     return out
 
 
@@ -68,28 +73,36 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
         name = link_name(a, data["port"], b)
         links[(a, b)] = (data["port"], name)
         element(name, a, data["port"])
-    for host in hosts.values():
-        element(access_name(host.dpid, host.port_no), host.dpid, host.port_no)
+    access = {mac: access_name(h.dpid, h.port_no) for mac, h in hosts.items()}
+    for mac, host in hosts.items():
+        element(access[mac], host.dpid, host.port_no)
     paths = compute_paths(graph)
     rerouted = {pair: action.intent.path for action in actions
                 if action.intent.kind == REROUTE for pair in action.intent.pairs}
+    routes: dict[tuple, tuple] = {}   # a path -> its links' names, made once
+
+    def route(path: tuple[int, ...]) -> tuple[str, ...]:
+        if path not in routes:
+            routes[path] = tuple(links[(x, y)][1] for x, y in zip(path, path[1:])
+                                 if (x, y) in links)
+        return routes[path]
+    classes = {c: contract.service_class for c, contract in contracts.items()}
     pairs = []
     for (src, dst), rate in sorted(pair_rates(flows).items()):
         if rate < min_rate_bps or src not in hosts or dst not in hosts:
             continue
         customer = customer_of_mac.get(src) or customer_of_mac.get(dst) or ""
         a, b = hosts[src], hosts[dst]
-        path = rerouted.get((src, dst)) or tuple(paths.get(a.dpid, {}).get(b.dpid, ()))
+        path = rerouted.get((src, dst)) or paths.get(a.dpid, {}).get(b.dpid)
         if not path:
             continue
-        names = [links[(x, y)][1] for x, y in zip(path, path[1:]) if (x, y) in links]
-        names.append(access_name(b.dpid, b.port_no))
-        service = next((services[(s, d)] for s in a.ipv4 for d in b.ipv4
-                        if (s, d) in services), "")
-        contract = contracts.get(customer)
-        pairs.append(PairTraffic(src, dst, customer, service,
-                                 contract.service_class if contract else "", rate,
-                                 tuple(path), tuple(names)))
+        path = tuple(path)
+        service = ""
+        for s in a.ipv4:
+            for d in b.ipv4:
+                service = services.get((s, d), service)
+        pairs.append(PairTraffic(src, dst, customer, service, classes.get(customer, ""), rate,
+                                 path, route(path) + (access[dst],)))
     # An egress sends at most its capacity: what is offered to it is what the pairs that
     # cross it send (measured where they enter, before any bottleneck), when that is more.
     offered: dict[str, float] = {}

@@ -105,20 +105,30 @@ def predict(element: Element, pairs: tuple[PairTraffic, ...],
     that changes some pairs' rates on the element (`rates_after`, pair -> rate: a meter
     lowers them, a reroute takes them to 0 here) or their class (`classes_after`, pair ->
     class: a re-marking)."""
-    rates_after = dict(rates_after or {})
-    classes_after = dict(classes_after or {})
+    rates_after = rates_after or {}
+    classes_after = classes_after or {}
     crossing = [p for p in pairs if element.name in p.elements]
+    mine_of: dict[tuple[str, str], list[PairTraffic]] = {}
+    for p in crossing:
+        mine_of.setdefault((p.customer_id, p.service), []).append(p)
+    scored: dict[tuple, float | None] = {}
+
+    def score(service: str, figures: QueueFigures, rate: float) -> float | None:
+        key = (service, figures, rate if service == "iptv" else 0.0)
+        if key not in scored:
+            scored[key] = service_score(service, figures, rate, frame_rate)
+        return scored[key]
     withheld = sum(p.rate_bps - rates_after[p.key] for p in crossing if p.key in rates_after)
     load_after = max(0.0, element.load_bps - withheld)
     before = element_figures(element, element.load_bps)
     after = element_figures(element, load_after)
     rates = {p.key: p.rate_bps for p in crossing}
     new_rates = {**rates, **{k: v for k, v in rates_after.items() if k in rates}}
-    remarked = tuple(dataclasses.replace(p, service_class=classes_after[p.key])
+    remarked = tuple(p._replace(service_class=classes_after[p.key])
                      if p.key in classes_after else p for p in crossing)
     scores_before, scores_after = {}, {}
     for customer, service in affected:
-        mine = [p for p in crossing if p.customer_id == customer and p.service == service]
+        mine = mine_of.get((customer, service), [])
         rate = sum(p.rate_bps for p in mine)
         now_fig, then_fig = before, after
         if element.has_classes and mine:
@@ -126,8 +136,8 @@ def predict(element: Element, pairs: tuple[PairTraffic, ...],
             then_fig = class_figures(element, remarked,
                                      classes_after.get(mine[0].key, mine[0].service_class),
                                      new_rates)
-        score_now = service_score(service, now_fig, rate, frame_rate)
-        score_then = service_score(service, then_fig, rate, frame_rate)
+        score_now = score(service, now_fig, rate)
+        score_then = score(service, then_fig, rate)
         if score_now is not None and score_then is not None:
             scores_before[(customer, service)] = round(score_now, 3)
             scores_after[(customer, service)] = round(score_then, 3)
