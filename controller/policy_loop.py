@@ -182,9 +182,18 @@ class PolicyLoop:
                 scores[(view.customer_id, view.service)] = view.score
         services = {(r.src, r.dst): r.service for r in self.kpis.latest()
                     if r.service}
-        return build_snapshot(now, facts, self.state.topology.hosts, self.state.flows,
-                              contracts, macs, services, degraded, scores,
-                              self.experience.findings(), self.memory.actions)
+        topology = self.state.topology
+        return build_snapshot(now, facts, topology.hosts, self.state.flows, contracts, macs,
+                              services, degraded, scores, self.experience.findings(),
+                              self.memory.actions, classed=self._classed(topology))
+
+    def _classed(self, topology) -> frozenset:
+        """The switch ports the config gives GSB egress classes (by interface name)."""
+        names = {e.ifname for e in self.config.egress_interfaces}
+        if not names:
+            return frozenset()
+        return frozenset((s.dpid, p.port_no) for s in topology.switches for p in s.ports
+                         if p.name in names)
 
 
 def _class_of(contracts, customer_id: str) -> str:

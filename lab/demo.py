@@ -13,7 +13,14 @@ loads web pages, both reporting to cems; `cemsctl qoe` shows each customer's qua
 model. Bulk UDP to c1's and c2's PCs then congests the 30 Mbit/s aggregation link s3 -> s5:
 their voice turns degraded, c3's does not, `cemsctl findings` names the link, cems zooms in on
 the two; after the congestion they return to ok, and c1's report shows what its calls lost
-against its class target. Everything is torn down, also on failure or Ctrl-C.
+against its class target.
+
+Then the closed loop: c2, a Bronze customer, downloads 40 Mbit/s across the same link; c1's
+experience degrades, the policy engine meters c2's traffic across the link on s1 (where it
+enters), c1 recovers while the download goes on, and when it ends the meter is taken back
+and s1's flows and meters are again what they were. The demo prints the timeline and the
+decisions and writes them, with c1's quality before, during and after, to loop-report.json.
+Everything is torn down, also on failure or Ctrl-C.
 """
 
 import argparse
@@ -86,12 +93,13 @@ def experience_act(net, controller: ControllerProcess, socket_path: str) -> list
     procs = []
     voice, iptv, web = net.get("voice", "iptv", "web")
     for customer, access in EXPERIENCE_CUSTOMERS.items():
-        if customer != "c1":   # c1 exists since the first act
+        if customer != "c1":   # c1 exists since the first act; c2 is a Bronze customer
             hosts = [a for d in ("phone", "stb", "pc")
                      for a in ("--host", net.get(f"{customer}{d}").MAC())]
+            plan = ("gsb-economy", "bronze:2M:40M") if customer == "c2" else \
+                ("gsb-business", "silver:10M:20M")
             cemsctl(controller, "customer", "create", customer, "--name", customer.upper(),
-                    "--access", access, *hosts, "--variant", "gsb-business", "--class",
-                    "silver:10M:20M")
+                    "--access", access, *hosts, "--variant", plan[0], "--class", plan[1])
     for customer in EXPERIENCE_CUSTOMERS:
         phone = net.get(f"{customer}phone")
         probe_id = f"{customer}-cpe"
@@ -171,6 +179,109 @@ def experience_act(net, controller: ControllerProcess, socket_path: str) -> list
     return procs
 
 
+def _switch_state(switch: str) -> tuple[list[str], list[str]]:
+    """(table-0 flows, meters) of a switch, without counters: what the loop changes on s1."""
+    flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                            switch, "table=0"], capture_output=True, text=True).stdout
+    meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", switch],
+                            capture_output=True, text=True).stdout
+    return sorted(flows.splitlines()), sorted(m for m in meters.splitlines()
+                                              if m.startswith("meter="))
+
+
+def loop_act(net, controller: ControllerProcess) -> list:
+    """The closed loop: a Bronze download congests the link of a Silver customer, cems acts,
+    the customer recovers, cems takes the action back; prints the timeline and writes it
+    with the decisions to loop-report.json in the controller's directory."""
+    from cems.v1 import policy_pb2, policy_pb2_grpc  # pylint: disable=import-outside-toplevel
+    from cems.v1 import qoe_pb2, qoe_pb2_grpc  # pylint: disable=import-outside-toplevel
+    from google.protobuf.json_format import MessageToDict  # pylint: disable=import-outside-toplevel
+    procs = []
+    web, pc = net.get("web", "c2pc")
+    with controller.channel() as channel:
+        qoe = qoe_pb2_grpc.QoeServiceStub(channel)
+        policy = policy_pb2_grpc.PolicyServiceStub(channel)
+
+        def c1() -> dict:
+            reply = qoe.GetExperience(qoe_pb2.GetExperienceRequest(customer_id="c1"),
+                                      timeout=5)
+            return {e.service: (e.status, next((w.mean for w in e.windows
+                                                if w.window_s == 10.0), float("nan")))
+                    for e in reply.services if e.service in ("voice", "iptv")}
+
+        def c1_is(status: str):
+            now = c1()
+            return now if now and all(st == status for st, _ in now.values()) else None
+
+        def c1_degraded():
+            now = c1()
+            return now if any(st == "degraded" for st, _ in now.values()) else None
+        wait_for(lambda: c1_is("ok"), 60, "c1's voice and IPTV ok")
+        before_state = _switch_state("s1")
+        quality = {"before": c1()}
+        seq = policy.ListDecisions(policy_pb2.ListDecisionsRequest(limit=1), timeout=5).last_seq
+        procs.append(pc.popen(["iperf3", "-s", "-1", "-p", "5602"]))
+        wait_for(lambda: ":5602 " in pc.cmd("ss -lun; ss -ltn"), 10, "iperf3 on c2pc")
+        banner("closed loop: c2 (Bronze) downloads 40 Mbit/s across the 30 Mbit/s link "
+               "s3 -> s5, where c1 (Silver) talks and watches IPTV")
+        onset = time.time()
+        bulk = web.popen(["iperf3", "-c", pc.IP(), "-p", "5602", "-u", "-b", "40M", "-t",
+                          "35"], stdout=subprocess.DEVNULL)
+        procs.append(bulk)
+        timeline = [("congestion begins: c2's download starts", onset)]
+        quality["during"] = wait_for(c1_degraded, 40, "c1 degraded")
+        timeline.append(("c1 degraded (sustained over 10 s of samples)", time.time()))
+        meter = wait_for(lambda: [f for f in _switch_state("s1")[0] if "meter:" in f] or None,
+                         30, "the policy's meter on s1")
+        timeline.append(("the meter is on switch s1 (ovs-ofctl)", time.time()))
+        acts = [d for d in policy.ListDecisions(policy_pb2.ListDecisionsRequest(
+            after_seq=seq, kinds=["act"]), timeout=5).decisions]
+        if acts:
+            timeline.append((f"decision {acts[0].seq}: {acts[0].intent_kind} of "
+                             f"{acts[0].customer_id}'s traffic on {acts[0].element}",
+                             acts[0].time_unix_s))
+        print(f"on s1: {meter[0]}")
+        cemsctl(controller, "decisions", "--after", str(seq))
+        cemsctl(controller, "policy")
+        quality["recovered"] = wait_for(lambda: c1_is("ok"), 60, "c1 ok again")
+        timeline.append(("c1 ok again, the download still running", time.time()))
+        cemsctl(controller, "qoe", "--customer", "c1")
+        bulk.wait(timeout=60)
+        timeline.append(("the download ends", time.time()))
+        wait_for(lambda: _switch_state("s1") == before_state or None, 90,
+                 "s1 back to its flows and meters before the congestion")
+        timeline.append(("the meter is gone: s1's flows and meters as before", time.time()))
+        reverts = [d for d in policy.ListDecisions(policy_pb2.ListDecisionsRequest(
+            after_seq=seq, kinds=["revert"]), timeout=5).decisions]
+        if reverts:
+            timeline.append((f"decision {reverts[0].seq}: revert", reverts[0].time_unix_s))
+        quality["after"] = c1()
+        banner("the loop's timeline (seconds from the start of the congestion)")
+        for what, when in sorted(timeline, key=lambda item: item[1]):
+            print(f"  {when - onset:+6.1f} s  {what}")
+        for phase, figures in quality.items():
+            print(f"  c1 {phase:>9}: " + ", ".join(
+                f"{service} {status} {score:.2f}" for service, (status, score) in
+                sorted(figures.items())))
+        cemsctl(controller, "decisions", "--after", str(seq), "--kind", "outcome", "--kind",
+                "revert")
+        decisions = policy.ListDecisions(policy_pb2.ListDecisionsRequest(after_seq=seq),
+                                         timeout=5)
+        report = {"onset_unix_s": onset,
+                  "timeline": [{"s": round(when - onset, 2), "event": what}
+                               for what, when in sorted(timeline, key=lambda i: i[1])],
+                  "quality_c1": {phase: {service: {"status": st, "score_10s": score}
+                                         for service, (st, score) in figures.items()}
+                                 for phase, figures in quality.items()},
+                  "decisions": MessageToDict(decisions)["decisions"]
+                  if decisions.decisions else []}
+        path = os.path.join(controller.workdir, "loop-report.json")
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=2)
+        print(f"timeline, quality and decisions written to {path}")
+    return procs
+
+
 def services_seen(controller: ControllerProcess) -> set[str]:
     from cems.v1 import probe_pb2, probe_pb2_grpc  # pylint: disable=import-outside-toplevel
     with controller.channel() as channel:
@@ -213,8 +324,8 @@ def main(argv=None) -> int:
         print(f"log: {controller.log_path}")
 
         banner("building the access network (6 switches, 16 hosts, userspace Open vSwitch, "
-               "30 Mbit/s aggregation links)")
-        topo = AccessTopo(agg_mbps=30)
+               "30 Mbit/s aggregation links, 50 Mbit/s customer lines)")
+        topo = AccessTopo(agg_mbps=30, line_mbps=50)
         network_lock.enter_context(exclusive_network())
         net = build_network(topo, controller.openflow_port)
         start_network(net)
@@ -286,6 +397,7 @@ def main(argv=None) -> int:
         stop(procs)
         banner("experience: quality per customer and service, root cause, zoom-in")
         procs = experience_act(net, controller, socket_path)
+        procs += loop_act(net, controller)
         banner("controller status")
         cemsctl(controller, "status")
         return 0 if loss == 0 else 1

@@ -55,9 +55,11 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
                    services: Mapping[tuple[str, str], str],
                    degraded: Iterable[Degradation], scores: Mapping[tuple[str, str], float],
                    findings: Iterable, actions: Iterable[Action] = (),
-                   queue_packets: int = 64, min_rate_bps: float = 1000.0) -> Snapshot:
+                   queue_packets: int = 64, min_rate_bps: float = 1000.0,
+                   classed: frozenset = frozenset()) -> Snapshot:
     """`facts`: NetworkFacts; `hosts`: HostInfo; `services`: (src IP, dst IP) -> service;
-    `findings`: rootcause Findings (best first)."""
+    `findings`: rootcause Findings (best first); `classed`: the (switch, port)s whose egress
+    has GSB classes by DSCP (csm.egress_interfaces)."""
     graph = facts.graph
     hosts = {h.mac: h for h in hosts}
     links: dict[tuple[int, int], tuple[int, str]] = {}
@@ -67,7 +69,8 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
         load = facts.loads.get((dpid, port))
         if load is not None:
             elements[name] = Element(name, dpid, port, load.capacity_bps, load.tx_bps,
-                                     load.tx_dropped_per_s, queue_packets)
+                                     load.tx_dropped_per_s, queue_packets,
+                                     (dpid, port) in classed)
 
     for a, b, data in graph.edges(data=True):
         name = link_name(a, data["port"], b)

@@ -75,3 +75,11 @@ def test_pair_rates_take_every_cems_table_1_flow_and_no_other():
                                                                   "eth_dst": PC},
                                             (("output", 1),), 0x1234), 0, 0, 1.0, 1e9),)}
     assert pair_rates(views) == {(SERVER, PC): 9e6}
+
+
+def test_ports_with_egress_classes_are_marked_so():
+    facts, hosts, flows, contracts = world()
+    snap = build_snapshot(100.0, facts, hosts, flows, contracts, {}, {}, [], {}, [],
+                          classed=frozenset({(1, 2)}))
+    assert snap.elements[link_name(1, 2, 2)].has_classes
+    assert not snap.elements[link_name(2, 1, 1)].has_classes
