@@ -151,7 +151,8 @@ def _request_bytes(rng: random.Random, cls) -> bytes:
 
 
 def fuzz_grpc(count: int, seed: int = 1) -> Report:
-    from cems.v1 import customer_pb2, probe_pb2, status_pb2  # noqa: F401
+    from cems.v1 import customer_pb2, policy_pb2, probe_pb2, qoe_pb2, status_pb2  # noqa: F401
+    from controller.config import parse_config
     from controller.csm.model import Role
     from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla
     from controller.csm.rules import initial_sls
@@ -171,9 +172,16 @@ def fuzz_grpc(count: int, seed: int = 1) -> Report:
     state.topology = topology.snapshot()
     kpis = KpiStore()
     csm = CsmStore(Store(":memory:"))
+    from controller.policy.compile import PolicyFlows
+    from controller.policy_loop import PolicyLoop
+    from controller.runtime import build_experience
+    experience = build_experience(parse_config({}), kpis)
+    policy = PolicyLoop(experience, kpis, state, parse_config({}), kpis.directory, csm.sla,
+                        PolicyFlows())
     served = Served(state, csm=csm, kpis=kpis, capacities={(1, 1): 10 ** 9}, max_workers=24,
                     max_streams=8, max_streams_per_client=8,
-                    mirror=MirrorRules(csm.store, (), probe=(2, 3)))
+                    mirror=MirrorRules(csm.store, (), probe=(2, 3)), experience=experience,
+                    policy=policy)
     sla = Sla("alice", "gsb-business", {ServiceClass.SILVER: ClassBounds(1_000_000, 10 ** 8)})
     csm.create_customer(Customer("alice", "Alice", access_dpid=1, access_port=1,
                                  hosts=("00:00:00:00:00:01",)), sla, initial_sls(sla, 0.0),
@@ -183,8 +191,8 @@ def fuzz_grpc(count: int, seed: int = 1) -> Report:
                                      served.token(Role.CUSTOMER, "alice"), ""]
     channels = [served.connect(t) if t else grpc.insecure_channel(served.address)
                 for t in tokens]
-    modules = {m.DESCRIPTOR.name.rpartition("/")[2]: m for m in (status_pb2, probe_pb2,
-                                                               customer_pb2)}
+    modules = {m.DESCRIPTOR.name.rpartition("/")[2]: m
+               for m in (status_pb2, probe_pb2, customer_pb2, qoe_pb2, policy_pb2)}
     methods = []
     for module in modules.values():
         for service in module.DESCRIPTOR.services_by_name.values():

@@ -11,7 +11,7 @@ import time
 
 import grpc
 import pytest
-from cems.v1 import customer_pb2, probe_pb2, qoe_pb2, status_pb2
+from cems.v1 import customer_pb2, policy_pb2, probe_pb2, qoe_pb2, status_pb2
 from cems.v1 import probe_pb2_grpc, status_pb2_grpc
 
 from controller.api.auth import METHOD_ACTIONS
@@ -26,10 +26,10 @@ from controller.state import PublishedState
 from tests.unit.controller.fakes import build_topology, mac
 from tests.unit.controller.served import Served
 
-SERVICES = [d for module in (status_pb2, probe_pb2, customer_pb2, qoe_pb2)
+SERVICES = [d for module in (status_pb2, probe_pb2, customer_pb2, qoe_pb2, policy_pb2)
             for d in module.DESCRIPTOR.services_by_name.values()]
 MODULES = {"status.proto": status_pb2, "probe.proto": probe_pb2,
-           "customer.proto": customer_pb2, "qoe.proto": qoe_pb2}
+           "customer.proto": customer_pb2, "qoe.proto": qoe_pb2, "policy.proto": policy_pb2}
 PRINCIPALS = {"anonymous": None, "manager": (Role.DOMAIN_MANAGER, ""),
               "alice": (Role.CUSTOMER, "alice"), "peer": (Role.PEER_DOMAIN, "isp-b"),
               "probe": (Role.PROBE, "cpe-1")}
@@ -63,8 +63,13 @@ def world(tmp_path_factory):
     kpis = KpiStore()
     from controller.config import parse_config
     from controller.runtime import build_experience
+    from controller.policy.compile import PolicyFlows
+    from controller.policy_loop import PolicyLoop
+    experience = build_experience(parse_config({}), kpis)
+    policy = PolicyLoop(experience, kpis, state, parse_config({}), kpis.directory, csm.sla,
+                        PolicyFlows())
     served = Served(state, csm=csm, kpis=kpis, mirror=MirrorRules(store, (), probe=(2, 3)),
-                    experience=build_experience(parse_config({}), kpis))
+                    experience=experience, policy=policy)
     tokens = {name: served.token(*spec) for name, spec in PRINCIPALS.items() if spec}
     yield served, tokens, state, kpis
     served.close()
