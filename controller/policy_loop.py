@@ -176,10 +176,11 @@ class PolicyLoop:
                                         view.status.since_unix_s, view.score,
                                         view.target.minimum))
             scores[(view.customer_id, view.service)] = view.score
-        wanted = {k for a in self.memory.actions for k in a.intent.for_services}
-        for customer in {c for c, _ in wanted} - {c for c, _ in scores}:
+        # the services the actions in force are for: their scores decide outcomes and reverts
+        wanted = {k for a in self.memory.actions for k in a.intent.for_services} - set(scores)
+        for customer in {c for c, _ in wanted}:
             for view in book.of_customer(customer, now):
-                scores[(view.customer_id, view.service)] = view.score
+                scores.setdefault((view.customer_id, view.service), view.score)
         services = {(r.src, r.dst): r.service for r in self.kpis.latest()
                     if r.service}
         topology = self.state.topology

@@ -43,6 +43,7 @@ from controller.policy.model import (ACT, CLASS_RANK, COST, METER, OUTCOME, PRIO
 from controller.policy.twin import predict
 
 ACCEPTABLE_LOSS = 0.001
+REAL_TIME = ("voice", "iptv")   # a competitor's services no meter or reroute touches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,13 +349,16 @@ class _Run:
 
     def _lower_class(self, element: Element, degraded: list[Degradation]):
         """Traffic across the element of customers of a lower class than the best degraded
-        one, per (customer, switch where it enters), largest first."""
+        one, per (customer, switch where it enters), largest first; their own voice and
+        IPTV (REAL_TIME) are left alone: a few hundred kbit/s each, and a meter would hurt
+        them before it frees anything."""
         best = min(CLASS_RANK.get(d.service_class, 2) for d in degraded)
         affected = {d.customer_id for d in degraded}
         out: dict[tuple[str, int], list[PairTraffic]] = {}
         for pair in self._crossing(element):
             if pair.customer_id and pair.customer_id not in affected and \
                     pair.customer_id in self.s.contracts and pair.path and \
+                    pair.service not in REAL_TIME and \
                     CLASS_RANK.get(pair.service_class, 2) > best and pair.rate_bps > 0:
                 out.setdefault((pair.customer_id, pair.path[0]), []).append(pair)
         return sorted(out.items(), key=lambda kv: (-sum(p.rate_bps for p in kv[1]), kv[0]))

@@ -274,3 +274,13 @@ def test_traffic_an_action_already_holds_is_no_candidate_for_another():
                   CONFIG)
     assert not step.applied
     assert not [d for d in step.decisions if d.kind == "act"]
+
+
+def test_a_competitors_own_voice_and_iptv_are_not_metered_only_its_bulk():
+    snap = snapshot()
+    their_voice = PairTraffic(V, Z_PC, "z", "voice", "bronze", 0.1e6, (1, 2, 4),
+                              snap.pairs[0].elements)
+    snap = dataclasses.replace(snap, pairs=snap.pairs + (their_voice,))
+    result, _ = first_act(snap)
+    (action,) = result.applied
+    assert action.intent.pairs == ((B, Z_PC),)
