@@ -240,9 +240,19 @@ def build_network(topo, openflow_port: int):
     from mininet.net import Mininet  # pylint: disable=import-outside-toplevel
     from mininet.node import OVSSwitch, RemoteController  # pylint: disable=import-outside-toplevel
 
+    class ListeningController(RemoteController):
+        """Mininet's RemoteController without its check by telnet, which reads the port's
+        first bytes as UTF-8 text and raises UnicodeDecodeError when the controller's HELLO
+        (with a random transaction id) is not valid UTF-8 (seen in a CI run). Nothing is
+        lost: the switches keep trying to connect, and wait_for_topology waits for them."""
+
+        def checkListening(self):
+            pass
+
     net = Mininet(topo=topo, switch=partial(OVSSwitch, datapath="user", protocols="OpenFlow13"),
                   link=TCLink, controller=None, autoSetMacs=True, build=False)
-    net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=openflow_port)
+    net.addController("c0", controller=ListeningController, ip="127.0.0.1",
+                      port=openflow_port)
     net.build()
     return net
 
