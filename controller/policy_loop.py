@@ -76,6 +76,9 @@ class PolicyLoop:
         """act, dry-run or off. Actions already in force stay until they are reverted or
         rolled back; dry-run and off only keep new ones from reaching the network."""
         with self._lock:
+            if mode != self.mode and self.mode == "dry-run":
+                # what dry-run decided was never on the network: nothing to revert
+                self.memory = self.memory.leaving_dry_run()
             self.mode = mode
 
     def revert(self, action_id: int, who: str, hold_s: float = 300.0) -> bool:

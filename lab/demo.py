@@ -53,9 +53,9 @@ def probe_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "probes.cli", *args]
 
 
-def start_traffic(net, seconds: int) -> list:
-    """Service traffic of the access topology; returns the processes to stop."""
-    procs = []
+def start_traffic(net, seconds: int, procs: list) -> list:
+    """Service traffic of the access topology; every process it starts goes into `procs`
+    as soon as it runs, so that the caller stops it also when this fails half-way."""
     phone, stb, pc, video_pc = net.get("c1phone", "c1stb", "c3pc", "c2pc")
     voice, iptv, web = net.get("voice", "iptv", "web")
     procs.append(voice.popen(probe_cmd("gen-voice", "--target", f"{phone.IP()}:5004",
@@ -87,10 +87,10 @@ def start_traffic(net, seconds: int) -> list:
 EXPERIENCE_CUSTOMERS = {"c1": "5:3", "c2": "5:6", "c3": "6:3"}
 
 
-def experience_act(net, controller: ControllerProcess, socket_path: str) -> list:
-    """The experience part of the demo; returns the processes to stop."""
+def experience_act(net, controller: ControllerProcess, socket_path: str, procs: list) -> list:
+    """The experience part of the demo; its processes go into `procs` (stopped by the
+    caller, also when this fails)."""
     from cems.v1 import qoe_pb2, qoe_pb2_grpc  # pylint: disable=import-outside-toplevel
-    procs = []
     voice, iptv, web = net.get("voice", "iptv", "web")
     for customer, access in EXPERIENCE_CUSTOMERS.items():
         if customer != "c1":   # c1 exists since the first act; c2 is a Bronze customer
@@ -202,14 +202,14 @@ def _switch_state(switch: str) -> tuple[list[str], list[str]]:
                                               if m.startswith("meter="))
 
 
-def loop_act(net, controller: ControllerProcess) -> list:
+def loop_act(net, controller: ControllerProcess, procs: list) -> list:
     """The closed loop: a Bronze download congests the link of a Silver customer, cems acts,
     the customer recovers, cems takes the action back; prints the timeline and writes it
-    with the decisions to loop-report.json in the controller's directory."""
+    with the decisions to loop-report.json in the controller's directory. Its processes go
+    into `procs`."""
     from cems.v1 import policy_pb2, policy_pb2_grpc  # pylint: disable=import-outside-toplevel
     from cems.v1 import qoe_pb2, qoe_pb2_grpc  # pylint: disable=import-outside-toplevel
     from google.protobuf.json_format import MessageToDict  # pylint: disable=import-outside-toplevel
-    procs = []
     web, pc = net.get("web", "c2pc")
     with controller.channel() as channel:
         qoe = qoe_pb2_grpc.QoeServiceStub(channel)
@@ -394,7 +394,7 @@ def main(argv=None) -> int:
               f"{controller.workdir}")
 
         banner(f"service traffic for {args.seconds} s")
-        procs = start_traffic(net, args.seconds)
+        start_traffic(net, args.seconds, procs)
         wait_for(lambda: subprocess.run(
             [sys.executable, "-m", "controller.cli", "--server", controller.grpc_address,
              "stamp", "start", "c1phone-agent", voice_host.IP(), "--count",
@@ -419,9 +419,10 @@ def main(argv=None) -> int:
               f"MOS {video['mos']:.2f} (Hossfeld et al. 2011, from stalls)")
         stop(probes[:1])   # the core probe: from here the probes sit at the customers
         stop(procs)
+        procs.clear()
         banner("experience: quality per customer and service, root cause, zoom-in")
-        procs = experience_act(net, controller, socket_path)
-        procs += loop_act(net, controller)
+        experience_act(net, controller, socket_path, procs)
+        loop_act(net, controller, procs)
         banner("controller status")
         cemsctl(controller, "status")
         return 0 if loss == 0 else 1

@@ -74,6 +74,13 @@ class PolicyMemory:
     held: tuple[tuple[str, float], ...] = ()              # kind|target -> until
     errors: tuple[float, ...] = ()                        # |observed - predicted| MOS
 
+    def leaving_dry_run(self) -> "PolicyMemory":
+        """The memory once dry-run ends: its actions were never on the network and its
+        cooldowns, caps and holds were about changes that were not made; the twin's
+        errors and the action ids stay."""
+        return PolicyMemory(tuple(a for a in self.actions if not a.dry_run), self.next_id,
+                            errors=self.errors)
+
     def in_force(self) -> tuple[Action, ...]:
         """The actions the network should carry (dry-run ones are left out)."""
         return tuple(a for a in self.actions if not a.dry_run)
@@ -207,9 +214,10 @@ class _Run:
         return element.utilisation < limit
 
     def waiting_for(self, degradation: Degradation) -> bool:
-        """An action for this service is in force and its effect not yet observed."""
+        """An action of this mode for this service is in force, its effect not yet observed."""
         key = (degradation.customer_id, degradation.service)
-        return any(key in a.intent.for_services and not a.observed for a in self.actions)
+        return any(key in a.intent.for_services and not a.observed
+                   and a.dry_run == self.config.dry_run for a in self.actions)
 
     # -- 4-5: new actions --------------------------------------------------------------------
     def act_on(self, suspect: Suspect, degraded: list[Degradation]) -> bool:
@@ -224,7 +232,8 @@ class _Run:
                          "capacity is not known (csm.link_capacity_bps or the port speed): "
                          "the twin cannot predict any action on it", degraded=degraded)
             return False
-        if any(a.intent.element == element.name and not a.observed for a in self.actions):
+        if any(a.intent.element == element.name and not a.observed
+               and a.dry_run == self.config.dry_run for a in self.actions):
             return True   # an action on this element is still being observed
         candidates = []
         chosen = None
@@ -306,8 +315,10 @@ class _Run:
 
     # -- candidates ----------------------------------------------------------------------------
     def _crossing(self, element: Element) -> list[PairTraffic]:
-        """The pairs across the element that no action in force holds already."""
-        held = {k for a in self.actions for k in a.intent.pairs}
+        """The pairs across the element that no action of this mode holds already (a dry-run
+        action holds nothing once the engine acts for real)."""
+        held = {k for a in self.actions if a.dry_run == self.config.dry_run
+                for k in a.intent.pairs}
         return [p for p in self._by_element.get(element.name, ()) if p.key not in held]
 
     def _affected(self, degraded: list[Degradation]) -> list[tuple[str, str]]:
@@ -351,13 +362,12 @@ class _Run:
         """Traffic across the element of customers of a lower class than the best degraded
         one, per (customer, switch where it enters), largest first; their own voice and
         IPTV (REAL_TIME) are left alone: a few hundred kbit/s each, and a meter would hurt
-        them before it frees anything."""
+        them before it frees anything. A lower-class customer that is degraded too (its
+        own download congests the link its calls cross) is a competitor all the same."""
         best = min(CLASS_RANK.get(d.service_class, 2) for d in degraded)
-        affected = {d.customer_id for d in degraded}
         out: dict[tuple[str, int], list[PairTraffic]] = {}
         for pair in self._crossing(element):
-            if pair.customer_id and pair.customer_id not in affected and \
-                    pair.customer_id in self.s.contracts and pair.path and \
+            if pair.customer_id and pair.customer_id in self.s.contracts and pair.path and \
                     pair.service not in REAL_TIME and \
                     CLASS_RANK.get(pair.service_class, 2) > best and pair.rate_bps > 0:
                 out.setdefault((pair.customer_id, pair.path[0]), []).append(pair)

@@ -6,7 +6,7 @@ import dataclasses
 from hypothesis import given, settings, strategies as st
 
 from controller.policy.engine import PolicyConfig, PolicyMemory, decide, floor_violation
-from controller.policy.model import (ACT, METER, OUTCOME, PRIORITY, REFUSE, REROUTE, REVERT,
+from controller.policy.model import (ACT, CLASS_RANK, METER, OUTCOME, PRIORITY, REFUSE, REROUTE, REVERT,
                                      ROLLBACK, Contract, Degradation, Element, PairTraffic,
                                      Snapshot, Suspect)
 
@@ -254,7 +254,9 @@ def test_no_intent_ever_goes_below_a_customers_sla_minimum(snap):
         assert floor_violation(intent, snap) == ""
         if intent.kind == METER:
             assert intent.rate_bps >= snap.contracts[intent.customer_id].sla_min_bps
-            assert intent.customer_id not in {d.customer_id for d in snap.degraded}
+            # only a class below the best degraded one is ever metered
+            best = min(CLASS_RANK[d.service_class] for d in snap.degraded)
+            assert CLASS_RANK[snap.contracts[intent.customer_id].service_class] > best
     assert len({a.intent.customer_id for a in result.applied}) <= \
         CONFIG.max_customers_per_evaluation
 
@@ -284,3 +286,25 @@ def test_a_competitors_own_voice_and_iptv_are_not_metered_only_its_bulk():
     result, _ = first_act(snap)
     (action,) = result.applied
     assert action.intent.pairs == ((B, Z_PC),)
+
+
+def test_a_lower_class_customer_degraded_by_its_own_download_is_metered_all_the_same():
+    snap = snapshot()
+    both = snap.degraded + (Degradation("z", "voice", "bronze", 990.0, 2.5, 3.6),)
+    snap = dataclasses.replace(snap, degraded=both,
+                               suspects=(Suspect(L24, 0.9, ("g", "z")),))
+    result, _ = first_act(snap)
+    (action,) = result.applied
+    assert action.intent.kind == METER and action.intent.customer_id == "z"
+    assert set(action.intent.for_services) == {("g", "voice"), ("z", "voice")}
+
+
+def test_what_dry_run_decided_does_not_stop_the_engine_once_it_acts():
+    dry = decide(snapshot(), PolicyMemory(), PolicyConfig(dry_run=True, observe_s=10.0))
+    assert dry.memory.actions and not dry.memory.in_force()
+    # even with dry-run's memory as it was, its action holds no traffic ...
+    blocked = decide(snapshot(now=1001.0), dry.memory, CONFIG)
+    assert "cooldown" in blocked.decisions[0].reason   # ... only its bookkeeping stands
+    real = decide(snapshot(now=1001.0), dry.memory.leaving_dry_run(), CONFIG)
+    assert [a.intent.kind for a in real.applied] == [METER]
+    assert real.memory.in_force() == real.applied
