@@ -111,11 +111,16 @@ class PolicyLoop:
                     self.memory.mean_abs_error, len(self.memory.errors))
 
     def _hand_over(self) -> None:
-        in_force = self.memory.in_force()
-        ids = tuple(a.action_id for a in in_force)
-        if ids != self._in_force_ids:
-            self._in_force_ids = ids
-            self.contributor.actions = in_force
+        """Give the contributor the actions in force and ask for a reconciliation when they
+        changed (the ticker and a hand revert on a gRPC thread both come here)."""
+        with self._lock:
+            in_force = self.memory.in_force()
+            ids = tuple(a.action_id for a in in_force)
+            changed = ids != self._in_force_ids
+            if changed:
+                self._in_force_ids = ids
+                self.contributor.actions = in_force
+        if changed:
             self.on_change()
 
     def customer_changed(self, change) -> None:
