@@ -32,9 +32,15 @@ def customer_meter_id(index: int) -> int:
     return METER_BASE + index
 
 
-def meter_for(sls: Sls, meter_id: int) -> MeterSpec:
-    rate_kbps = max(1, sls.rate_bps // 1000)
+def meter_at(meter_id: int, rate_bps: int) -> MeterSpec:
+    """A drop meter at rate_bps with a burst of BURST_S at that rate (at least 16 kbit):
+    every cems meter is made here, a customer's and the policy engine's."""
+    rate_kbps = max(1, rate_bps // 1000)
     return MeterSpec(meter_id, rate_kbps, max(16, int(rate_kbps * BURST_S)))
+
+
+def meter_for(sls: Sls, meter_id: int) -> MeterSpec:
+    return meter_at(meter_id, sls.rate_bps)
 
 
 def compute_customer_state(customers: list[CustomerState], dpids: set[int]

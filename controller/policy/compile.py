@@ -22,7 +22,7 @@ contributor says which action lost (`conflicts`).
 
 from typing import Iterable, Mapping
 
-from controller.csm.mapping import BURST_S
+from controller.csm.mapping import meter_at
 from controller.openflow.desired import Contribution, DesiredState
 from controller.openflow.pipeline import (CLASSIFY_TABLE, ETH_TYPE_IP, FORWARDING_TABLE,
                                           PRIORITY, Component, FlowEntry, MeterSpec,
@@ -86,9 +86,7 @@ def policy_flows(actions: Iterable[Action], csm_flows: Mapping[int, Iterable[Flo
             csm = list(csm_flows.get(dpid, ()))
             meter_id = policy_meter_id(action.action_id)
             if intent.kind == METER:
-                rate_kbps = max(1, intent.rate_bps // 1000)
-                meters.setdefault(dpid, {})[meter_id] = MeterSpec(
-                    meter_id, rate_kbps, max(16, int(rate_kbps * BURST_S)))
+                meters.setdefault(dpid, {})[meter_id] = meter_at(meter_id, intent.rate_bps)
             for src, dst in intent.pairs:
                 base_actions, base_meters = _parts(_classify_flow(csm, src))
                 if intent.kind == METER:
