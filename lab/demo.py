@@ -34,7 +34,8 @@ import time
 
 from controller import cli
 from lab.emulation import REPO, ControllerProcess, build_network, exclusive_network, \
-    expected_counts, start_network, wait_for, wait_for_topology
+    expected_counts, start_network, switch_state, udp_flow, wait_for, wait_for_topology, \
+    worst_statuses
 
 
 def banner(text: str) -> None:
@@ -138,15 +139,7 @@ def experience_act(net, controller: ControllerProcess, socket_path: str, procs: 
             """customer -> the worse status of its voice and IPTV (a congested port of the
             userspace datapath sometimes spares voice's small packets; IPTV's large ones
             share the bulk's fate, ../shared/ENVIRONMENT.md)."""
-            rank = {"degraded": 0, "unknown": 1, "ok": 2}
-            out: dict = {}
-            for service in ("voice", "iptv"):
-                reply = qoe.ListExperience(qoe_pb2.ListExperienceRequest(service=service),
-                                           timeout=5)
-                for e in reply.experience:
-                    if rank[e.status] < rank.get(out.get(e.customer_id), 3):
-                        out[e.customer_id] = e.status
-            return out
+            return worst_statuses(qoe, ("voice", "iptv"))
         wait_for(lambda: voice_status() == dict.fromkeys(EXPERIENCE_CUSTOMERS, "ok") or None,
                  60, "the voice and IPTV of c1, c2 and c3 ok")
         wait_for(lambda: {"web", "video"} <= {e.service for e in qoe.ListExperience(
@@ -159,14 +152,8 @@ def experience_act(net, controller: ControllerProcess, socket_path: str, procs: 
         banner("the policy engine in dry-run for now: it decides and logs, changes nothing")
         cemsctl(controller, "policy", "mode", "dry-run")
         banner("congestion: 2 x 18 Mbit/s of bulk UDP into the 30 Mbit/s link s3 -> s5")
-        bulk = []
-        for customer in ("c1", "c2"):
-            pc = net.get(f"{customer}pc")
-            procs.append(pc.popen(["iperf3", "-s", "-1", "-p", "5601"]))
-            wait_for(lambda pc=pc: ":5601 " in pc.cmd("ss -lun; ss -ltn"), 10, "iperf3")
-            bulk.append(web.popen(["iperf3", "-c", pc.IP(), "-p", "5601", "-u", "-b", "18M",
-                                   "-t", "30"], stdout=subprocess.DEVNULL))
-        procs.extend(bulk)
+        bulk = [udp_flow(web, net.get(f"{customer}pc"), 5601, "18M", 30, procs)
+                for customer in ("c1", "c2")]
         began = time.monotonic()
         wait_for(lambda: (lambda s: s if s.get("c1") == s.get("c2") == "degraded" else None)(
             voice_status()), 40, "the experience of c1 and c2 degraded")
@@ -190,16 +177,6 @@ def experience_act(net, controller: ControllerProcess, socket_path: str, procs: 
         banner("c1's report: what its calls lost, against its class target")
         cemsctl(controller, "report", "c1")
     return procs
-
-
-def _switch_state(switch: str) -> tuple[list[str], list[str]]:
-    """(table-0 flows, meters) of a switch, without counters: what the loop changes on s1."""
-    flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
-                            switch, "table=0"], capture_output=True, text=True).stdout
-    meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", switch],
-                            capture_output=True, text=True).stdout
-    return sorted(flows.splitlines()), sorted(m for m in meters.splitlines()
-                                              if m.startswith("meter="))
 
 
 def loop_act(net, controller: ControllerProcess, procs: list) -> list:
@@ -236,24 +213,20 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
         wait_for(lambda: c1_is("ok"), 60, "c1's voice and IPTV ok")
         banner("the policy engine acts from now on")
         cemsctl(controller, "policy", "mode", "act")
-        before_state = _switch_state("s1")
+        before_state = switch_state("s1")
         quality = {"before": c1()}
         seq = policy.ListDecisions(policy_pb2.ListDecisionsRequest(limit=1), timeout=5).last_seq
-        procs.append(pc.popen(["iperf3", "-s", "-1", "-p", "5602"]))
-        wait_for(lambda: ":5602 " in pc.cmd("ss -lun; ss -ltn"), 10, "iperf3 on c2pc")
         banner("closed loop: c2 (Bronze) downloads 40 Mbit/s across the 30 Mbit/s link "
                "s3 -> s5, where c1 (Silver) talks and watches IPTV")
         onset = time.time()
-        bulk = web.popen(["iperf3", "-c", pc.IP(), "-p", "5602", "-u", "-b", "40M", "-t",
-                          "35"], stdout=subprocess.DEVNULL)
-        procs.append(bulk)
+        bulk = udp_flow(web, pc, 5602, "40M", 35, procs)
         timeline = [("congestion begins: c2's download starts", onset)]
         quality["during"] = wait_for(c1_degraded, 40, "c1 degraded")
         first = min((since[(service, "degraded")], service) for service, (status, _)
                     in quality["during"].items() if status == "degraded")
         timeline.append((f"c1 {first[1]} degraded (a sustained fall, not one sample)",
                          first[0]))
-        meter = wait_for(lambda: [f for f in _switch_state("s1")[0] if "meter:" in f] or None,
+        meter = wait_for(lambda: [f for f in switch_state("s1")[0] if "meter:" in f] or None,
                          30, "the policy's meter on s1")
         timeline.append(("the meter is on switch s1 (ovs-ofctl)", time.time()))
         acts = [d for d in policy.ListDecisions(policy_pb2.ListDecisionsRequest(
@@ -272,7 +245,7 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
         cemsctl(controller, "qoe", "--customer", "c1")
         bulk.wait(timeout=60)
         timeline.append(("the download ends", time.time()))
-        wait_for(lambda: _switch_state("s1") == before_state or None, 90,
+        wait_for(lambda: switch_state("s1") == before_state or None, 90,
                  "s1 back to its flows and meters before the congestion")
         timeline.append(("the meter is gone: s1's flows and meters as before", time.time()))
         reverts = [d for d in policy.ListDecisions(policy_pb2.ListDecisionsRequest(

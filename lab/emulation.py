@@ -285,6 +285,48 @@ def start_network(net, queue_packets: int | None = SHAPED_QUEUE_PACKETS) -> None
                 raise RuntimeError(f"bounding the queue of {intf.name}: {out.strip()}")
 
 
+def udp_flow(client, server, port: int, rate: str, seconds: int, procs: list):
+    """A UDP iperf3 flow from Mininet host `client` to `server` at `rate` (iperf3's -b, for
+    example "40M") for `seconds`: a one-shot server on `port`, waited for until it listens,
+    then the client. Both go into `procs` as they start; returns the client's process."""
+    procs.append(server.popen(["iperf3", "-s", "-1", "-p", str(port)]))
+    wait_for(lambda: f":{port} " in server.cmd("ss -lun; ss -ltn"), 10,
+             f"iperf3 listening on {server.name}:{port}")
+    flow = client.popen(["iperf3", "-c", server.IP(), "-p", str(port), "-u", "-b", rate, "-t",
+                         str(seconds)], stdout=subprocess.DEVNULL)
+    procs.append(flow)
+    return flow
+
+
+def switch_state(switch: str) -> tuple[list[str], list[str]]:
+    """(table-0 flows, meters) of an Open vSwitch bridge, sorted and without counters: what
+    the customer mapping and the policy engine change, to compare before and after."""
+    flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                            switch, "table=0"], capture_output=True, text=True,
+                           check=True).stdout
+    meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", switch],
+                            capture_output=True, text=True, check=True).stdout
+    return sorted(flows.splitlines()), sorted(line for line in meters.splitlines()
+                                              if line.startswith("meter="))
+
+
+STATUS_RANK = {"degraded": 0, "unknown": 1, "ok": 2}
+
+
+def worst_statuses(qoe_stub, services=("",), timeout_s: float = 5.0) -> dict[str, str]:
+    """customer -> the worst status (degraded, unknown, ok) of its `services` ("" for all)
+    over QoeService.ListExperience."""
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    worst: dict[str, str] = {}
+    for service in services:
+        reply = qoe_stub.ListExperience(qoe_pb2.ListExperienceRequest(service=service),
+                                        timeout=timeout_s)
+        for e in reply.experience:
+            if STATUS_RANK[e.status] < STATUS_RANK.get(worst.get(e.customer_id), 3):
+                worst[e.customer_id] = e.status
+    return worst
+
+
 def wait_for_topology(controller: ControllerProcess, switches: int, links: int,
                       timeout_s: float = 60.0) -> pb.GetStatusResponse:
     """Wait until the controller sees `switches` ready switches and `links` directed links."""

@@ -22,7 +22,7 @@ from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
 from cems.v1 import probe_pb2, probe_pb2_grpc, qoe_pb2, qoe_pb2_grpc
 
-from lab.emulation import REPO, wait_for
+from lab.emulation import REPO, udp_flow, wait_for, worst_statuses
 from mininet_topos import AccessTopo
 
 from tests.integration.conftest import running_network
@@ -76,8 +76,7 @@ def test_congested_link_degrades_two_customers_names_the_link_and_they_recover(
             return proc
 
         def statuses():
-            reply = qoe.ListExperience(qoe_pb2.ListExperienceRequest(service="voice"))
-            return {e.customer_id: e.status for e in reply.experience}
+            return worst_statuses(qoe, ("voice",))
         try:
             for customer in CUSTOMERS:
                 phone = net.get(f"{customer}phone")
@@ -93,16 +92,8 @@ def test_congested_link_degrades_two_customers_names_the_link_and_they_recover(
 
             # bulk UDP to c1's and c2's PCs: 2 x 18 Mbit/s into the 30 Mbit/s link s3 -> s5,
             # each within its customer's 20 Mbit/s line
-            bulk = []
-            for customer in ("c1", "c2"):
-                pc = net.get(f"{customer}pc")
-                server = pc.popen(["iperf3", "-s", "-1", "-p", "5601"])
-                procs.append(server)
-                wait_for(lambda pc=pc: ":5601 " in pc.cmd("ss -lun; ss -ltn"), 10,
-                         "iperf3 server")
-                bulk.append(web.popen(["iperf3", "-c", pc.IP(), "-p", "5601", "-u", "-b", "18M",
-                                       "-t", "25"], stdout=subprocess.DEVNULL))
-            procs.extend(bulk)
+            bulk = [udp_flow(web, net.get(f"{customer}pc"), 5601, "18M", 25, procs)
+                    for customer in ("c1", "c2")]
             congested_at = time.monotonic()
             wait_for(lambda: (lambda s: s if s.get("c1") == s.get("c2") == "degraded" else None)(
                 statuses()), 25, "c1's and c2's voice degraded")

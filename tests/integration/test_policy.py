@@ -22,9 +22,9 @@ import time
 
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
-from cems.v1 import qoe_pb2, qoe_pb2_grpc
+from cems.v1 import qoe_pb2_grpc
 
-from lab.emulation import REPO, wait_for
+from lab.emulation import REPO, switch_state, udp_flow, wait_for, worst_statuses
 from mininet_topos import AccessTopo
 
 from tests.integration.conftest import running_network
@@ -34,17 +34,6 @@ CONGESTED_LINK = "link 0000000000000003:3->0000000000000005"
 GOLD, SILVER, BRONZE = pb.SERVICE_CLASS_GOLD, pb.SERVICE_CLASS_SILVER, pb.SERVICE_CLASS_BRONZE
 CUSTOMERS = {"c1": (5, 3, GOLD), "c2": (5, 6, BRONZE), "c3": (6, 3, SILVER)}
 POLICY_METER = re.compile(r"meter:(\d+)")
-
-
-def _dump(switch: str) -> tuple[list[str], list[str]]:
-    """(table-0 flows, meters) of a switch without their counters."""
-    flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
-                            switch, "table=0"], capture_output=True, text=True,
-                           check=True).stdout
-    meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", switch],
-                            capture_output=True, text=True, check=True).stdout
-    return sorted(flows.splitlines()), sorted(line for line in meters.splitlines()
-                                              if line.startswith("meter="))
 
 
 def _cemsctl(controller, *args) -> str:
@@ -89,13 +78,7 @@ def _scenario(make_controller, tmp_path, mode: str):
 
         def statuses():
             """customer -> its worst status over its services (degraded, unknown, ok)."""
-            reply = qoe.ListExperience(qoe_pb2.ListExperienceRequest())
-            worst = {}
-            for e in reply.experience:
-                rank = {"degraded": 0, "unknown": 1, "ok": 2}
-                if rank[e.status] < rank.get(worst.get(e.customer_id), 3):
-                    worst[e.customer_id] = e.status
-            return worst
+            return worst_statuses(qoe)
         try:
             for customer in ("c1", "c3"):
                 phone = net.get(f"{customer}phone")
@@ -112,15 +95,10 @@ def _scenario(make_controller, tmp_path, mode: str):
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_for(lambda: statuses() == {"c1": "ok", "c3": "ok"} or None, 40,
                      "the voice and IPTV of c1 and c3 ok before the congestion")
-            before = _dump("s1")
+            before = switch_state("s1")
 
             pc = net.get("c2pc")
-            server = pc.popen(["iperf3", "-s", "-1", "-p", "5601"])
-            procs.append(server)
-            wait_for(lambda: ":5601 " in pc.cmd("ss -lun; ss -ltn"), 10, "iperf3 server")
-            bulk = web.popen(["iperf3", "-c", pc.IP(), "-p", "5601", "-u", "-b", "40M",
-                              "-t", "30"], stdout=subprocess.DEVNULL)
-            procs.append(bulk)
+            bulk = udp_flow(web, pc, 5601, "40M", 30, procs)
             onset = time.monotonic()
             try:
                 wait_for(lambda: statuses().get("c1") == "degraded" or None, 25,
@@ -144,14 +122,14 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
         wait_for(lambda: "dry run" in decisions() or None, 20, "a dry-run decision")
         log = decisions()
         assert "meter" in log and "c2" in log and CONGESTED_LINK in log, log
-        during = _dump("s1")
+        during = switch_state("s1")
         bulk.wait(timeout=60)
         assert during == before, (before, during)
-        assert _dump("s1") == before
+        assert switch_state("s1") == before
         return log
     # s1 holds no customer's flows: a meter there is the policy's
     action_on_switch = wait_for(
-        lambda: [f for f in _dump("s1")[0] if POLICY_METER.search(f)] or None,
+        lambda: [f for f in switch_state("s1")[0] if POLICY_METER.search(f)] or None,
         20, "the policy meter on s1")
     acted_s = time.monotonic() - onset
     assert all(pc_mac in f for f in action_on_switch), action_on_switch
@@ -162,7 +140,7 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
     recovered_s = time.monotonic() - onset
     assert bulk.poll() is None, "the download ended before c1 recovered: nothing was shown"
     bulk.wait(timeout=60)
-    wait_for(lambda: _dump("s1") == before or None, 60,
+    wait_for(lambda: switch_state("s1") == before or None, 60,
              "the meter taken back after the download ended")
     log = decisions()
     assert "revert" in log and "the cause is gone" in log, log
