@@ -203,14 +203,13 @@ class _Run:
     def _cause_gone(self, intent: Intent) -> bool:
         element = self.s.elements.get(intent.element)
         limit = self.config.target_utilisation
+        carried = sum(self._pairs[k].rate_bps for k in intent.pairs if k in self._pairs)
         if intent.kind == METER:
-            rate = sum(self._pairs[k].rate_bps for k in intent.pairs if k in self._pairs)
-            return rate < 0.5 * intent.rate_bps
+            return carried < 0.5 * intent.rate_bps
         if element is None or not element.capacity_bps:
             return True   # the element is no longer there: nothing left to protect it from
         if intent.kind == REROUTE:
-            moved = sum(self._pairs[k].rate_bps for k in intent.pairs if k in self._pairs)
-            return (element.load_bps + moved) / element.capacity_bps < limit
+            return (element.load_bps + carried) / element.capacity_bps < limit
         return element.utilisation < limit
 
     def waiting_for(self, degradation: Degradation) -> bool:
@@ -324,6 +323,12 @@ class _Run:
     def _affected(self, degraded: list[Degradation]) -> list[tuple[str, str]]:
         return [(d.customer_id, d.service) for d in degraded]
 
+    def _predict(self, element: Element, degraded: list[Degradation], **change) -> Prediction:
+        """The twin on the element's pairs for the degraded services, with `change`
+        (rates_after or classes_after) applied."""
+        return predict(element, self._by_element.get(element.name, ()),
+                       self._affected(degraded), frame_rate=self.config.frame_rate, **change)
+
     def _priority(self, element: Element, degraded: list[Degradation]):
         """Re-mark each degraded service to the best class its SLA allows, where that is
         better than its class now; only where the element has egress classes."""
@@ -347,9 +352,7 @@ class _Run:
                               switch))
         if not picks:
             return None
-        prediction = predict(element, self._by_element.get(element.name, ()),
-                             self._affected(degraded), classes_after=remark,
-                             frame_rate=self.config.frame_rate)
+        prediction = self._predict(element, degraded, classes_after=remark)
         return tuple(Intent(
             PRIORITY, element.name, d.customer_id, pairs,
             f"{d.customer_id} {d.service} degraded (score {d.score:.2f} < target "
@@ -397,13 +400,10 @@ class _Run:
                           switch))
         if not picks:
             return None
-        prediction = predict(element, self._by_element.get(element.name, ()),
-                             self._affected(degraded), rates_after=rates_after,
-                             frame_rate=self.config.frame_rate)
+        prediction = self._predict(element, degraded, rates_after=rates_after)
         return tuple(Intent(
             METER, element.name, customer, pairs,
-            f"{_degraded_text(degraded)} degraded behind {element.name} at "
-            f"{element.utilisation:.0%} of {element.capacity_bps / 1e6:g} Mbit/s: "
+            f"{_behind(element, degraded)}: "
             f"{customer}'s {self.s.contracts[customer].service_class} traffic across it "
             f"({rate / 1e6:.1f} Mbit/s) metered to {meter / 1e6:.1f} Mbit/s (its SLA minimum "
             f"is {self.s.contracts[customer].sla_min_bps / 1e6:g} Mbit/s)", prediction,
@@ -431,15 +431,12 @@ class _Run:
             if hops is None:
                 continue
             rates_after = {p.key: 0.0 for p, _ in same}
-            prediction = predict(element, self._by_element.get(element.name, ()),
-                                 self._affected(degraded), rates_after=rates_after,
-                                 frame_rate=self.config.frame_rate)
+            prediction = self._predict(element, degraded, rates_after=rates_after)
             rate = sum(p.rate_bps for p, _ in same)
             return (Intent(
                 REROUTE, element.name, customer, tuple(p.key for p, _ in same),
-                f"{_degraded_text(degraded)} degraded behind {element.name} at "
-                f"{element.utilisation:.0%} of {element.capacity_bps / 1e6:g} Mbit/s: "
-                f"{customer}'s traffic across it ({rate / 1e6:.1f} Mbit/s) moved to the path "
+                f"{_behind(element, degraded)}: {customer}'s traffic across it "
+                f"({rate / 1e6:.1f} Mbit/s) moved to the path "
                 f"{' '.join(f'{d:x}' for d in path)}, which has room", prediction,
                 tuple(self._affected(degraded)), path=path, hops=hops),)
         return None
@@ -556,6 +553,12 @@ def _services(keys: Iterable[tuple[str, str]], most: int = 5) -> str:
 
 def _degraded_text(degraded: list[Degradation]) -> str:
     return _services((d.customer_id, d.service) for d in degraded)
+
+
+def _behind(element: Element, degraded: list[Degradation]) -> str:
+    """What a meter or reroute is for: the degraded services and the full element."""
+    return (f"{_degraded_text(degraded)} degraded behind {element.name} at "
+            f"{element.utilisation:.0%} of {element.capacity_bps / 1e6:g} Mbit/s")
 
 
 def _element_inputs(element: Element) -> dict[str, float]:
