@@ -22,8 +22,8 @@ from controller.events import DecisionMade
 from controller.monitor.experience import DEGRADED
 from controller.policy.engine import PolicyConfig, PolicyMemory, decide
 from controller.policy.log import DecisionLog
-from controller.policy.model import REVERT, Contract, Decision, Degradation
-from controller.policy.observe import build_snapshot
+from controller.policy.model import REVERT, Decision, Degradation
+from controller.policy.observe import build_snapshot, contract_of
 
 LOG = logging.getLogger("cems.policy")
 
@@ -37,17 +37,6 @@ def policy_config(config, mode: str | None = None) -> PolicyConfig:
         target_utilisation=config.policy_target_utilisation,
         observe_s=config.policy_observe_s, revert_s=config.policy_revert_s,
         frame_rate=config.qoe_iptv_frame_rate)
-
-
-def contract_of(state, sla) -> Contract:
-    """A customer's Contract from its CustomerState and Sla."""
-    sls = state.sls
-    bounds = sla.bounds.get(sls.service_class) if sla is not None else None
-    allowed = tuple(c.value for c in sla.allowed_classes) if sla is not None else \
-        (sls.service_class.value,)
-    return Contract(state.customer_id, sls.service_class.value, sls.rate_bps,
-                    bounds.min_bps if bounds else sls.rate_bps, allowed,
-                    state.customer.access_dpid, state.meter_id, state.customer.hosts)
 
 
 class PolicyLoop:

@@ -26,6 +26,18 @@ from controller.policy.model import (REROUTE, Action, Contract, Degradation, Ele
                                      PairTraffic, Snapshot, Suspect)
 
 
+def contract_of(state, sla) -> Contract:
+    """A customer's Contract from its CustomerState and Sla (None: no SLA known, and the
+    floor is then the SLS rate itself)."""
+    sls = state.sls
+    bounds = sla.bounds.get(sls.service_class) if sla is not None else None
+    allowed = tuple(c.value for c in sla.allowed_classes) if sla is not None else \
+        (sls.service_class.value,)
+    return Contract(state.customer_id, sls.service_class.value, sls.rate_bps,
+                    bounds.min_bps if bounds else sls.rate_bps, allowed,
+                    state.customer.access_dpid, state.meter_id, state.customer.hosts)
+
+
 def pair_rates(flows: Mapping[int, Iterable]) -> dict[tuple[str, str], float]:
     """(src MAC, dst MAC) -> bit/s: the largest rate of the pair's table-1 flows."""
     out: dict[tuple[str, str], float] = {}

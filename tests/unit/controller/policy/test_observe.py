@@ -3,13 +3,14 @@ services and offered loads."""
 
 import networkx as nx
 
+from controller.csm.model import ClassBounds, Customer, CustomerState, ServiceClass, Sla, Sls
 from controller.events import FlowView
 from controller.monitor.engine import NetworkFacts
 from controller.monitor.rootcause import Finding, PortLoad, access_name, link_name
 from controller.network.topology import HostInfo
 from controller.openflow.pipeline import FORWARDING_TABLE, Component, FlowEntry, cookie_for
 from controller.policy.model import Contract, Degradation
-from controller.policy.observe import build_snapshot, pair_rates
+from controller.policy.observe import build_snapshot, contract_of, pair_rates
 
 SERVER, PHONE, PC = "00:00:00:00:00:09", "00:00:00:00:00:01", "00:00:00:00:00:02"
 
@@ -83,3 +84,15 @@ def test_ports_with_egress_classes_are_marked_so():
                           classed=frozenset({(1, 2)}))
     assert snap.elements[link_name(1, 2, 2)].has_classes
     assert not snap.elements[link_name(2, 1, 1)].has_classes
+
+
+def test_a_contract_takes_the_floor_of_its_class_and_the_classes_its_sla_allows():
+    state = CustomerState(Customer("b", "B", access_dpid=2, hosts=(PC,)),
+                          Sls("b", ServiceClass.BRONZE, 30_000_000, 0.0), 0x10002)
+    sla = Sla("b", "gsb-economy", {ServiceClass.BRONZE: ClassBounds(2_000_000, 40_000_000),
+                                   ServiceClass.SILVER: ClassBounds(1_000_000, 10_000_000)})
+    contract = contract_of(state, sla)
+    assert (contract.service_class, contract.sls_rate_bps, contract.sla_min_bps) == \
+        ("bronze", 30_000_000, 2_000_000)
+    assert contract.allowed_classes == ("silver", "bronze") and contract.hosts == (PC,)
+    assert contract_of(state, None).sla_min_bps == 30_000_000   # no SLA: the SLS is the floor
