@@ -59,6 +59,13 @@ class ControllerMetrics:
         self.policy_decisions = Counter("cems_policy_decisions_total",
                                         "Policy decisions by kind: act, refuse, revert, "
                                         "rollback, outcome", ["kind"], registry=registry)
+        self.policy_store_errors = Counter("cems_policy_store_errors_total",
+                                           "Decision batches or memories the store did not "
+                                           "take (kept in memory only)", registry=registry)
+        self.policy_admissions = Counter("cems_policy_admissions_total",
+                                         "Sessions applications asked to start, by result "
+                                         "(admitted, refused) and service",
+                                         ["result", "service"], registry=registry)
         self.policy_twin_error = Gauge("cems_policy_twin_mean_abs_error",
                                        "Mean absolute error of the twin's predicted scores "
                                        "against those observed after actions (MOS)",

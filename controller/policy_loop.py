@@ -9,6 +9,14 @@ the POLICY contributor (controller.policy.compile.PolicyFlows); `on_change` asks
 to reconcile when they changed. Nothing here decides anything.
 
 SLAs are read from the store once per customer and kept until that customer changes.
+
+With the controller's store, every decision is stored as it is made and the memory (the
+actions in force) after every evaluation that changed it (controller.policy_store): a
+restarted controller hands the same actions to the contributor before any switch connects,
+so reconciliation keeps their flows and meters, and reverts them when their cause is gone.
+The mode an operator set by hand is stored too; after a restart the engine runs in the
+more cautious of that mode and the configured one (off, then dry-run, then act), so a
+restart never makes it bolder than either the operator or the config left it.
 """
 
 import dataclasses
@@ -24,8 +32,10 @@ from controller.policy.engine import PolicyConfig, PolicyMemory, decide
 from controller.policy.log import DecisionLog
 from controller.policy.model import REVERT, Decision, Degradation
 from controller.policy.observe import build_snapshot, contract_of
+from controller.policy_store import DecisionStore, load_memory, save_memory
 
 LOG = logging.getLogger("cems.policy")
+CAUTION = {"off": 0, "dry-run": 1, "act": 2}
 
 
 def policy_config(config, mode: str | None = None) -> PolicyConfig:
@@ -41,7 +51,8 @@ def policy_config(config, mode: str | None = None) -> PolicyConfig:
 
 class PolicyLoop:
     def __init__(self, experience, kpis, state, config, directory, sla_of, contributor,
-                 on_change=lambda: None, log: DecisionLog | None = None, metrics=None):
+                 on_change=lambda: None, log: DecisionLog | None = None, metrics=None,
+                 store=None):
         self.experience = experience      # controller.monitor.engine.Experience
         self.kpis = kpis                  # controller.monitor.kpis.KpiStore
         self.state = state
@@ -50,18 +61,60 @@ class PolicyLoop:
         self.sla_of = sla_of              # customer id -> Sla (the store)
         self.contributor = contributor    # controller.policy.compile.PolicyFlows
         self.on_change = on_change
-        self.log = log or DecisionLog()
         self.metrics = metrics
+        self.store = store                # controller.store.Store, or None: memory only
+        self._store_failures = 0
+        if log is None:
+            log = DecisionLog(store=DecisionStore(store) if store is not None else None,
+                              store_failed=self._store_failed)
+        self.log = log
         self.mode = config.policy_mode
         self.memory = PolicyMemory()
+        if store is not None:
+            self._restore()
+        self._saved = self.memory
         self._lock = threading.Lock()
         self._slas: dict[str, object] = {}
-        self._in_force_ids: tuple[int, ...] = ()
+        self._in_force_ids = tuple(a.action_id for a in self.memory.in_force())
+        self.contributor.actions = self.memory.in_force()
         self.evaluations = 0
         self.log.listeners.append(self._publish)
 
+    def _restore(self) -> None:
+        memory, mode, who = load_memory(self.store)
+        if memory is not None:
+            self.memory = memory
+        if mode and CAUTION.get(mode, 2) < CAUTION[self.mode]:
+            LOG.warning("policy mode %s, as %s set it by hand before this restart (the "
+                        "configured mode is %s; `cemsctl policy mode %s` goes back to it)",
+                        mode, who or "an operator", self.mode, self.mode)
+            self.mode = mode
+        if memory is not None and memory.actions:
+            LOG.warning("policy: %d action(s) restored from the store, %d in force on the "
+                        "network: %s", len(memory.actions), len(memory.in_force()),
+                        "; ".join(f"{a.action_id} {a.intent.kind} on {a.intent.element} for "
+                                  f"{a.intent.customer_id}" for a in memory.actions))
+
+    def _store_failed(self, err: Exception) -> None:
+        self._store_failures += 1
+        if self._store_failures == 1 or self._store_failures % 100 == 0:
+            LOG.error("policy: the store did not take %d decision batch(es) (%s); they are "
+                      "kept in memory only", self._store_failures, err)
+        if self.metrics is not None:
+            self.metrics.policy_store_errors.inc()
+
+    def _save(self, mode_by_hand: str = "", who: str = "") -> None:
+        """Store the memory when it changed (and a mode set by hand); called under the lock."""
+        if self.store is None or (self.memory == self._saved and not mode_by_hand):
+            return
+        try:
+            save_memory(self.store, self.memory, mode_by_hand, who)
+            self._saved = self.memory
+        except Exception as err:  # pylint: disable=broad-except
+            self._store_failed(err)
+
     # -- operators --------------------------------------------------------------------------
-    def set_mode(self, mode: str) -> None:
+    def set_mode(self, mode: str, who: str = "") -> None:
         """act, dry-run or off. Actions already in force stay until they are reverted or
         rolled back; dry-run and off only keep new ones from reaching the network."""
         with self._lock:
@@ -69,6 +122,7 @@ class PolicyLoop:
                 # what dry-run decided was never on the network: nothing to revert
                 self.memory = self.memory.leaving_dry_run()
             self.mode = mode
+            self._save(mode, who)
 
     def revert(self, action_id: int, who: str, hold_s: float = 300.0) -> bool:
         """Take an action back by hand (a domain manager); its target is left alone for
@@ -84,6 +138,7 @@ class PolicyLoop:
             self.memory = dataclasses.replace(
                 self.memory, actions=tuple(a for a in self.memory.actions if a is not action),
                 held=tuple(held.items()), changes=self.memory.changes + (now,))
+            self._save()
             decision = Decision(now, REVERT, action_id, intent.kind, intent.element,
                                 intent.customer_id, f"taken back by hand by {who}; its target "
                                 f"is left alone for {hold_s:g} s", dry_run=action.dry_run,
@@ -126,6 +181,7 @@ class PolicyLoop:
             evaluation = decide(snapshot, self.memory, policy_config(self.config, self.mode))
             self.memory = evaluation.memory
             self.evaluations += 1
+            self._save()
         self.log.add(evaluation.decisions)
         self._hand_over()
         if self.metrics is not None:

@@ -88,7 +88,7 @@ class Runtime:
         runtime.policy = PolicyLoop(
             runtime.experience, kpis, runtime.state, config, kpis.directory,
             CsmStore(store).sla, runtime.policy_flows, runtime.notify_policy_changed,
-            metrics=runtime.metrics)
+            metrics=runtime.metrics, store=store)
         runtime.customers_changed.append(runtime.policy.customer_changed)
         return runtime
 

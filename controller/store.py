@@ -106,6 +106,27 @@ _MIGRATIONS = (
     );
     CREATE INDEX meter_readings_meter ON meter_readings (dpid, meter_id, time_unix_s);
     """,
+    # 7: the policy engine's decision log and its memory (the actions in force), so that a
+    # restart neither forgets what was decided nor takes back what was done
+    """
+    CREATE TABLE policy_decisions (
+        seq INTEGER PRIMARY KEY,
+        time_unix_s REAL NOT NULL,
+        kind TEXT NOT NULL,
+        element TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        for_customers TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX policy_decisions_time ON policy_decisions (time_unix_s);
+    CREATE TABLE policy_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        memory TEXT NOT NULL,
+        mode TEXT NOT NULL DEFAULT '',
+        mode_set_by TEXT NOT NULL DEFAULT '',
+        saved_unix_s REAL NOT NULL
+    );
+    """,
 )
 
 

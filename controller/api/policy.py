@@ -111,7 +111,7 @@ class PolicyServicer(GatedServicer):
             if request.mode not in POLICY_MODES:
                 raise rules.Refused("INVALID_ARGUMENT", f"mode {validation.shown(request.mode)} "
                                     f"must be one of {', '.join(POLICY_MODES)}")
-            self.policy.set_mode(request.mode)
+            self.policy.set_mode(request.mode, current_principal().describe())
             return self._status()
         return self._run(context, "manage", "", work)
 

@@ -1,8 +1,14 @@
-"""The decision log in memory: numbered, bounded, searchable, with listeners (core).
+"""The decision log: numbered, bounded in memory, stored, searchable, with listeners (core).
 
 Every Decision the engine makes gets the next sequence number and is kept (the newest
-`capacity`); readers page by sequence number, filter by customer or element, and
+`capacity` in memory); readers page by sequence number, filter by customer or element, and
 listeners (the event bus, the metrics) hear each one. Thread-safe.
+
+With a `store` (controller.policy_store.DecisionStore: append, last_seq, newest, select),
+every decision is also written there as it is added, numbering goes on from the stored
+log after a restart, and a reader asking for decisions older than those in memory is
+answered from the store. A decision the store cannot take stays in memory and is handed to
+`store_failed`, so that the shell can say so; the loop goes on.
 """
 
 import collections
@@ -20,11 +26,17 @@ class Logged:
 
 
 class DecisionLog:
-    def __init__(self, capacity: int = 10_000):
+    def __init__(self, capacity: int = 10_000, store=None,
+                 store_failed: Callable[[Exception], None] = lambda err: None):
         self._lock = threading.Lock()
         self._items: collections.deque[Logged] = collections.deque(maxlen=capacity)
         self._next = 1
         self.listeners: list[Callable[[Logged], None]] = []
+        self.store = store
+        self.store_failed = store_failed
+        if store is not None:
+            self._items.extend(store.newest(capacity))
+            self._next = store.last_seq() + 1
 
     def add(self, decisions: Iterable[Decision]) -> list[Logged]:
         with self._lock:
@@ -34,6 +46,11 @@ class DecisionLog:
                 self._next += 1
                 self._items.append(item)
                 logged.append(item)
+            if self.store is not None and logged:
+                try:
+                    self.store.append(logged)
+                except Exception as err:  # pylint: disable=broad-except
+                    self.store_failed(err)
         for item in logged:
             for listener in self.listeners:
                 listener(item)
@@ -46,6 +63,8 @@ class DecisionLog:
         kinds = set(kinds)
         with self._lock:
             items = list(self._items)
+        if self.store is not None and (not items or after_seq + 1 < items[0].seq):
+            return self.store.select(after_seq, limit, customer_id, element, sorted(kinds))
         out = []
         for item in items:
             d = item.decision

@@ -1,0 +1,140 @@
+"""The decision log and the engine's memory in the controller's SQLite store: numbering goes
+on after a restart, old decisions are read from the store, actions in force come back and
+reach the contributor before any switch connects, and a mode set by hand is never made
+bolder by a restart."""
+
+import dataclasses
+
+from controller.config import parse_config
+from controller.monitor.directory import CustomerDirectory
+from controller.policy.compile import PolicyFlows
+from controller.policy.engine import PolicyConfig, PolicyMemory, decide
+from controller.policy.log import DecisionLog
+from controller.policy.model import Decision
+from controller.policy_loop import PolicyLoop
+from controller.policy_store import DecisionStore, load_memory, save_memory
+from controller.state import PublishedState
+from controller.store import Store
+
+from tests.unit.controller.policy.world import snapshot
+
+
+def _decision(i, customer="z", for_customers=("g",), kind="act"):
+    return Decision(float(i), kind, i, "meter", "s2-eth2", customer, f"number {i}",
+                    {"load_bps": 1.0 * i}, for_customers=for_customers)
+
+
+def test_numbering_goes_on_and_old_decisions_are_read_from_the_store(tmp_path):
+    path = str(tmp_path / "cems.db")
+    store = Store(path)
+    log = DecisionLog(capacity=5, store=DecisionStore(store))
+    log.add(_decision(i) for i in range(1, 13))
+    log.add([_decision(13, customer="other", for_customers=(), kind="refuse")])
+    store.close()
+    store = Store(path)
+    log = DecisionLog(capacity=5, store=DecisionStore(store))
+    assert log.last_seq() == 13
+    assert [i.seq for i in log.add([_decision(14)])] == [14]
+    # in memory: the newest five; before them, from the store, in order, with filters
+    assert [i.seq for i in log.select(after_seq=0, limit=4)] == [1, 2, 3, 4]
+    assert log.select(after_seq=0, limit=1)[0].decision == _decision(1)
+    assert [i.seq for i in log.select(after_seq=11, limit=10)] == [12, 13, 14]
+    assert [i.seq for i in log.select(after_seq=0, limit=100, customer_id="g")] == \
+        [s for s in range(1, 15) if s != 13]
+    assert [i.seq for i in log.select(after_seq=0, limit=100, customer_id="other")] == [13]
+    assert [i.seq for i in log.select(after_seq=0, limit=100, kinds=["refuse"])] == [13]
+    store.close()
+
+
+def test_old_decisions_are_pruned_beyond_what_is_kept(tmp_path):
+    store = Store(str(tmp_path / "cems.db"))
+    decisions = DecisionStore(store, keep=50)
+    log = DecisionLog(capacity=10, store=decisions)
+    log.add(_decision(i) for i in range(1, 1001))
+    assert decisions.last_seq() == 1000
+    assert store.query("SELECT MIN(seq), COUNT(*) FROM policy_decisions")[0] == (951, 50)
+    store.close()
+
+
+def test_a_store_that_fails_keeps_the_decision_in_memory_and_says_so(tmp_path):
+    store = Store(str(tmp_path / "cems.db"))
+    failures = []
+    log = DecisionLog(store=DecisionStore(store), store_failed=failures.append)
+    store.close()   # every write now fails
+    logged = log.add([_decision(1)])
+    assert [i.seq for i in log.select()] == [1] and logged[0].decision == _decision(1)
+    assert len(failures) == 1
+
+
+def _loop(store, mode="act"):
+    flows = PolicyFlows()
+    loop = PolicyLoop(None, None, PublishedState(1.0, "os_ken"),
+                      parse_config({"policy": {"mode": mode}}), CustomerDirectory(),
+                      lambda customer: None, flows, store=store)
+    return loop, flows
+
+
+def test_a_restarted_controller_keeps_the_actions_in_force_and_hands_them_over(tmp_path):
+    path = str(tmp_path / "cems.db")
+    store = Store(path)
+    loop, _ = _loop(store)
+    evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig())
+    with loop._lock:   # pylint: disable=protected-access
+        loop.memory = evaluation.memory
+        loop._save()   # pylint: disable=protected-access
+    loop.log.add(evaluation.decisions)
+    store.close()
+    store = Store(path)
+    restarted, flows = _loop(store)
+    assert restarted.memory == evaluation.memory
+    assert [a.intent.kind for a in flows.actions] == ["meter"]
+    assert [i.decision.kind for i in restarted.log.select()] == ["act"]
+    # taking it back by hand is stored too: after another restart it is gone and held
+    action_id = flows.actions[0].action_id
+    assert restarted.revert(action_id, "ops")
+    store.close()
+    store = Store(path)
+    again, flows = _loop(store)
+    assert flows.actions == () and again.memory.held
+    assert [i.decision.kind for i in again.log.select()] == ["act", "revert"]
+    store.close()
+
+
+def test_a_restart_never_makes_the_engine_bolder_than_the_operator_or_the_config(tmp_path):
+    path = str(tmp_path / "cems.db")
+    store = Store(path)
+    loop, _ = _loop(store)
+    loop.set_mode("off", "domain manager alice")
+    assert load_memory(store)[1:] == ("off", "domain manager alice")
+    store.close()
+    store = Store(path)
+    assert _loop(store)[0].mode == "off"          # paused by hand stays paused
+    assert _loop(store, "dry-run")[0].mode == "off"
+    _loop(store)[0].set_mode("act", "alice")
+    assert _loop(store, "dry-run")[0].mode == "dry-run"   # the config is the ceiling
+    assert _loop(store)[0].mode == "act"
+    store.close()
+
+
+def test_an_unreadable_memory_is_logged_and_the_engine_starts_afresh(tmp_path, caplog):
+    store = Store(str(tmp_path / "cems.db"))
+    save_memory(store, PolicyMemory())
+    with store.transaction() as db:
+        db.execute("UPDATE policy_state SET memory = '{\"format\": 7}'")
+    loop, flows = _loop(store)
+    assert loop.memory == PolicyMemory() and flows.actions == ()
+    assert "cannot be read" in caplog.text
+    store.close()
+
+
+def test_saving_is_skipped_when_nothing_changed(tmp_path):
+    store = Store(str(tmp_path / "cems.db"))
+    loop, _ = _loop(store)
+    with loop._lock:   # pylint: disable=protected-access
+        loop._save()   # pylint: disable=protected-access
+    assert store.query("SELECT COUNT(*) FROM policy_state")[0][0] == 0
+    with loop._lock:   # pylint: disable=protected-access
+        loop.memory = dataclasses.replace(loop.memory, next_id=7)
+        loop._save()   # pylint: disable=protected-access
+    assert store.query("SELECT COUNT(*) FROM policy_state")[0][0] == 1
+    store.close()
