@@ -95,6 +95,8 @@ class ControllerConfig:
     policy_target_utilisation: float = 0.8
     policy_observe_s: float = 15.0
     policy_revert_s: float = 20.0
+    policy_admission_utilisation: float = 0.9   # new sessions refused above this
+    policy_advice_floor_bps: int = 300_000      # no video is advised below this
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -334,6 +336,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "policy.target_utilisation": ("policy_target_utilisation", _number(0.1, 1.0)),
     "policy.observe_s": ("policy_observe_s", _number(1, 3600)),
     "policy.revert_s": ("policy_revert_s", _number(0, 86_400)),
+    "policy.admission_utilisation": ("policy_admission_utilisation", _number(0.1, 1.0)),
+    "policy.advice_floor_bps": ("policy_advice_floor_bps", _integer(0, 10 ** 12)),
 }
 
 

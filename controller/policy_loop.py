@@ -30,7 +30,8 @@ from controller.events import DecisionMade
 from controller.monitor.experience import DEGRADED
 from controller.policy.engine import PolicyConfig, PolicyMemory, decide
 from controller.policy.log import DecisionLog
-from controller.policy.model import REVERT, Decision, Degradation
+from controller.policy import whatif
+from controller.policy.model import ADMISSION, ADVISE, REFUSE, REVERT, Decision, Degradation
 from controller.policy.observe import build_snapshot, contract_of
 from controller.policy_store import DecisionStore, load_memory, save_memory
 
@@ -78,6 +79,10 @@ class PolicyLoop:
         self._in_force_ids = tuple(a.action_id for a in self.memory.in_force())
         self.contributor.actions = self.memory.in_force()
         self.evaluations = 0
+        self._facts = None
+        self._latest = None               # (time, snapshot) for questions between ticks
+        self._refusals: dict[tuple, tuple[float, int]] = {}   # admission key -> (time, seq)
+        self._advised: dict[tuple[str, str], int] = {}        # (customer, service) -> bit/s
         self.log.listeners.append(self._publish)
 
     def _restore(self) -> None:
@@ -174,10 +179,12 @@ class PolicyLoop:
     def tick(self, facts) -> None:
         now = time.time()
         with self._lock:
+            self._facts = facts
             if not self.memory.actions and not self.experience.book.degraded():
                 self.evaluations += 1
                 return   # nothing degraded, nothing in force: nothing to decide or review
             snapshot = self._snapshot(now, facts)
+            self._latest = (now, snapshot)
             evaluation = decide(snapshot, self.memory, policy_config(self.config, self.mode))
             self.memory = evaluation.memory
             self.evaluations += 1
@@ -190,9 +197,94 @@ class PolicyLoop:
             if not math.isnan(error):
                 self.metrics.policy_twin_error.set(error)
 
+    # -- questions: what-if, admission, advice ----------------------------------------------
+    def latest_snapshot(self, max_age_s: float = 1.0):
+        """The last evaluation's snapshot, or a new one when it is older than `max_age_s`
+        (the ticker skips building one while nothing is degraded)."""
+        now = time.time()
+        with self._lock:
+            if self._latest is not None and now - self._latest[0] <= max_age_s:
+                return self._latest[1]
+            if self._facts is None:
+                raise whatif.Unanswerable("the experience loop has not run yet: there are no "
+                                          "network facts to predict from (wait a second)")
+            snapshot = self._snapshot(now, self._facts)
+            self._latest = (now, snapshot)
+            return snapshot
+
+    def what_if(self, proposal):
+        return whatif.what_if(self.latest_snapshot(), proposal, self.config.qoe_iptv_frame_rate)
+
+    def host_of(self, address: str):
+        """(MAC, customer id or '') of the host with this IPv4 address."""
+        for host in self.state.topology.hosts:
+            if address in host.ipv4:
+                return host.mac, self.directory.customer_of_macs().get(host.mac, "")
+        raise whatif.Unanswerable(f"no host with address {address} has been seen on any "
+                                  "switch")
+
+    def admit(self, service: str, rate_bps: float, src_address: str, dst_address: str):
+        """(Admission, customer id, the refusal's decision seq or 0). The customer is the
+        receiver's, else the sender's. Every answer is counted; a refusal is logged once per
+        customer, service and element per cooldown (an application that retries every
+        second does not flood the log) and answers with that decision's seq."""
+        src, src_customer = self.host_of(src_address)
+        dst, dst_customer = self.host_of(dst_address)
+        customer = dst_customer or src_customer
+        snapshot = self.latest_snapshot()
+        answer = whatif.admit(snapshot, whatif.Session(customer, service, rate_bps, src, dst),
+                              self.config.policy_admission_utilisation,
+                              self.config.qoe_iptv_frame_rate)
+        if self.metrics is not None:
+            self.metrics.policy_admissions.labels(
+                "admitted" if answer.admitted else "refused", service).inc()
+        if answer.admitted:
+            return answer, customer, 0
+        key = (customer, service, answer.element)
+        now = time.time()
+        with self._lock:
+            last = self._refusals.get(key)
+            if last is not None and now - last[0] < self.config.policy_cooldown_s:
+                return answer, customer, last[1]
+        element = snapshot.elements.get(answer.element)
+        inputs = {"rate_bps": float(rate_bps)}
+        if element is not None:
+            inputs.update(load_bps=element.load_bps, capacity_bps=element.capacity_bps or 0.0)
+        p = answer.prediction
+        predicted = {"utilisation_after": p.utilisation_after, "loss_after": p.loss_after} \
+            if p else {}
+        (logged,) = self.log.add([Decision(now, REFUSE, 0, ADMISSION, answer.element, customer,
+                                           answer.reason, inputs, predicted,
+                                           for_customers=(customer,) if customer else ())])
+        with self._lock:
+            self._refusals[key] = (now, logged.seq)
+            if len(self._refusals) > 10_000:
+                self._refusals = {k: v for k, v in self._refusals.items()
+                                  if now - v[0] < self.config.policy_cooldown_s}
+        return answer, customer, logged.seq
+
+    def advice(self, service: str, address: str):
+        """(Advice, customer id) for the player at this address; a changed advice is logged."""
+        mac, customer = self.host_of(address)
+        if not customer:
+            raise whatif.Unanswerable(f"the host at {address} belongs to no customer")
+        advice = whatif.advise(self.latest_snapshot(), customer, service, mac,
+                               self.config.policy_target_utilisation,
+                               self.config.policy_advice_floor_bps)
+        with self._lock:
+            changed = self._advised.get((customer, service), 0) != advice.bitrate_bps
+            self._advised[(customer, service)] = advice.bitrate_bps
+        if changed:
+            reason = advice.reason if advice.bitrate_bps else \
+                f"advice withdrawn: {advice.reason}"
+            self.log.add([Decision(time.time(), ADVISE, 0, ADVISE, advice.element, customer,
+                                   reason, observed={"advised_bps": float(advice.bitrate_bps)},
+                                   for_customers=(customer,))])
+        return advice, customer
+
     def _publish(self, logged) -> None:
         d = logged.decision
-        level = logging.INFO if d.kind in ("outcome", "refuse") else logging.WARNING
+        level = logging.INFO if d.kind in ("outcome", "refuse", ADVISE) else logging.WARNING
         LOG.log(level, "decision %d: %s%s %s on %s for %s: %s", logged.seq,
                 "dry run: " if d.dry_run else "", d.kind, d.intent_kind or "-",
                 d.element or "-", d.customer_id or ", ".join(d.for_customers) or "-",

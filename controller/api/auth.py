@@ -49,7 +49,8 @@ _ALL = {
                    "RequestZoom": "zoom", "ListFindings": "manage"},
     "PolicyService": {"ListDecisions": "read_experience", "WatchDecisions": "read_experience",
                       "GetPolicy": "read_experience", "SetPolicyMode": "manage",
-                      "RevertAction": "manage"},
+                      "RevertAction": "manage", "WhatIf": "manage",
+                      "AdmitSession": "ask_policy", "GetAdvice": "ask_policy"},
 }
 METHOD_ACTIONS = {f"/cems.v1.{service}/{method}": action
                   for service, methods in _ALL.items() for method, action in methods.items()}

@@ -13,6 +13,7 @@ from controller.config import POLICY_MODES
 from controller.csm import rules
 from controller.csm.model import Role
 from controller.events import DecisionMade
+from controller.policy.whatif import PROPOSALS, Proposal, Unanswerable
 from controller import validation
 
 MAX_LIST = 1000
@@ -35,6 +36,21 @@ def action_pb(action) -> pb.Action:
                      service_class=i.service_class, path=list(i.path),
                      dry_run=action.dry_run,
                      for_customers=sorted({c for c, _ in i.for_services}))
+
+
+def element_prediction_pb(p) -> pb.ElementPrediction:
+    return pb.ElementPrediction(
+        element=p.element, utilisation_before=p.utilisation_before,
+        utilisation_after=p.utilisation_after, loss_before=p.loss_before,
+        loss_after=p.loss_after, delay_ms_before=p.delay_ms_before,
+        delay_ms_after=p.delay_ms_after,
+        scores_before={f"{c}/{s}": v for (c, s), v in p.scores_before.items()},
+        scores_after={f"{c}/{s}": v for (c, s), v in p.scores_after.items()})
+
+
+ASSUMPTION = ("the traffic stays what it is now, capped at a proposed rate; each element is "
+              "an M/M/1/K queue (controller/policy/twin.py)")
+SERVICES = ("iptv", "video", "voice", "web", "bulk")
 
 
 def _sees(principal, logged) -> bool:
@@ -123,3 +139,86 @@ class PolicyServicer(GatedServicer):
                                     "(`cemsctl policy` lists them)")
             return self._status()
         return self._run(context, "manage", "", work)
+
+    def WhatIf(self, request, context):
+        """A question, not a change: authorized as the domain manager's, not audited."""
+        try:
+            rules.authorize(current_principal(), "manage")
+        except rules.Refused as refused:
+            refuse(context, refused)
+
+        def work():
+            if request.kind not in PROPOSALS:
+                raise rules.Refused("INVALID_ARGUMENT", f"kind {validation.shown(request.kind)} "
+                                    f"must be one of {', '.join(PROPOSALS)}")
+            try:
+                rules.check_customer_id(request.customer_id)
+                proposal = Proposal(request.kind, request.customer_id,
+                                    int(validation.number("rate_bps", request.rate_bps, 0,
+                                                          1e12)),
+                                    validation.text("service_class", request.service_class, 20),
+                                    validation.text("service", request.service, 20))
+                predictions = self.policy.what_if(proposal)
+            except (ValueError, Unanswerable) as err:
+                code = "FAILED_PRECONDITION" if isinstance(err, Unanswerable) \
+                    else "INVALID_ARGUMENT"
+                raise rules.Refused(code, str(err)) from None
+            return pb.WhatIfResponse(elements=[element_prediction_pb(p) for p in predictions],
+                                     model=predictions[0].model if predictions else "",
+                                     assumption=ASSUMPTION)
+        try:
+            return work()
+        except rules.Refused as refused:
+            refuse(context, refused)
+
+    def _own_host(self, context, customer_id: str) -> None:
+        """A customer asks about its own hosts only."""
+        principal = current_principal()
+        if principal.role in (Role.CUSTOMER, Role.PEER_DOMAIN) and \
+                customer_id != principal.customer_id:
+            refuse(context, rules.Refused("PERMISSION_DENIED", f"{principal.role.value} "
+                                          f"{principal.customer_id} asks about its own hosts "
+                                          "only"))
+
+    def AdmitSession(self, request, context):
+        try:
+            service = request.service
+            if service not in SERVICES:
+                raise ValueError(f"service {validation.shown(service)} must be one of "
+                                 f"{', '.join(SERVICES)}")
+            rate = validation.number("rate_bps", request.rate_bps, 1, 1e12)
+            src = validation.ip_address("src_address", request.src_address)
+            dst = validation.ip_address("dst_address", request.dst_address)
+        except ValueError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            _, customer = self.policy.host_of(dst)
+            if not customer:
+                _, customer = self.policy.host_of(src)
+            self._own_host(context, customer)
+            answer, customer, seq = self.policy.admit(service, rate, src, dst)
+        except Unanswerable as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        response = pb.AdmitSessionResponse(admitted=answer.admitted, reason=answer.reason,
+                                           element=answer.element, customer_id=customer,
+                                           decision_seq=seq)
+        if answer.prediction is not None:
+            response.prediction.CopyFrom(element_prediction_pb(answer.prediction))
+        return response
+
+    def GetAdvice(self, request, context):
+        try:
+            service = request.service or "video"
+            if service not in SERVICES:
+                raise ValueError(f"service {validation.shown(service)} must be one of "
+                                 f"{', '.join(SERVICES)}")
+            address = validation.ip_address("address", request.address)
+        except ValueError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        try:
+            self._own_host(context, self.policy.host_of(address)[1])
+            advice, customer = self.policy.advice(service, address)
+        except Unanswerable as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return pb.Advice(bitrate_bps=advice.bitrate_bps, reason=advice.reason,
+                         element=advice.element, customer_id=customer)

@@ -1,11 +1,14 @@
-"""cemsctl decisions and cemsctl policy: the closed loop's log, mode and actions (gRPC client)."""
+"""cemsctl decisions, policy, what-if and admit: the closed loop's log, mode, actions, and
+questions to its twin (gRPC client)."""
 
 import time
 
 from cems.v1 import policy_pb2 as pb
 from cems.v1 import policy_pb2_grpc as pb_grpc
 
-COMMANDS = ("decisions", "policy")
+from controller.cli.csm import parse_rate
+
+COMMANDS = ("decisions", "policy", "what-if", "admit")
 
 
 def add_commands(sub) -> None:
@@ -14,7 +17,8 @@ def add_commands(sub) -> None:
     decisions.add_argument("--customer", default="", help="about or for this customer")
     decisions.add_argument("--element", default="", help="about this element")
     decisions.add_argument("--kind", dest="kinds", action="append", default=[],
-                           choices=["act", "refuse", "revert", "rollback", "outcome"])
+                           choices=["act", "refuse", "revert", "rollback", "outcome",
+                                    "advise"])
     decisions.add_argument("--after", type=int, default=0, metavar="SEQ",
                            help="only those after this sequence number")
     decisions.add_argument("--limit", type=int, default=100)
@@ -25,6 +29,24 @@ def add_commands(sub) -> None:
                     ).add_argument("mode", choices=["act", "dry-run", "off"])
     psub.add_parser("revert", help="take an action back now").add_argument("action_id",
                                                                            type=int)
+    what_if = sub.add_parser("what-if", help="what the twin predicts a change would do, "
+                             "without applying it: a meter on a customer's traffic, a "
+                             "re-marking of one of its services, or an SLS change")
+    what_if.add_argument("kind", choices=["meter", "priority", "sls"])
+    what_if.add_argument("customer")
+    what_if.add_argument("--rate", type=parse_rate, default=0,
+                         help="meter, sls: for example 20M")
+    what_if.add_argument("--class", dest="service_class", default="",
+                         choices=["", "gold", "silver", "bronze"])
+    what_if.add_argument("--service", default="", help="priority: the service re-marked")
+    admit = sub.add_parser("admit", help="would a new session between two hosts be admitted "
+                           "now? (what applications ask before a unicast stream)")
+    admit.add_argument("service", choices=["iptv", "video", "voice", "web", "bulk"])
+    admit.add_argument("--rate", type=parse_rate, required=True, help="for example 4M")
+    admit.add_argument("--sender", dest="src", required=True, metavar="IPV4",
+                       help="the sending host (the server)")
+    admit.add_argument("--receiver", dest="dst", required=True, metavar="IPV4",
+                       help="the receiving host")
 
 
 def _clock(unix_s: float) -> str:
@@ -73,8 +95,48 @@ def show_policy(status) -> str:
     return "\n".join(lines)
 
 
+def _scores(p) -> list[str]:
+    return [f"      {k}: {p.scores_before[k]:.2f} -> {p.scores_after[k]:.2f}"
+            for k in sorted(p.scores_after) if k in p.scores_before]
+
+
+def _element(p) -> str:
+    return (f"  {p.element}: utilisation {p.utilisation_before:.0%} -> "
+            f"{p.utilisation_after:.0%}, loss {p.loss_before:.2%} -> {p.loss_after:.2%}, "
+            f"queueing delay {p.delay_ms_before:.1f} -> {p.delay_ms_after:.1f} ms")
+
+
+def show_what_if(reply) -> str:
+    lines = [f"predicted by {reply.model}; assumed: {reply.assumption}"]
+    for p in reply.elements:
+        lines.append(_element(p))
+        lines.extend(_scores(p))
+    return "\n".join(lines)
+
+
+def show_admission(reply) -> str:
+    lines = [("ADMITTED" if reply.admitted else "REFUSED") +
+             (f" for {reply.customer_id}" if reply.customer_id else "") + f": {reply.reason}"]
+    if reply.decision_seq:
+        lines.append(f"  decision {reply.decision_seq} in `cemsctl decisions`")
+    if reply.prediction.element:
+        lines.append(_element(reply.prediction))
+        lines.extend(_scores(reply.prediction))
+    return "\n".join(lines)
+
+
 def run(channel, args, as_json) -> str:
     stub = pb_grpc.PolicyServiceStub(channel)
+    if args.command == "what-if":
+        reply = stub.WhatIf(pb.WhatIfRequest(
+            kind=args.kind, customer_id=args.customer, rate_bps=args.rate,
+            service_class=args.service_class, service=args.service), timeout=args.timeout)
+        return as_json(reply) if args.json else show_what_if(reply)
+    if args.command == "admit":
+        reply = stub.AdmitSession(pb.AdmitSessionRequest(
+            service=args.service, rate_bps=args.rate, src_address=args.src,
+            dst_address=args.dst), timeout=args.timeout)
+        return as_json(reply) if args.json else show_admission(reply)
     if args.command == "decisions":
         reply = stub.ListDecisions(pb.ListDecisionsRequest(
             after_seq=args.after, limit=args.limit, customer_id=args.customer,

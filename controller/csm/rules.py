@@ -181,6 +181,9 @@ ACTIONS = {
     "read_experience": _PEOPLE,  # quality and statuses: a customer its own
     "zoom": _PEOPLE,             # look closer at a customer: a customer at itself
     "report_session": {Role.PROBE, Role.CUSTOMER, Role.PEER_DOMAIN},  # application reports
+    # applications asking before a session and for an advised bitrate: a customer for its
+    # own hosts
+    "ask_policy": {Role.PROBE, Role.CUSTOMER, Role.PEER_DOMAIN, Role.DOMAIN_MANAGER},
 }
 
 

@@ -187,6 +187,8 @@ class Action:
 
 
 ACT, REFUSE, REVERT, ROLLBACK, OUTCOME = "act", "refuse", "revert", "rollback", "outcome"
+ADVISE = "advise"          # an advised bitrate given to an application changed
+ADMISSION = "admission"    # the intent kind of a refused session (controller.policy.whatif)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +196,7 @@ class Decision:
     """A line of the decision log."""
 
     time_unix_s: float
-    kind: str                     # act, refuse, revert, rollback, outcome
+    kind: str                     # act, refuse, revert, rollback, outcome, advise
     action_id: int                # 0 when no action was made (a refusal)
     intent_kind: str
     element: str

@@ -98,3 +98,123 @@ def test_mode_and_revert_are_the_managers_and_say_what_is_wrong(world):
     assert sum("ok" in row for row in outcomes) == 2, outcomes   # the mode and the revert
     assert any("refused:INVALID_ARGUMENT" in row for row in outcomes)
     assert any("refused:NOT_FOUND" in row for row in outcomes)
+
+
+@pytest.fixture
+def asking(world):
+    """The world's congested snapshot as the latest, with addresses for its hosts."""
+    from controller.network.topology import HostInfo, TopologySnapshot
+    from tests.unit.controller.policy.world import B, G_PHONE, HOSTS, V, Z_PC
+    served, policy, _, _ = world
+    addresses = {V: "10.0.0.10", B: "10.0.0.11", G_PHONE: "10.0.0.1", Z_PC: "10.0.0.2"}
+    policy.state.topology = TopologySnapshot(hosts=tuple(
+        HostInfo(mac, dpid, port, (addresses[mac],)) for mac, (dpid, port) in HOSTS.items()))
+    policy.directory.customer_of_macs = lambda: {G_PHONE: "g", Z_PC: "z"}
+    policy._latest = (float("inf"), snapshot())   # pylint: disable=protected-access
+    return served, policy
+
+
+def test_what_if_predicts_a_proposed_meter_and_is_the_managers(asking):
+    served, _ = asking
+    stub = pb_grpc.PolicyServiceStub(served.channel)
+    answer = stub.WhatIf(pb.WhatIfRequest(kind="meter", customer_id="z", rate_bps=20_000_000))
+    link = answer.elements[0]
+    assert link.utilisation_before > 1 > 0.8 > link.utilisation_after
+    assert link.scores_after["g/voice"] > 4.03 > link.scores_before["g/voice"]
+    assert "M/M/1/K" in answer.model and "capped at a proposed rate" in answer.assumption
+    for request, code, text in (
+            (pb.WhatIfRequest(kind="reroute", customer_id="z"), "INVALID_ARGUMENT",
+             "must be one of meter, priority, sls"),
+            (pb.WhatIfRequest(kind="meter", customer_id="nobody", rate_bps=1),
+             "FAILED_PRECONDITION", "no contract"),
+            (pb.WhatIfRequest(kind="meter", customer_id="z", rate_bps=10 ** 13),
+             "INVALID_ARGUMENT", "rate_bps")):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.WhatIf(request)
+        assert refused.value.code().name == code and text in refused.value.details()
+    with served.connect(served.token(Role.CUSTOMER, "z")) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            pb_grpc.PolicyServiceStub(channel).WhatIf(
+                pb.WhatIfRequest(kind="sls", customer_id="z", rate_bps=1))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_refused_session_is_answered_logged_once_and_counted(asking):
+    served, policy = asking
+    stub = pb_grpc.PolicyServiceStub(served.channel)
+    request = pb.AdmitSessionRequest(service="iptv", rate_bps=4_000_000,
+                                     src_address="10.0.0.10", dst_address="10.0.0.2")
+    first = stub.AdmitSession(request)
+    assert not first.admitted and first.customer_id == "z" and first.decision_seq > 0
+    assert "admission limit 90%" in first.reason and first.prediction.utilisation_after > 1
+    again = stub.AdmitSession(request)
+    assert again.decision_seq == first.decision_seq   # the log is not flooded
+    logged = stub.ListDecisions(pb.ListDecisionsRequest(kinds=["refuse"],
+                                                        customer_id="z")).decisions
+    assert [d.intent_kind for d in logged] == ["admission"]
+    assert logged[0].seq == first.decision_seq
+    gold = stub.AdmitSession(pb.AdmitSessionRequest(
+        service="iptv", rate_bps=4_000_000, src_address="10.0.0.10", dst_address="10.0.0.1"))
+    assert gold.admitted and gold.decision_seq == 0
+    # a customer asks for its own hosts only; nonsense is refused with the field named
+    with served.connect(served.token(Role.CUSTOMER, "g")) as channel:
+        mine = pb_grpc.PolicyServiceStub(channel)
+        assert mine.AdmitSession(pb.AdmitSessionRequest(
+            service="iptv", rate_bps=1, src_address="10.0.0.10",
+            dst_address="10.0.0.1")).admitted
+        with pytest.raises(grpc.RpcError) as refused:
+            mine.AdmitSession(request)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for bad, text in ((pb.AdmitSessionRequest(service="ftp", rate_bps=1), "service"),
+                      (pb.AdmitSessionRequest(service="iptv", rate_bps=1,
+                                              src_address="x"), "src_address")):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.AdmitSession(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and \
+            text in refused.value.details()
+    with pytest.raises(grpc.RpcError) as unknown:
+        stub.AdmitSession(pb.AdmitSessionRequest(service="iptv", rate_bps=1,
+                                                 src_address="10.9.9.9",
+                                                 dst_address="10.0.0.1"))
+    assert unknown.value.code() == grpc.StatusCode.FAILED_PRECONDITION and \
+        "no host with address 10.9.9.9" in unknown.value.details()
+
+
+def test_advice_follows_the_room_on_the_path_and_a_change_is_logged(asking):
+    from controller.policy.model import PairTraffic
+    from tests.unit.controller.policy.world import B, G_PHONE, L12, L24
+    served, policy = asking
+    snap = snapshot(bulk_bps=20e6, degraded=False)
+    video = PairTraffic(B, G_PHONE, "g", "video", "gold", 4e6, (1, 2, 4), (L12, L24))
+    elements = {k: dataclasses.replace(e, load_bps=e.load_bps + 4e6) if k in (L12, L24) else e
+                for k, e in snap.elements.items()}
+    policy._latest = (float("inf"), dataclasses.replace(   # pylint: disable=protected-access
+        snap, pairs=snap.pairs + (video,), elements=elements))
+    stub = pb_grpc.PolicyServiceStub(served.channel)
+    advice = stub.GetAdvice(pb.GetAdviceRequest(address="10.0.0.1"))
+    assert advice.customer_id == "g" and 3.8e6 < advice.bitrate_bps < 4e6
+    assert advice.element == L24
+    stub.GetAdvice(pb.GetAdviceRequest(address="10.0.0.1"))
+    advised = stub.ListDecisions(pb.ListDecisionsRequest(kinds=["advise"])).decisions
+    assert len(advised) == 1 and "should stay at or below" in advised[0].reason
+    with pytest.raises(grpc.RpcError) as nobody:
+        stub.GetAdvice(pb.GetAdviceRequest(address="10.0.0.10"))   # a server, no customer's
+    assert nobody.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_cemsctl_what_if_and_admit_say_it_for_people(asking, capsys, monkeypatch):
+    from controller import cli
+    served, _ = asking
+    monkeypatch.setenv("CEMS_TOKEN", served.manager)
+    assert cli.main(["--server", served.address, "what-if", "meter", "z", "--rate",
+                     "20M"]) == 0
+    out = capsys.readouterr().out
+    assert "assumed: the traffic stays what it is now" in out
+    assert "utilisation 110% -> 67%" in out and "g/voice:" in out
+    assert cli.main(["--server", served.address, "admit", "iptv", "--rate", "4M", "--sender",
+                     "10.0.0.10", "--receiver", "10.0.0.2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("REFUSED for z: refused: a new iptv session of 4.0 Mbit/s")
+    assert "in `cemsctl decisions`" in out
+    assert cli.main(["--server", served.address, "decisions", "--kind", "refuse"]) == 0
+    assert "refuse admission of z's traffic" in capsys.readouterr().out
