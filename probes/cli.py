@@ -2,9 +2,11 @@
 
     cems-probe passive (--pcap FILE | --iface IF [--bpf EXPR] [--no-ring]) [--interval S]
                        [--controller ADDR]   (JSON lines of flow records on stdout)
-    cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent)
+    cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent;
+                       gen-iptv --controller ADDR asks admission first, exit 3 if refused)
     cems-probe web-server [--bind HOST:PORT] | web-client --url URL [--pages N]
-    cems-probe video-server [--bind HOST:PORT] | video-player --url URL   (adaptive video)
+    cems-probe video-server [--bind HOST:PORT] | video-player --url URL   (adaptive video;
+                       with --controller it follows the advised bitrate)
     cems-probe agent --controller ADDR [--probe-id ID] [--reflect PORT]   (active tests)
     cems-probe stamp-reflector [--bind HOST:PORT]
     cems-probe stamp-sender --target HOST:PORT [--count N] [--interval S] [--json]
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 
+import grpc
 from cems.v1 import probe_pb2
 
 from client.channel import Credentials, TokenError, add_arguments as add_client_arguments
@@ -25,9 +28,9 @@ from probes.agent import ProbeAgent
 from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
 from probes.flows import FlowTable
-from probes.gen import send_iptv, send_voice
+from probes.gen import IPTV_BITRATE_BPS, send_iptv, send_voice
 from probes.passive import ProbeCounters, pcap_frames, run_frames, write_records
-from probes.report import SessionReporter, local_address_towards
+from probes.report import PolicyClient, SessionReporter, local_address_towards
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
 from probes.stamp_io import Reflector, run_sender
@@ -174,6 +177,28 @@ def _reporter(args):
     return SessionReporter(args.controller, Credentials.from_args(args))
 
 
+def _refused_by_admission(args) -> dict | None:
+    """Ask PolicyService.AdmitSession for the stream gen-iptv is about to send: None when
+    admitted, else what to print. A controller that cannot be asked does not stop the test
+    traffic; it is said on stderr."""
+    host, port = args.target
+    policy = PolicyClient(args.controller, Credentials.from_args(args))
+    try:
+        reply = policy.admit("iptv", IPTV_BITRATE_BPS,
+                             local_address_towards(f"udp://{host}:{port}"), host)
+    except grpc.RpcError as err:
+        print(f"cems-probe: admission not asked ({err.code().name}: {err.details()}); "
+              "sending anyway", file=sys.stderr, flush=True)
+        return None
+    finally:
+        policy.close()
+    if reply.admitted:
+        print(f"cems-probe: {reply.reason}", file=sys.stderr, flush=True)
+        return None
+    return {"refused": reply.reason, "element": reply.element,
+            "customer_id": reply.customer_id, "decision_seq": reply.decision_seq}
+
+
 def run_web_client(args) -> int:
     loads = []
     reporter = _reporter(args)
@@ -224,6 +249,11 @@ def main(argv=None) -> int:
         gen = sub.add_parser(f"gen-{kind}", help=f"send {kind} test traffic, print what was sent")
         gen.add_argument("--target", type=_address, required=True)
         gen.add_argument("--seconds", type=SECONDS, default=10.0)
+        if kind == "iptv":
+            gen.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
+                             help="ask the controller's admission control first and send "
+                                  "nothing when it refuses the stream (exit status 3)")
+            add_client_arguments(gen)
     web_server = sub.add_parser("web-server", help="serve a test web page with objects")
     web_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8080))
     web_server.add_argument("--objects", type=_bounded(int, 0, 10_000), default=20)
@@ -248,6 +278,9 @@ def main(argv=None) -> int:
                         metavar="SECONDS")
     player.add_argument("--segments", type=_bounded(int, 0, 100_000), default=0,
                         help="stop after N (default: all)")
+    player.add_argument("--ignore-advice", action="store_true",
+                        help="with --controller: report, but do not follow the controller's "
+                             "advised bitrate")
     for client in (web_client, player):
         client.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
                             help="also report each session to the controller (with a probe "
@@ -281,6 +314,11 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     if args.command in ("gen-voice", "gen-iptv"):
         send = send_voice if args.command == "gen-voice" else send_iptv
+        if getattr(args, "controller", None):
+            refused = _refused_by_admission(args)
+            if refused is not None:
+                print(json.dumps(refused), flush=True)
+                return 3
         print(json.dumps(dataclasses.asdict(send(*args.target, args.seconds))))
         return 0
     if args.command == "passive":
@@ -301,8 +339,13 @@ def _run(args) -> int:
                                                  segment_s=args.segment_seconds,
                                                  segments=args.segments), "video server")
     if args.command == "video-player":
+        advice = None
+        if args.controller and not args.ignore_advice:
+            policy = PolicyClient(args.controller, Credentials.from_args(args))
+            here = local_address_towards(args.url)
+            advice = lambda: policy.advice(here)  # noqa: E731
         session = play(args.url, startup_s=args.startup, max_buffer_s=args.max_buffer,
-                       max_segments=args.segments)
+                       max_segments=args.segments, advice=advice)
         print(json.dumps(dataclasses.asdict(session)), flush=True)
         reporter = _reporter(args)
         if reporter is not None and session.initial_delay_s is not None:

@@ -41,7 +41,11 @@ def send_voice(host: str, port: int, seconds: float, packets_per_second: int = 5
     return SentTruth(sent, size, first, last, ssrc)
 
 
-def send_iptv(host: str, port: int, seconds: float, bitrate_bps: float = 4_000_000) -> SentTruth:
+IPTV_BITRATE_BPS = 4_000_000
+
+
+def send_iptv(host: str, port: int, seconds: float,
+              bitrate_bps: float = IPTV_BITRATE_BPS) -> SentTruth:
     """Constant-bitrate MPEG-TS over UDP, seven TS packets per datagram (probes/tsgen.py)."""
     muxer = TsMuxer(bitrate_bps=bitrate_bps)
     count = int(seconds * bitrate_bps / (7 * 188 * 8))

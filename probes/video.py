@@ -25,6 +25,7 @@ import http.server
 import json
 import time
 import urllib.parse
+from typing import Callable
 
 from probes.web import HttpService
 from qoe.streaming import stalling_mos
@@ -129,11 +130,16 @@ class VideoSession:
     mos: float                     # Hossfeld et al. ISM 2011, from the stalls
     mos_extrapolated: tuple[str, ...]
     errors: tuple[str, ...]
+    advised_segments: int = 0      # chosen under an advised bitrate from the controller
 
 
 def play(url: str, startup_s: float = 4.0, max_buffer_s: float = 20.0, safety: float = 0.8,
-         max_segments: int = 0, timeout_s: float = 30.0) -> VideoSession:
-    """Play the video at `url` (the server's base URL) through; see the module docstring."""
+         max_segments: int = 0, timeout_s: float = 30.0,
+         advice: Callable[[], int] | None = None) -> VideoSession:
+    """Play the video at `url` (the server's base URL) through; see the module docstring.
+    With `advice` (a callable giving the advised bitrate, 0 for none, asked before each
+    segment) no segment is chosen above the advice, except the lowest rung when even that
+    is above it."""
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
     errors: list[str] = []
@@ -151,12 +157,19 @@ def play(url: str, startup_s: float = 4.0, max_buffer_s: float = 20.0, safety: f
     throughputs: list[float] = []
     chosen: list[int] = []
     total = 0
+    advised = 0
     for index in range(count):
         idle = playback.idle_before_next()
         if idle:
             time.sleep(idle)
             playback.wait(idle)
-        rate = choose_bitrate(ladder, throughputs, safety)
+        cap = advice() if advice is not None else 0
+        if cap:
+            rate = choose_bitrate([r for r in ladder if r <= cap] or ladder[:1], throughputs,
+                                  safety)
+            advised += 1
+        else:
+            rate = choose_bitrate(ladder, throughputs, safety)
         start = time.monotonic()
         try:
             conn.request("GET", f"/seg/{rate}/{index}.m4s")
@@ -176,4 +189,4 @@ def play(url: str, startup_s: float = 4.0, max_buffer_s: float = 20.0, safety: f
         url, len(chosen), playback.initial_delay_s, len(stall_s), stall_s, tuple(chosen),
         sum(chosen) / len(chosen) if chosen else 0.0,
         sum(1 for a, b in zip(chosen, chosen[1:]) if a != b), total, float(quality.mos),
-        quality.extrapolated, tuple(errors))
+        quality.extrapolated, tuple(errors), advised)

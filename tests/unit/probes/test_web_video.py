@@ -83,3 +83,21 @@ def test_web_client_command_prints_each_load_and_a_summary():
     lines = [json.loads(line) for line in out.splitlines()]
     assert [l["objects"] for l in lines[:2]] == [3, 3]
     assert lines[2]["pages"] == 2 and lines[2]["failed"] == 0
+
+
+def test_the_player_stays_at_or_below_an_advised_bitrate_while_there_is_one():
+    server = SegmentServer("127.0.0.1", 0, bitrates_bps=tuple(LADDER), segment_s=0.5,
+                           segments=8).start()
+    asked = []
+
+    def advice():
+        asked.append(1)
+        return 1_200_000 if len(asked) > 4 else 0   # advised from the fifth segment on
+    try:
+        session = play(f"http://127.0.0.1:{server.address[1]}/", startup_s=1.0,
+                       max_buffer_s=1.5, advice=advice)
+    finally:
+        server.stop()
+    assert len(asked) == 8 and session.advised_segments == 4
+    assert max(session.bitrates_bps[:4]) > 1_200_000      # it had climbed on its own
+    assert all(rate <= 1_000_000 for rate in session.bitrates_bps[4:])

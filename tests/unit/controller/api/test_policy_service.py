@@ -2,6 +2,7 @@
 and taking an action back by hand."""
 
 import dataclasses
+import json
 
 import grpc
 import pytest
@@ -218,3 +219,52 @@ def test_cemsctl_what_if_and_admit_say_it_for_people(asking, capsys, monkeypatch
     assert "in `cemsctl decisions`" in out
     assert cli.main(["--server", served.address, "decisions", "--kind", "refuse"]) == 0
     assert "refuse admission of z's traffic" in capsys.readouterr().out
+
+
+def test_the_video_player_follows_the_advice_over_grpc(asking):
+    """cems-probe video-player --controller, as a process with a probe token, against the
+    advice of the world where its path is short of room."""
+    import os
+    import subprocess
+    import sys
+    from controller.network.topology import HostInfo
+    from controller.policy.model import PairTraffic
+    from probes.video import SegmentServer
+    from tests.unit.controller.policy.world import B, G_PHONE, L12, L24
+    served, policy = asking
+    hosts = tuple(HostInfo(h.mac, h.dpid, h.port_no, h.ipv4 + ("127.0.0.1",))
+                  if h.mac == G_PHONE else h for h in policy.state.topology.hosts)
+    policy.state.topology = dataclasses.replace(policy.state.topology, hosts=hosts)
+    snap = snapshot(bulk_bps=20e6, degraded=False)
+    video = PairTraffic(B, G_PHONE, "g", "video", "gold", 4e6, (1, 2, 4), (L12, L24))
+    elements = {k: dataclasses.replace(e, load_bps=e.load_bps + 4e6) if k in (L12, L24) else e
+                for k, e in snap.elements.items()}
+    policy._latest = (float("inf"), dataclasses.replace(   # pylint: disable=protected-access
+        snap, pairs=snap.pairs + (video,), elements=elements))
+    server = SegmentServer("127.0.0.1", 0, segment_s=0.3, segments=6).start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "probes.cli", "video-player", "--url",
+             f"http://127.0.0.1:{server.address[1]}/", "--startup", "0.5", "--max-buffer",
+             "1", "--controller", served.address], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "CEMS_TOKEN": served.token(Role.PROBE, "player")})
+    finally:
+        server.stop()
+    session = json.loads(done.stdout.splitlines()[0])
+    assert done.returncode == 0, done.stderr
+    assert session["advised_segments"] == 6 and max(session["bitrates_bps"]) <= 2_000_000
+
+
+def test_gen_iptv_sends_nothing_when_admission_refuses(asking, monkeypatch, capsys):
+    from probes import cli as probe_cli
+    served, _ = asking
+    monkeypatch.setenv("CEMS_TOKEN", served.token(Role.PROBE, "headend"))
+    monkeypatch.setattr(probe_cli, "local_address_towards", lambda url: "10.0.0.10")
+    sent = []
+    monkeypatch.setattr(probe_cli, "send_iptv", lambda *a: sent.append(a))
+    code = probe_cli.main(["gen-iptv", "--target", "10.0.0.2:5004", "--seconds", "1",
+                           "--controller", served.address])
+    refused = json.loads(capsys.readouterr().out)
+    assert code == 3 and not sent
+    assert refused["customer_id"] == "z" and "admission limit" in refused["refused"]
+    assert refused["decision_seq"] > 0
