@@ -27,6 +27,7 @@ from controller.network.packet_in import handle_packet_in
 from controller.network.stats import (SwitchRates, compute_flow_views, compute_meter_views,
                                       compute_port_views)
 from controller.network.topology import PortInfo, Topology
+from controller.policy.compile import shaped_rate
 from controller.openflow import messages
 from controller.openflow.desired import assemble
 from controller.openflow.pipeline import is_cems_meter
@@ -463,6 +464,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _policy_changed(self, ev):
         self._converge(time.monotonic())
+        self._apply_traffic_control()   # a meter on what an edge host sends shapes it too
 
     def _apply_traffic_control(self) -> None:
         """GSB HTB classes on the configured local interfaces and SLS shaping on the
@@ -472,9 +474,12 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         from controller import edge  # pylint: disable=import-outside-toplevel
         committed = self.customers.committed_by_class()
 
+        actions = self.runtime.policy_flows.actions
+
         def sls_rate_bps(customer_id: str) -> int | None:
             sls = self.customers.sls(customer_id)
-            return None if sls is None else sls.rate_bps
+            return shaped_rate(customer_id, None if sls is None else sls.rate_bps,
+                               self.customers.hosts_of(customer_id), actions)
         for wanted in plan_traffic_control(self.config.egress_interfaces,
                                            self.config.edge_shaping, committed, sls_rate_bps):
             try:

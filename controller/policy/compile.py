@@ -14,6 +14,11 @@ flows, so that what it replaces keeps what the contract gives:
   forwarding flow, out of the port towards the next switch (the last: towards the host).
   On the probe's switch this flow also stands above the pair's mirror copies.
 
+Linux traffic control (controller.csm.queues.plan_traffic_control, the one tc builder)
+takes the policy's meters too: shaped_rate() lowers a configured edge host's shaping from
+the SLS rate to the rate of a meter in force on traffic that host sends, so that the
+customer's own TCP meets the meter smoothly instead of being dropped by it.
+
 Meter ids of actions are POLICY_METER_BASE + the action id, above every customer's meter
 (controller.csm.mapping.customer_meter_id). Two actions that want the same flow (same
 table, priority and match) cannot both have it: the older action's flow is kept and the
@@ -133,3 +138,17 @@ def _switches(action: Action) -> tuple[int, ...]:
     if action.intent.kind == REROUTE:
         return tuple(dpid for dpid, _ in action.intent.hops)
     return (action.intent.switch,)
+
+
+def shaped_rate(customer_id: str, sls_rate_bps: int | None, hosts: Iterable[str],
+                actions: Iterable[Action]) -> int | None:
+    """What a customer's edge host is shaped to: its SLS rate, or the lowest rate of a
+    policy meter in force on pairs one of its hosts sends, when that is lower. None (no
+    shaping) when the customer has no SLS."""
+    if sls_rate_bps is None:
+        return None
+    mine = {h.lower() for h in hosts}
+    rates = [a.intent.rate_bps for a in actions
+             if a.intent.kind == METER and a.intent.customer_id == customer_id and
+             a.intent.rate_bps and any(src.lower() in mine for src, _ in a.intent.pairs)]
+    return min([sls_rate_bps] + rates)

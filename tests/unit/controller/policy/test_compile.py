@@ -114,3 +114,21 @@ def test_the_contributor_assembles_after_the_mapping_and_waits_for_every_switch(
     assert set(full.part(Component.POLICY).flows) == {1, 3, 4}
     components = {e.component for e in full.flows(4)}
     assert components == {Component.CSM, Component.POLICY}
+
+
+def test_a_meter_on_what_an_edge_host_sends_shapes_that_host_to_the_meters_rate():
+    from controller.csm.queues import plan_traffic_control
+    from controller.policy.compile import shaped_rate
+    from controller.policy.engine import PolicyConfig, PolicyMemory, decide
+    from tests.unit.controller.policy.world import B, snapshot
+    # in the world z's bulk is a download from B; here z's PC sends it (an upload)
+    actions = decide(snapshot(), PolicyMemory(), PolicyConfig()).memory.in_force()
+    (meter,) = actions
+    assert shaped_rate("z", 40_000_000, [B], actions) == meter.intent.rate_bps < 40_000_000
+    assert shaped_rate("z", 40_000_000, ["00:00:00:00:00:02"], actions) == 40_000_000
+    assert shaped_rate("g", 8_000_000, [B], actions) == 8_000_000   # not g's meter
+    assert shaped_rate("z", None, [B], actions) is None
+    planned = plan_traffic_control((), (("z", "z-ns", "eth0"),), {},
+                                   lambda c: shaped_rate(c, 40_000_000, [B], actions))
+    assert [(t.netns, t.plan.ifname, t.plan.link_bps) for t in planned] == \
+        [("z-ns", "eth0", meter.intent.rate_bps)]
