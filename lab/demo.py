@@ -186,11 +186,14 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
     into `procs`."""
     from cems.v1 import policy_pb2, policy_pb2_grpc  # pylint: disable=import-outside-toplevel
     from cems.v1 import qoe_pb2, qoe_pb2_grpc  # pylint: disable=import-outside-toplevel
+    from cems.v1 import status_pb2, status_pb2_grpc  # pylint: disable=import-outside-toplevel
     from google.protobuf.json_format import MessageToDict  # pylint: disable=import-outside-toplevel
     web, pc = net.get("web", "c2pc")
     with controller.channel() as channel:
         qoe = qoe_pb2_grpc.QoeServiceStub(channel)
         policy = policy_pb2_grpc.PolicyServiceStub(channel)
+        sampler = QualitySampler(qoe, status_pb2_grpc.StatusServiceStub(channel), status_pb2,
+                                 qoe_pb2, "c1", (3, 5)).start()
 
         since: dict = {}
 
@@ -238,6 +241,12 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
         print(f"on s1: {meter[0]}")
         cemsctl(controller, "decisions", "--after", str(seq))
         cemsctl(controller, "policy")
+        banner("admission control: may c2 start a 4 Mbit/s unicast IPTV stream to its PC "
+               "now? (what `cems-probe gen-iptv --controller` asks first)")
+        cemsctl(controller, "admit", "iptv", "--rate", "4M", "--sender",
+                net.get("iptv").IP(), "--receiver", pc.IP())
+        banner("what-if: the twin's prediction if c2 bought Gold (nothing is applied)")
+        cemsctl(controller, "what-if", "sls", "c2", "--class", "gold")
         quality["recovered"] = wait_for(lambda: c1_is("ok"), 60, "c1 ok again")
         timeline.append(("c1's voice and IPTV ok again" + (
             ", the download still running" if bulk.poll() is None else ""),
@@ -253,6 +262,8 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
         if reverts:
             timeline.append((f"decision {reverts[0].seq}: revert", reverts[0].time_unix_s))
         quality["after"] = c1()
+        time.sleep(3)   # a few seconds of the calm after the revert on the chart
+        samples = sampler.stop()
         banner("the loop's timeline (seconds from the start of the congestion)")
         for what, when in sorted(timeline, key=lambda item: item[1]):
             print(f"  {when - onset:+6.1f} s  {what}")
@@ -272,11 +283,79 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
                                  for phase, figures in quality.items()},
                   "decisions": MessageToDict(decisions)["decisions"]
                   if decisions.decisions else []}
+        report["samples"] = [{"s": round(x["t"] - onset, 2),
+                              **{k: v for k, v in x.items() if k != "t"}} for x in samples]
         path = os.path.join(controller.workdir, "loop-report.json")
         with open(path, "w", encoding="utf-8") as out:
             json.dump(report, out, indent=2)
-        print(f"timeline, quality and decisions written to {path}")
+        print(f"timeline, quality, samples and decisions written to {path}")
+        chart = draw_loop_chart(controller.workdir, report, sampler.targets,
+                                sampler.capacity_bps)
+        print(f"chart of quality over time with the loop's events: {chart}")
     return procs
+
+
+class QualitySampler:
+    """Twice a second, on its own thread: a customer's latest voice and IPTV scores (the
+    1 s window) and the load of one link (its source port's transmit rate), for the chart."""
+
+    def __init__(self, qoe, status, status_pb2, qoe_pb2, customer: str, link: tuple[int, int]):
+        import threading  # pylint: disable=import-outside-toplevel
+        self.qoe, self.status, self.status_pb2, self.qoe_pb2 = qoe, status, status_pb2, qoe_pb2
+        self.customer, self.link = customer, link
+        self.samples: list[dict] = []
+        self.targets: dict[str, float] = {}
+        self.capacity_bps = 30e6
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-sampler", daemon=True)
+
+    def start(self) -> "QualitySampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[dict]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.samples
+
+    def _port(self):
+        links = self.status.GetTopology(self.status_pb2.GetTopologyRequest(), timeout=5).links
+        return next((l.src_port for l in links
+                     if (l.src_dpid, l.dst_dpid) == self.link), None)
+
+    def _run(self) -> None:
+        port = None
+        while not self._stop.wait(0.5):
+            sample = {"t": time.time()}
+            try:
+                reply = self.qoe.GetExperience(self.qoe_pb2.GetExperienceRequest(
+                    customer_id=self.customer), timeout=2)
+                for e in reply.services:
+                    if e.service in ("voice", "iptv"):
+                        self.targets[e.service] = e.target
+                        sample[e.service] = next((w.mean for w in e.windows
+                                                  if w.window_s == 1.0), float("nan"))
+                port = port or self._port()
+                if port is not None:
+                    stats = self.status.ListPorts(self.status_pb2.ListPortsRequest(
+                        dpid=self.link[0]), timeout=2).ports
+                    sample["load_bps"] = next((p.tx_bytes_per_second * 8 for p in stats
+                                               if p.port_no == port), float("nan"))
+            except Exception:  # pylint: disable=broad-except  # a gap on the chart, no more
+                pass
+            self.samples.append(sample)
+
+
+def draw_loop_chart(workdir: str, report: dict, targets: dict, capacity_bps: float) -> str:
+    from lab.chart import loop_chart  # pylint: disable=import-outside-toplevel
+    events = [(e["s"], e["event"]) for e in report["timeline"]]
+    starts = [e["s"] for e in report["timeline"] if "the meter is on" in e["event"]]
+    ends = [e["s"] for e in report["timeline"] if "the meter is gone" in e["event"]]
+    spans = [(starts[0], ends[0] if ends else report["samples"][-1]["s"],
+              "the policy's meter in force")] if starts and report["samples"] else []
+    return loop_chart(os.path.join(workdir, "loop-chart.png"), report["samples"], events,
+                      targets, capacity_bps, "cems closed loop: c1 (Silver) while c2 (Bronze) "
+                      "congests s3 -> s5", spans)
 
 
 def services_seen(controller: ControllerProcess) -> set[str]:

@@ -114,8 +114,9 @@ class Admission:
 
 def path_of(snapshot: Snapshot, src_mac: str, dst_mac: str) -> tuple[tuple[int, ...],
                                                                    tuple[str, ...]]:
-    """The switches and elements between two hosts: the path their traffic takes now, or
-    the fewest hops over the switch graph."""
+    """The switches and elements between two hosts: the path their traffic takes now; else
+    the path of traffic between the same two switches (forwarding takes one path per pair
+    of switches); else the fewest hops over the switch graph."""
     for pair in snapshot.pairs:
         if pair.key == (src_mac, dst_mac):
             return pair.path, pair.elements
@@ -123,6 +124,12 @@ def path_of(snapshot: Snapshot, src_mac: str, dst_mac: str) -> tuple[tuple[int, 
         unknown = src_mac if src_mac not in snapshot.host_ports else dst_mac
         raise Unanswerable(f"host {unknown} has not been seen on any switch")
     start, goal = snapshot.host_ports[src_mac][0], snapshot.host_ports[dst_mac][0]
+    last = access_name(*snapshot.host_ports[dst_mac])
+    for pair in snapshot.pairs:
+        if pair.path and (pair.path[0], pair.path[-1]) == (start, goal) and \
+                all(hop in snapshot.links for hop in zip(pair.path, pair.path[1:])):
+            return pair.path, tuple(snapshot.links[hop][1] for hop in
+                                    zip(pair.path, pair.path[1:])) + (last,)
     nexts = collections.defaultdict(list)
     for (a, b) in sorted(snapshot.links):
         nexts[a].append(b)

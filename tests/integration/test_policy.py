@@ -1,8 +1,10 @@
 """The closed loop end to end on the access network: a Bronze customer's bulk download
 congests the aggregation link s3 -> s5; the Gold customer c1 behind it loses quality; cems
 finds the link, meters the Bronze traffic across it at its ingress switch, c1's experience
-returns to its target; when the download ends the meter is taken back and the switch's
-flows and meters are again what they were before. In dry-run the same congestion is
+returns to its target; while the download runs a new IPTV stream for the Bronze customer
+is refused by admission control (the head-end asks over gRPC and sends nothing); when the
+download ends the meter is taken back and the switch's flows and meters are again what
+they were before. In dry-run the same congestion is
 decided and logged and nothing on the switches changes.
 
 c1 (Gold, phone with a passive probe, voice and IPTV to it) and c2 (Bronze, the PC that
@@ -22,7 +24,7 @@ import time
 
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
-from cems.v1 import qoe_pb2_grpc
+from cems.v1 import policy_pb2, policy_pb2_grpc, qoe_pb2_grpc
 
 from lab.emulation import REPO, switch_state, udp_flow, wait_for, worst_statuses
 from mininet_topos import AccessTopo
@@ -107,14 +109,25 @@ def _scenario(make_controller, tmp_path, mode: str):
                 raise AssertionError(f"{err}\n{_cemsctl(controller, 'flows', '--active')}\n"
                                      f"{_cemsctl(controller, 'qoe')}") from None
             detected_s = time.monotonic() - onset
+
+            def ask_admission() -> tuple[int, str]:
+                """The IPTV head-end asks before a new unicast stream to c2's PC."""
+                asking = iptv.popen(
+                    [sys.executable, "-m", "probes.cli", "gen-iptv", "--target",
+                     f"{pc.IP()}:1240", "--seconds", "5", "--controller", socket], cwd=REPO,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    env={**os.environ, "CEMS_TOKEN": controller.probe_token("headend")})
+                out, err = asking.communicate(timeout=60)
+                return asking.returncode, out + err
             return _after_detection(controller, statuses, bulk, before, onset, detected_s,
-                                    mode, pc.MAC())
+                                    mode, pc.MAC(), ask_admission)
         finally:
             _stop(procs)
             channel.close()
 
 
-def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode, pc_mac):
+def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode, pc_mac,
+                     ask_admission):
     def decisions():
         return _cemsctl(controller, "decisions")
 
@@ -135,6 +148,14 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
     assert all(pc_mac in f for f in action_on_switch), action_on_switch
     log = decisions()
     assert "act" in log and "meter" in log and "c2" in log and CONGESTED_LINK in log, log
+    # admission control while the download fills the link: a new IPTV stream for c2 is
+    # refused, the head-end sends nothing, and the refusal is in the log over gRPC
+    code, said = ask_admission()
+    assert code == 3 and '"customer_id": "c2"' in said and CONGESTED_LINK in said, said
+    refusals = policy_pb2_grpc.PolicyServiceStub(controller.channel()).ListDecisions(
+        policy_pb2.ListDecisionsRequest(kinds=["refuse"], customer_id="c2")).decisions
+    assert any(d.intent_kind == "admission" and d.element == CONGESTED_LINK
+               for d in refusals), refusals
     wait_for(lambda: statuses().get("c1") == "ok" or None, 40,
              "c1's experience back at its target with the meter in force")
     recovered_s = time.monotonic() - onset

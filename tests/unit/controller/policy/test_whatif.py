@@ -61,9 +61,12 @@ def test_on_an_idle_network_sessions_are_admitted_and_the_tightest_element_named
     assert result.admitted and L24 in result.reason
 
 
-def test_a_path_no_pair_takes_yet_is_the_fewest_hops():
-    path, names = path_of(snapshot(), B, G_PHONE)   # only V and B to Z's PC carry traffic
+def test_a_path_no_pair_takes_yet_is_that_of_the_same_switches_else_the_fewest_hops():
+    # B to G's phone: no traffic yet, but V's to it crosses the same switches
+    path, names = path_of(snapshot(), B, G_PHONE)
     assert path == (1, 2, 4) and names == (L12, L24, "access port 0000000000000004:5")
+    lone = dataclasses.replace(snapshot(), pairs=())
+    assert path_of(lone, B, G_PHONE) == (path, names)   # the fewest hops (1-2 before 1-3)
     with pytest.raises(Unanswerable, match="no path between"):
         path_of(snapshot(), G_PHONE, V)   # the world's links go towards the customers only
     with pytest.raises(Unanswerable, match="has not been seen"):
