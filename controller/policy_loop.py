@@ -183,8 +183,9 @@ class PolicyLoop:
             if not self.memory.actions and not self.experience.book.degraded():
                 self.evaluations += 1
                 return   # nothing degraded, nothing in force: nothing to decide or review
-            snapshot = self._snapshot(now, facts)
-            self._latest = (now, snapshot)
+            # what decide() looks at: the pairs across the suspects and the actions in force
+            snapshot = self._snapshot(now, facts, scope=[f.element for f in
+                                                         self.experience.findings()])
             evaluation = decide(snapshot, self.memory, policy_config(self.config, self.mode))
             self.memory = evaluation.memory
             self.evaluations += 1
@@ -304,7 +305,7 @@ class PolicyLoop:
                 self._slas[customer_id] = None   # no SLA: the floor is the SLS rate
         return contract_of(state, self._slas[customer_id])
 
-    def _snapshot(self, now: float, facts):
+    def _snapshot(self, now: float, facts, scope=None):
         book = self.experience.book
         macs = self.directory.customer_of_macs()
         contracts = {}
@@ -331,7 +332,8 @@ class PolicyLoop:
         topology = self.state.topology
         return build_snapshot(now, facts, topology.hosts, self.state.flows, contracts, macs,
                               services, degraded, scores, self.experience.findings(),
-                              self.memory.actions, classed=self._classed(topology))
+                              self.memory.actions, classed=self._classed(topology),
+                              scope=scope)
 
     def _classed(self, topology) -> frozenset:
         """The switch ports the config gives GSB egress classes (by interface name)."""

@@ -37,7 +37,7 @@ def loop_chart(path: str, samples: list[dict], events: list[tuple[float, str]],
     top.set_ylabel("MOS (1 s score)")
     top.set_ylim(1.0, 4.6)
     top.grid(alpha=0.3)
-    top.legend(loc="lower left", fontsize=8, ncol=2)
+    top.legend(loc="lower right", fontsize=8, ncol=2)
     loads = [s.get("load_bps", math.nan) / 1e6 for s in samples]
     bottom.plot(times, loads, color="tab:red", linewidth=1.5, label="link load")
     if capacity_bps:

@@ -245,8 +245,9 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
                "now? (what `cems-probe gen-iptv --controller` asks first)")
         cemsctl(controller, "admit", "iptv", "--rate", "4M", "--sender",
                 net.get("iptv").IP(), "--receiver", pc.IP())
-        banner("what-if: the twin's prediction if c2 bought Gold (nothing is applied)")
-        cemsctl(controller, "what-if", "sls", "c2", "--class", "gold")
+        banner("what-if: the twin's prediction for a tighter meter of 8 Mbit/s on c2's "
+               "traffic (nothing is applied)")
+        cemsctl(controller, "what-if", "meter", "c2", "--rate", "8M")
         quality["recovered"] = wait_for(lambda: c1_is("ok"), 60, "c1 ok again")
         timeline.append(("c1's voice and IPTV ok again" + (
             ", the download still running" if bulk.poll() is None else ""),
@@ -264,6 +265,11 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
         quality["after"] = c1()
         time.sleep(3)   # a few seconds of the calm after the revert on the chart
         samples = sampler.stop()
+        back = scores_back(samples, sampler.targets,
+                           next(w for what, w in timeline if "the meter is on" in what))
+        if back is not None:
+            timeline.append(("c1's 1 s scores back at their targets (the 10 s status "
+                             "follows)", back))
         banner("the loop's timeline (seconds from the start of the congestion)")
         for what, when in sorted(timeline, key=lambda item: item[1]):
             print(f"  {when - onset:+6.1f} s  {what}")
@@ -344,6 +350,18 @@ class QualitySampler:
             except Exception:  # pylint: disable=broad-except  # a gap on the chart, no more
                 pass
             self.samples.append(sample)
+
+
+def scores_back(samples: list[dict], targets: dict, after: float, hold: int = 4):
+    """The time of the first sample after `after` from which every watched score is at its
+    target for `hold` samples running (2 s at two a second); None if never."""
+    def good(x):
+        return targets and all(x.get(s, float("nan")) >= t for s, t in targets.items())
+    later = [x for x in samples if x["t"] >= after]
+    for i in range(len(later) - hold + 1):
+        if all(good(x) for x in later[i:i + hold]):
+            return later[i]["t"]
+    return None
 
 
 def draw_loop_chart(workdir: str, report: dict, targets: dict, capacity_bps: float) -> str:

@@ -108,9 +108,16 @@ def _element(p) -> str:
 
 def show_what_if(reply) -> str:
     lines = [f"predicted by {reply.model}; assumed: {reply.assumption}"]
+    quiet = 0
     for p in reply.elements:
+        if max(p.utilisation_before, p.utilisation_after) < 0.05:
+            quiet += 1   # nothing to see: --json has them all
+            continue
         lines.append(_element(p))
         lines.extend(_scores(p))
+    if quiet:
+        lines.append(f"  ({quiet} more element(s) below 5 % before and after; --json lists "
+                     "them)")
     return "\n".join(lines)
 
 

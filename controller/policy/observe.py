@@ -68,10 +68,19 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
                    degraded: Iterable[Degradation], scores: Mapping[tuple[str, str], float],
                    findings: Iterable, actions: Iterable[Action] = (),
                    queue_packets: int = 64, min_rate_bps: float = 1000.0,
-                   classed: frozenset = frozenset()) -> Snapshot:
+                   classed: frozenset = frozenset(),
+                   scope: Iterable[str] | None = None) -> Snapshot:
     """`facts`: NetworkFacts; `hosts`: HostInfo; `services`: (src IP, dst IP) -> service;
     `findings`: rootcause Findings (best first); `classed`: the (switch, port)s whose egress
-    has GSB classes by DSCP (csm.egress_interfaces)."""
+    has GSB classes by DSCP (csm.egress_interfaces).
+
+    `scope`: element names (the suspects, as the loop gives them): only the pairs that cross
+    one of them, or an element of an action in force (a reroute's whole new path), are in
+    the snapshot, and their rates are read from the flows of those elements' switches only
+    (what enters each egress, before it drops anything). What the engine decides needs no
+    more, and on a large network it is a fraction of the flows. Every element is still
+    there, with its measured load. None: every pair, from every switch (what-if, admission
+    and advice, which ask about any customer)."""
     graph = facts.graph
     hosts = {h.mac: h for h in hosts}
     links: dict[tuple[int, int], tuple[int, str]] = {}
@@ -101,17 +110,30 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
             routes[path] = tuple(links[(x, y)][1] for x, y in zip(path, path[1:])
                                  if (x, y) in links)
         return routes[path]
+    if scope is None:
+        rates = pair_rates(flows)
+    else:
+        scope = set(scope)
+        for action in actions:
+            scope.add(action.intent.element)
+            if action.intent.kind == REROUTE:
+                scope.update(route(tuple(action.intent.path)))
+        switches = {elements[name].dpid for name in scope if name in elements}
+        rates = pair_rates({dpid: views for dpid, views in flows.items() if dpid in switches})
     classes = {c: contract.service_class for c, contract in contracts.items()}
     pairs = []
-    for (src, dst), rate in sorted(pair_rates(flows).items()):
+    for (src, dst), rate in sorted(rates.items()):
         if rate < min_rate_bps or src not in hosts or dst not in hosts:
             continue
-        customer = customer_of_mac.get(src) or customer_of_mac.get(dst) or ""
         a, b = hosts[src], hosts[dst]
         path = rerouted.get((src, dst)) or paths.get(a.dpid, {}).get(b.dpid)
         if not path:
             continue
         path = tuple(path)
+        if scope is not None and access[dst] not in scope and \
+                scope.isdisjoint(route(path)):
+            continue
+        customer = customer_of_mac.get(src) or customer_of_mac.get(dst) or ""
         service = ""
         for s in a.ipv4:
             for d in b.ipv4:

@@ -47,9 +47,21 @@ def _cemsctl(controller, *args) -> str:
     return done.stdout
 
 
-def _scenario(make_controller, tmp_path, mode: str):
+# For the reroute: the core links' capacities too (a detour is taken over links whose
+# capacity is known), and a target the 28 Mbit/s download fits on the other 30 Mbit/s link.
+REROUTE_CONFIG = ('[mirror]\nprobe = "2:10"\n'
+                  '[qoe]\niptv_frame_rate = 25\n'
+                  '[csm]\nlink_capacity_bps = { "3:3" = 30000000, "4:3" = 30000000, '
+                  '"3:4" = 30000000, "4:4" = 30000000, "1:4" = 1000000000, '
+                  '"2:2" = 1000000000, "2:3" = 1000000000, "3:2" = 1000000000, '
+                  '"4:2" = 1000000000 }\n')
+
+
+def _scenario(make_controller, tmp_path, mode: str, reroute: bool = False):
+    config = REROUTE_CONFIG + "[policy]\ntarget_utilisation = 0.95\n" if reroute else \
+        EXPERIENCE_CONFIG + "[policy]\n"
     controller = make_controller(
-        extra_config=EXPERIENCE_CONFIG + f'[policy]\nmode = "{mode}"\nrevert_s = 10\n',
+        extra_config=config + f'mode = "{mode}"\nrevert_s = 10\n',
         unix_socket=f"/tmp/cems-{tmp_path.name[-20:]}.sock")
     with running_network(AccessTopo(agg_mbps=30, line_mbps=50), controller) as net:
         net.pingAll(timeout=1)
@@ -60,7 +72,9 @@ def _scenario(make_controller, tmp_path, mode: str):
             # Silver and Bronze start in their class; Gold is a Silver start changed by the
             # customer itself
             first = BRONZE if klass == BRONZE else SILVER
-            bounds = [pb.ClassBounds(service_class=c, min_bps=2_000_000, max_bps=20_000_000)
+            # for the reroute the Bronze customer's floor is its whole download: no meter
+            low = 40_000_000 if reroute and klass == BRONZE else 2_000_000
+            bounds = [pb.ClassBounds(service_class=c, min_bps=low, max_bps=max(low, 20_000_000))
                       for c in sorted({first, klass})]
             sla.CreateCustomer(pb.CreateCustomerRequest(
                 customer=pb.Customer(customer_id=customer, name=customer.upper(),
@@ -98,9 +112,10 @@ def _scenario(make_controller, tmp_path, mode: str):
             wait_for(lambda: statuses() == {"c1": "ok", "c3": "ok"} or None, 40,
                      "the voice and IPTV of c1 and c3 ok before the congestion")
             before = switch_state("s1")
+            tables_before = {sw: _table1(sw) for sw in ("s1", "s2", "s4", "s5")}
 
             pc = net.get("c2pc")
-            bulk = udp_flow(web, pc, 5601, "40M", 30, procs)
+            bulk = udp_flow(web, pc, 5601, "28M" if reroute else "40M", 30, procs)
             onset = time.monotonic()
             try:
                 wait_for(lambda: statuses().get("c1") == "degraded" or None, 25,
@@ -109,6 +124,9 @@ def _scenario(make_controller, tmp_path, mode: str):
                 raise AssertionError(f"{err}\n{_cemsctl(controller, 'flows', '--active')}\n"
                                      f"{_cemsctl(controller, 'qoe')}") from None
             detected_s = time.monotonic() - onset
+            if reroute:
+                return _rerouted(controller, statuses, bulk, tables_before, onset,
+                                 detected_s, pc.MAC())
 
             def ask_admission() -> tuple[int, str]:
                 """The IPTV head-end asks before a new unicast stream to c2's PC."""
@@ -168,6 +186,46 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
     print(f"onset -> degraded {detected_s:.1f} s, -> meter on s1 {acted_s:.1f} s, "
           f"-> c1 ok {recovered_s:.1f} s")
     return log
+
+
+def _table1(switch: str) -> list[str]:
+    """Table 1 (forwarding) of a bridge, sorted and without counters."""
+    return sorted(subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                                  switch, "table=1"], capture_output=True, text=True,
+                                 check=True).stdout.splitlines())
+
+
+def _rerouted(controller, statuses, bulk, tables_before, onset, detected_s, pc_mac):
+    """The Bronze download cannot be metered (its floor is its rate): it is moved to
+    s1 -> s2 -> s4 -> s5, around the congested link, and back when it has ended."""
+    moved = wait_for(lambda: [f for f in _table1("s4") if "priority=1600" in f
+                              and pc_mac in f] or None, 20, "the reroute flow on s4")
+    acted_s = time.monotonic() - onset
+    assert all("actions=output:3" in f for f in moved), moved   # s4 port 3: towards s5
+    for switch in ("s1", "s2", "s5"):
+        assert any("priority=1600" in f and pc_mac in f for f in _table1(switch)), switch
+    log = _cemsctl(controller, "decisions")
+    assert "act" in log and "reroute" in log and "moved to the path 1 2 4 5" in log, log
+    assert "meter" not in [line.split()[3] for line in log.splitlines()
+                           if line.split()[2:3] == ["act"]], log
+    wait_for(lambda: statuses().get("c1") == "ok" or None, 40,
+             "c1's experience back at its target with the download moved")
+    recovered_s = time.monotonic() - onset
+    assert bulk.poll() is None, "the download ended before c1 recovered: nothing was shown"
+    bulk.wait(timeout=60)
+    wait_for(lambda: {sw: _table1(sw) for sw in tables_before} == tables_before or None, 60,
+             "the reroute taken back after the download ended")
+    log = _cemsctl(controller, "decisions")
+    assert "revert" in log and "the cause is gone" in log, log
+    print(log)
+    print(f"reroute: onset -> degraded {detected_s:.1f} s, -> reroute on s4 {acted_s:.1f} s, "
+          f"-> c1 ok {recovered_s:.1f} s")
+    return log
+
+
+def test_a_bronze_download_at_its_floor_is_rerouted_around_the_link_and_back(
+        make_controller, tmp_path):
+    _scenario(make_controller, tmp_path, "act", reroute=True)
 
 
 def test_bronze_bulk_congestion_is_metered_gold_voice_recovers_and_the_meter_goes(

@@ -9,7 +9,7 @@ from controller.monitor.engine import NetworkFacts
 from controller.monitor.rootcause import Finding, PortLoad, access_name, link_name
 from controller.network.topology import HostInfo
 from controller.openflow.pipeline import FORWARDING_TABLE, Component, FlowEntry, cookie_for
-from controller.policy.model import Contract, Degradation
+from controller.policy.model import Contract, Degradation, Suspect
 from controller.policy.observe import build_snapshot, contract_of, pair_rates
 
 SERVER, PHONE, PC = "00:00:00:00:00:09", "00:00:00:00:00:01", "00:00:00:00:00:02"
@@ -96,3 +96,33 @@ def test_a_contract_takes_the_floor_of_its_class_and_the_classes_its_sla_allows(
         ("bronze", 30_000_000, 2_000_000)
     assert contract.allowed_classes == ("silver", "bronze") and contract.hosts == (PC,)
     assert contract_of(state, None).sla_min_bps == 30_000_000   # no SLA: the SLS is the floor
+
+
+def test_a_scoped_snapshot_holds_the_pairs_across_the_suspects_and_the_actions_only():
+    import dataclasses
+    from controller.policy.engine import PolicyConfig, PolicyMemory, decide
+    facts, hosts, flows, contracts = world()
+    owners = {PHONE: "a", PC: "b"}
+    args = ({("10.0.0.9", "10.0.0.1"): "voice"},
+            [Degradation("a", "voice", "gold", 90.0, 2.9, 4.03)], {("a", "voice"): 2.9},
+            [Finding(access_name(2, 5), 1.0, (), ("a",), ("voice",), 0.0, {})])
+    full = build_snapshot(100.0, facts, hosts, flows, contracts, owners, *args)
+    scoped = build_snapshot(100.0, facts, hosts, flows, contracts, owners, *args,
+                            scope=[access_name(2, 5)])
+    # the phone's port: the voice to it only, its rate read on switch 2, every element kept
+    assert [p.key for p in scoped.pairs] == [(SERVER, PHONE)]
+    assert scoped.elements.keys() == full.elements.keys()
+    assert scoped.pairs[0] == next(p for p in full.pairs if p.key == (SERVER, PHONE))
+    link = build_snapshot(100.0, facts, hosts, flows, contracts, owners, *args,
+                          scope=[link_name(1, 2, 2)])
+    assert {p.key: p.rate_bps for p in link.pairs} == {(SERVER, PHONE): 0.1e6,
+                                                       (SERVER, PC): 40e6}
+    # an action in force keeps its pairs in the snapshot, whatever the suspects are
+    congested = dataclasses.replace(full, suspects=(Suspect(link_name(1, 2, 2), 1.0, ("a",)),))
+    acted = decide(congested, PolicyMemory(), PolicyConfig()).memory.actions
+    assert acted and acted[0].intent.element == link_name(1, 2, 2)
+    kept = build_snapshot(100.0, facts, hosts, flows, contracts, owners, *args,
+                          actions=acted, scope=[])
+    assert {p.key for p in kept.pairs} == {(SERVER, PHONE), (SERVER, PC)}
+    assert build_snapshot(100.0, facts, hosts, flows, contracts, owners, *args,
+                          scope=[]).pairs == ()
