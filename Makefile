@@ -27,6 +27,7 @@ bench: setup
 	$(PY) bench/bench_grpc.py
 	$(PY) bench/bench_experience.py
 	$(PY) bench/bench_policy.py
+	$(PY) bench/bench_loop.py --runs 5
 
 fuzz: setup
 	$(PY) -m tests.fuzz.fuzz

@@ -27,7 +27,7 @@ from controller.network.packet_in import handle_packet_in
 from controller.network.stats import (SwitchRates, compute_flow_views, compute_meter_views,
                                       compute_port_views)
 from controller.network.topology import PortInfo, Topology
-from controller.policy.compile import shaped_rate
+from controller.policy.compile import committed_with_policy, shaped_rate
 from controller.openflow import messages
 from controller.openflow.desired import assemble
 from controller.openflow.pipeline import is_cems_meter
@@ -472,9 +472,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         if not (self.config.egress_interfaces or self.config.edge_shaping):
             return
         from controller import edge  # pylint: disable=import-outside-toplevel
-        committed = self.customers.committed_by_class()
-
         actions = self.runtime.policy_flows.actions
+        committed = committed_with_policy(self.customers.committed_by_class(), actions)
 
         def sls_rate_bps(customer_id: str) -> int | None:
             sls = self.customers.sls(customer_id)

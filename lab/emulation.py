@@ -277,12 +277,18 @@ def start_network(net, queue_packets: int | None = SHAPED_QUEUE_PACKETS) -> None
         return
     for switch in net.switches:
         for intf in switch.intfList():
-            if intf.name == "lo" or "htb" not in switch.cmd(f"tc qdisc show dev {intf.name}"):
+            # TCLink's own HTB (handle 5:); a port whose root cems has already made its
+            # egress classes (csm.egress_interfaces, handle 1:) bounds its own queues
+            if intf.name == "lo" or "qdisc htb 5:" not in tc_qdiscs(switch, intf.name):
                 continue
             out = switch.cmd(f"tc qdisc replace dev {intf.name} parent 5:1 handle 10: pfifo "
                              f"limit {queue_packets}")
-            if out.strip():
+            if out.strip() and "qdisc htb 5:" in tc_qdiscs(switch, intf.name):
                 raise RuntimeError(f"bounding the queue of {intf.name}: {out.strip()}")
+
+
+def tc_qdiscs(node, ifname: str) -> str:
+    return node.cmd(f"tc qdisc show dev {ifname}")
 
 
 def udp_flow(client, server, port: int, rate: str, seconds: int, procs: list):
@@ -349,3 +355,40 @@ def expected_counts(topo) -> tuple[int, int]:
     switches = set(topo.switches())
     links = sum(2 for a, b in topo.links() if a in switches and b in switches)
     return len(switches), links
+
+
+def scores_at_target(qoe_stub, customer: str, services=("voice", "iptv"),
+                     window_s: float = 1.0) -> bool:
+    """Whether each of a customer's `services` scores at or above its target over the
+    shortest window (QoeService.GetExperience): quality back, before the status (10 s)
+    says so."""
+    from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
+    reply = qoe_stub.GetExperience(qoe_pb2.GetExperienceRequest(customer_id=customer),
+                                   timeout=5)
+    seen = {e.service: e for e in reply.services if e.service in services}
+    if set(seen) != set(services):
+        return False
+    for e in seen.values():
+        mean = next((w.mean for w in e.windows if w.window_s == window_s), float("nan"))
+        if not mean >= e.target:   # NaN: no score in the window
+            return False
+    return True
+
+
+def wait_held(predicate, hold_s: float, timeout_s: float, what: str,
+              interval_s: float = 0.25) -> float:
+    """Wait until predicate has been true for `hold_s` without a break; returns the
+    monotonic time it became true (the start of the run that held)."""
+    deadline = time.monotonic() + timeout_s
+    since = None
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if predicate():
+            since = now if since is None else since
+            if now - since >= hold_s:
+                return since
+        else:
+            since = None
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what} to hold for "
+                       f"{hold_s:g} s")

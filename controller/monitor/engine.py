@@ -9,6 +9,7 @@ tests, events) is the shell's. Only the runtime's ticker thread calls tick().
 """
 
 import dataclasses
+import functools
 from typing import Mapping
 
 import networkx as nx
@@ -16,6 +17,7 @@ import networkx as nx
 from controller.monitor.experience import ExperienceBook, StatusChange
 from controller.monitor.rootcause import Finding, PortLoad, customer_paths, find_causes
 from controller.monitor.zoom import ZoomBook, ZoomEvent
+from controller.network.forwarding import compute_paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +25,12 @@ class NetworkFacts:
     graph: nx.DiGraph
     host_switch: Mapping[str, int]             # IP address -> the switch of its host
     loads: Mapping[tuple[int, int], PortLoad]  # (dpid, port) -> its egress
+
+    @functools.cached_property
+    def paths(self) -> dict[int, dict[int, list[int]]]:
+        """The forwarding paths between every two switches (compute_paths), made once per
+        facts: root cause and the policy snapshot of the same tick share them."""
+        return compute_paths(self.graph)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +83,7 @@ class ExperienceEngine:
                 continue
             access[customer] = (state.customer.access_dpid, state.customer.access_port)
             peers[customer] = self._peers(customer, facts)
-        paths = customer_paths(facts.graph, access, peers)
+        paths = customer_paths(facts.graph, access, peers, facts.paths)
         healthy = [c for c in customers if c not in degraded]
         return tuple(find_causes(paths, degraded, healthy, facts.loads, now)
                      [:self.max_findings])

@@ -152,10 +152,11 @@ def find_causes(paths: Mapping[str, Mapping[str, tuple]], degraded: Mapping[str,
 
 
 def customer_paths(graph: nx.DiGraph, access: Mapping[str, tuple[int, int]],
-                   peers: Mapping[str, Iterable[int]]) -> dict[str, dict[str, tuple]]:
+                   peers: Mapping[str, Iterable[int]], paths=None) -> dict[str, dict[str, tuple]]:
     """Each customer's elements: its access port, and the switches and links from its
-    access switch to the switches of the hosts its flows talk to, both ways."""
-    paths = compute_paths(graph)
+    access switch to the switches of the hosts its flows talk to, both ways (`paths`:
+    compute_paths(graph), when the caller has them)."""
+    paths = paths if paths is not None else compute_paths(graph)
     out = {}
     for customer, (dpid, port) in access.items():
         ends = [(dpid, p) for p in peers.get(customer, ()) if p != dpid]

@@ -15,7 +15,10 @@ flows, so that what it replaces keeps what the contract gives:
   On the probe's switch this flow also stands above the pair's mirror copies.
 
 Linux traffic control (controller.csm.queues.plan_traffic_control, the one tc builder)
-takes the policy's meters too: shaped_rate() lowers a configured edge host's shaping from
+takes the policy's actions too: committed_with_policy() adds a re-marking's rate to what
+its class is guaranteed on the egress classes (otherwise the class would be guaranteed only
+what its customers' SLSs commit, and traffic re-marked into it would borrow behind the
+other classes' guarantees and be dropped); and shaped_rate() lowers a configured edge host's shaping from
 the SLS rate to the rate of a meter in force on traffic that host sends, so that the
 customer's own TCP meets the meter smoothly instead of being dropped by it.
 
@@ -28,6 +31,7 @@ contributor says which action lost (`conflicts`).
 from typing import Iterable, Mapping
 
 from controller.csm.mapping import meter_at
+from controller.csm.model import ServiceClass
 from controller.openflow.desired import Contribution, DesiredState
 from controller.openflow.pipeline import (CLASSIFY_TABLE, ETH_TYPE_IP, FORWARDING_TABLE,
                                           PRIORITY, Component, FlowEntry, MeterSpec,
@@ -152,3 +156,21 @@ def shaped_rate(customer_id: str, sls_rate_bps: int | None, hosts: Iterable[str]
              if a.intent.kind == METER and a.intent.customer_id == customer_id and
              a.intent.rate_bps and any(src.lower() in mine for src, _ in a.intent.pairs)]
     return min([sls_rate_bps] + rates)
+
+
+# The rate of a re-marking is measured under congestion, as a mean over a second: the
+# guarantee it adds has room for the streams' bursts and what the measurement missed.
+REMARK_HEADROOM = 1.25
+
+
+def committed_with_policy(committed_bps: Mapping, actions: Iterable[Action]) -> dict:
+    """What each class is guaranteed on the egress classes: the customers' committed SLS
+    rates (ServiceClass -> bit/s) plus REMARK_HEADROOM times the rate of every re-marking
+    in force into it."""
+    out = dict(committed_bps)
+    for action in actions:
+        intent = action.intent
+        if intent.kind == REMARK and intent.rate_bps:
+            klass = ServiceClass(intent.service_class)
+            out[klass] = out.get(klass, 0) + int(intent.rate_bps * REMARK_HEADROOM)
+    return out

@@ -330,36 +330,48 @@ class _Run:
                        self._affected(degraded), frame_rate=self.config.frame_rate, **change)
 
     def _priority(self, element: Element, degraded: list[Degradation]):
-        """Re-mark each degraded service to the best class its SLA allows, where that is
-        better than its class now; only where the element has egress classes."""
+        """Re-mark each degraded customer's services across the element to the best class
+        its SLA allows, where that is better than its class now; only where the element has
+        egress classes. With the degraded services go the customer's other voice and IPTV
+        across the element: they are behind the same congestion, and a second re-marking
+        for them would wait out the first one's observation and cooldown."""
         if not element.has_classes:
             return None
+        by_customer: dict[str, list[Degradation]] = {}
+        for d in degraded:
+            by_customer.setdefault(d.customer_id, []).append(d)
         remark: dict[tuple[str, str], str] = {}
         picks = []
-        for d in degraded:
-            contract = self.s.contracts.get(d.customer_id)
+        for customer, mine_degraded in by_customer.items():
+            contract = self.s.contracts.get(customer)
             if contract is None:
                 continue
+            now_class = mine_degraded[0].service_class
             best = min(contract.allowed_classes, key=lambda c: CLASS_RANK.get(c, 2),
                        default=contract.service_class)
-            mine = [p for p in self._crossing(element)
-                    if p.customer_id == d.customer_id and p.service == d.service]
-            if not mine or CLASS_RANK.get(best, 2) >= CLASS_RANK.get(d.service_class, 2):
+            if CLASS_RANK.get(best, 2) >= CLASS_RANK.get(now_class, 2):
+                continue
+            services = {d.service for d in mine_degraded}
+            mine = [p for p in self._crossing(element) if p.customer_id == customer and
+                    (p.service in services or p.service in REAL_TIME)]
+            if not mine:
                 continue
             remark.update({p.key: best for p in mine})
+            names = sorted({p.service for p in mine})
             for switch in sorted({p.path[0] for p in mine}):
-                picks.append((d, best, tuple(p.key for p in mine if p.path[0] == switch),
-                              switch))
+                picks.append((mine_degraded, names, now_class, best,
+                              tuple(p.key for p in mine if p.path[0] == switch), switch))
         if not picks:
             return None
         prediction = self._predict(element, degraded, classes_after=remark)
         return tuple(Intent(
-            PRIORITY, element.name, d.customer_id, pairs,
-            f"{d.customer_id} {d.service} degraded (score {d.score:.2f} < target "
-            f"{d.target:g}) behind {element.name}: its {d.service} re-marked from "
-            f"{d.service_class} to {best}, which its SLA allows", prediction,
-            tuple(self._affected(degraded)), d.service, best, switch=switch)
-            for d, best, pairs, switch in picks)
+            PRIORITY, element.name, ds[0].customer_id, pairs,
+            f"{_degraded_text(ds)} degraded (score {min(d.score for d in ds):.2f} < target "
+            f"{ds[0].target:g}) behind {element.name}: its {' and '.join(names)} re-marked "
+            f"from {now_class} to {best}, which its SLA allows", prediction,
+            tuple(self._affected(degraded)), ",".join(names), best,
+            int(sum(self._pairs[k].rate_bps for k in pairs)), switch=switch)
+            for ds, names, now_class, best, pairs, switch in picks)
 
     def _lower_class(self, element: Element, degraded: list[Degradation]):
         """Traffic across the element of customers of a lower class than the best degraded

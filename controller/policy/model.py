@@ -65,7 +65,7 @@ class PairTraffic(NamedTuple):
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.src_mac, self.dst_mac)
+        return self[:2]   # (src_mac, dst_mac); a slice is the cheapest way there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,8 @@ class Intent:
     """One change: what, on which element, for whom, why, and what it should do.
 
     priority: `pairs` are the affected customer's pairs of `service` that enter the network
-    at `switch`, re-marked there to `service_class`; meter: `pairs` are a competitor's pairs
+    at `switch`, re-marked there to `service_class`, and `rate_bps` is their rate (what the
+    class's egress guarantee grows by, controller.policy.compile.committed_with_policy); meter: `pairs` are a competitor's pairs
     that cross the element and enter at `switch`, metered there together at `rate_bps`;
     reroute: `pairs` move to `path` (switches, sender's first), leaving each switch of it
     by the port `hops` gives ((switch, port), ..., the last one to the host)."""

@@ -78,11 +78,13 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
     one of them, or an element of an action in force (a reroute's whole new path), are in
     the snapshot, and their rates are read from the flows of those elements' switches only
     (what enters each egress, before it drops anything). What the engine decides needs no
-    more, and on a large network it is a fraction of the flows. Every element is still
-    there, with its measured load. None: every pair, from every switch (what-if, admission
-    and advice, which ask about any customer)."""
+    more, and on a large network it is a fraction of the flows. Every link is still there
+    with its measured load (a reroute looks for room on any of them), and the access ports
+    in scope or crossed by the snapshot's pairs. None: every pair, from every switch, and
+    every access port (what-if, admission and advice, which ask about any customer)."""
     graph = facts.graph
     hosts = {h.mac: h for h in hosts}
+    scope = set(scope) if scope is not None else None
     links: dict[tuple[int, int], tuple[int, str]] = {}
     elements: dict[str, Element] = {}
 
@@ -97,10 +99,19 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
         name = link_name(a, data["port"], b)
         links[(a, b)] = (data["port"], name)
         element(name, a, data["port"])
-    access = {mac: access_name(h.dpid, h.port_no) for mac, h in hosts.items()}
-    for mac, host in hosts.items():
-        element(access[mac], host.dpid, host.port_no)
-    paths = compute_paths(graph)
+    if scope is None:
+        access = {mac: access_name(h.dpid, h.port_no) for mac, h in hosts.items()}
+        for mac, host in hosts.items():
+            element(access[mac], host.dpid, host.port_no)
+    else:
+        # the access ports in scope; those of the pairs' receivers are added with them
+        access = {}
+        for mac, host in hosts.items():
+            name = access_name(host.dpid, host.port_no)
+            if name in scope:
+                access[mac] = name
+                element(name, host.dpid, host.port_no)
+    paths = getattr(facts, "paths", None) or compute_paths(graph)
     rerouted = {pair: action.intent.path for action in actions
                 if action.intent.kind == REROUTE for pair in action.intent.pairs}
     routes: dict[tuple, tuple] = {}   # a path -> its links' names, made once
@@ -113,7 +124,6 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
     if scope is None:
         rates = pair_rates(flows)
     else:
-        scope = set(scope)
         for action in actions:
             scope.add(action.intent.element)
             if action.intent.kind == REROUTE:
@@ -121,18 +131,29 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
         switches = {elements[name].dpid for name in scope if name in elements}
         rates = pair_rates({dpid: views for dpid, views in flows.items() if dpid in switches})
     classes = {c: contract.service_class for c, contract in contracts.items()}
+    receivers_in_scope = frozenset(access) if scope is not None else frozenset()
+    crosses: dict[tuple, bool] = {}   # a path -> whether it crosses a link in scope
+    between: dict[tuple[int, int], tuple] = {}   # (switch, switch) -> the path, as a tuple
+
+    def path_of(a: int, b: int) -> tuple:
+        if (a, b) not in between:
+            between[(a, b)] = tuple(paths.get(a, {}).get(b) or ())
+        return between[(a, b)]
     pairs = []
-    for (src, dst), rate in sorted(rates.items()):
+    for (src, dst), rate in rates.items():
         if rate < min_rate_bps or src not in hosts or dst not in hosts:
             continue
         a, b = hosts[src], hosts[dst]
-        path = rerouted.get((src, dst)) or paths.get(a.dpid, {}).get(b.dpid)
+        path = rerouted.get((src, dst)) or path_of(a.dpid, b.dpid)
         if not path:
             continue
-        path = tuple(path)
-        if scope is not None and access[dst] not in scope and \
-                scope.isdisjoint(route(path)):
-            continue
+        if scope is not None:
+            if dst not in receivers_in_scope:
+                if path not in crosses:
+                    crosses[path] = not scope.isdisjoint(route(path))
+                if not crosses[path]:
+                    continue
+            access[dst] = access_name(b.dpid, b.port_no)
         customer = customer_of_mac.get(src) or customer_of_mac.get(dst) or ""
         service = ""
         for s in a.ipv4:
@@ -140,6 +161,9 @@ def build_snapshot(now: float, facts, hosts: Iterable, flows: Mapping[int, Itera
                 service = services.get((s, d), service)
         pairs.append(PairTraffic(src, dst, customer, service, classes.get(customer, ""), rate,
                                  path, route(path) + (access[dst],)))
+        if scope is not None and access[dst] not in elements:
+            element(access[dst], b.dpid, b.port_no)
+    pairs.sort()   # by sender and receiver: the same snapshot whatever order flows came in
     # An egress sends at most its capacity: what is offered to it is what the pairs that
     # cross it send (measured where they enter, before any bottleneck), when that is more.
     offered: dict[str, float] = {}

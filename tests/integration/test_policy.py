@@ -26,7 +26,8 @@ from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
 from cems.v1 import policy_pb2, policy_pb2_grpc, qoe_pb2_grpc
 
-from lab.emulation import REPO, switch_state, udp_flow, wait_for, worst_statuses
+from lab.emulation import REPO, scores_at_target, switch_state, udp_flow, wait_for, \
+    wait_held, worst_statuses
 from mininet_topos import AccessTopo
 
 from tests.integration.conftest import running_network
@@ -57,9 +58,16 @@ REROUTE_CONFIG = ('[mirror]\nprobe = "2:10"\n'
                   '"4:2" = 1000000000 }\n')
 
 
-def _scenario(make_controller, tmp_path, mode: str, reroute: bool = False):
+# For the re-marking: GSB egress classes (HTB by DSCP, controller/edge.py) on s3's port to s5.
+PRIORITY_CONFIG = EXPERIENCE_CONFIG + 'egress_interfaces = { "s3-eth3" = 30000000 }\n'
+
+
+def _scenario(make_controller, tmp_path, mode: str, reroute: bool = False,
+              priority: bool = False):
+    """priority: c1 is Bronze too, with an SLA that allows Gold, and the link has egress
+    classes: its degraded services are re-marked instead of anything being metered."""
     config = REROUTE_CONFIG + "[policy]\ntarget_utilisation = 0.95\n" if reroute else \
-        EXPERIENCE_CONFIG + "[policy]\n"
+        (PRIORITY_CONFIG if priority else EXPERIENCE_CONFIG) + "[policy]\n"
     controller = make_controller(
         extra_config=config + f'mode = "{mode}"\nrevert_s = 10\n',
         unix_socket=f"/tmp/cems-{tmp_path.name[-20:]}.sock")
@@ -67,15 +75,17 @@ def _scenario(make_controller, tmp_path, mode: str, reroute: bool = False):
         net.pingAll(timeout=1)
         channel = controller.channel()
         sla = pb_grpc.SlaServiceStub(channel)
-        for customer, (dpid, port, klass) in CUSTOMERS.items():
+        customers = dict(CUSTOMERS, c1=(5, 3, BRONZE)) if priority else CUSTOMERS
+        for customer, (dpid, port, klass) in customers.items():
             hosts = [net.get(f"{customer}{device}").MAC() for device in ("phone", "stb", "pc")]
             # Silver and Bronze start in their class; Gold is a Silver start changed by the
             # customer itself
             first = BRONZE if klass == BRONZE else SILVER
             # for the reroute the Bronze customer's floor is its whole download: no meter
             low = 40_000_000 if reroute and klass == BRONZE else 2_000_000
+            allowed = {first, klass} | ({GOLD} if priority and customer == "c1" else set())
             bounds = [pb.ClassBounds(service_class=c, min_bps=low, max_bps=max(low, 20_000_000))
-                      for c in sorted({first, klass})]
+                      for c in sorted(allowed)]
             sla.CreateCustomer(pb.CreateCustomerRequest(
                 customer=pb.Customer(customer_id=customer, name=customer.upper(),
                                      access_dpid=dpid, access_port=port, hosts=hosts),
@@ -119,14 +129,18 @@ def _scenario(make_controller, tmp_path, mode: str, reroute: bool = False):
             onset = time.monotonic()
             try:
                 wait_for(lambda: statuses().get("c1") == "degraded" or None, 25,
-                         "c1's experience degraded")
+                         "c1's experience degraded", interval_s=0.1)
             except TimeoutError as err:
                 raise AssertionError(f"{err}\n{_cemsctl(controller, 'flows', '--active')}\n"
                                      f"{_cemsctl(controller, 'qoe')}") from None
             detected_s = time.monotonic() - onset
+            if priority:
+                return _remarked(controller, statuses, bulk, before, onset, detected_s,
+                                 net.get("c1phone").MAC(), net.get("c1stb").MAC(),
+                                 lambda: scores_at_target(qoe, "c1"))
             if reroute:
                 return _rerouted(controller, statuses, bulk, tables_before, onset,
-                                 detected_s, pc.MAC())
+                                 detected_s, pc.MAC(), lambda: scores_at_target(qoe, "c1"))
 
             def ask_admission() -> tuple[int, str]:
                 """The IPTV head-end asks before a new unicast stream to c2's PC."""
@@ -138,14 +152,15 @@ def _scenario(make_controller, tmp_path, mode: str, reroute: bool = False):
                 out, err = asking.communicate(timeout=60)
                 return asking.returncode, out + err
             return _after_detection(controller, statuses, bulk, before, onset, detected_s,
-                                    mode, pc.MAC(), ask_admission)
+                                    mode, pc.MAC(), ask_admission,
+                                    lambda: scores_at_target(qoe, "c1"))
         finally:
             _stop(procs)
             channel.close()
 
 
 def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode, pc_mac,
-                     ask_admission):
+                     ask_admission, back_at_target):
     def decisions():
         return _cemsctl(controller, "decisions")
 
@@ -161,8 +176,11 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
     # s1 holds no customer's flows: a meter there is the policy's
     action_on_switch = wait_for(
         lambda: [f for f in switch_state("s1")[0] if POLICY_METER.search(f)] or None,
-        20, "the policy meter on s1")
+        20, "the policy meter on s1", interval_s=0.1)
     acted_s = time.monotonic() - onset
+    # quality back: c1's 1 s scores at their targets for 2 s running (the status follows,
+    # over its 10 s window)
+    scores_s = wait_held(back_at_target, 2.0, 40, "c1's 1 s scores at their targets") - onset
     assert all(pc_mac in f for f in action_on_switch), action_on_switch
     log = decisions()
     assert "act" in log and "meter" in log and "c2" in log and CONGESTED_LINK in log, log
@@ -184,8 +202,9 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
     log = decisions()
     assert "revert" in log and "the cause is gone" in log, log
     print(f"onset -> degraded {detected_s:.1f} s, -> meter on s1 {acted_s:.1f} s, "
-          f"-> c1 ok {recovered_s:.1f} s")
-    return log
+          f"-> c1's scores at target {scores_s:.1f} s, -> c1 ok {recovered_s:.1f} s")
+    return {"log": log, "detected_s": detected_s, "acted_s": acted_s, "scores_s": scores_s,
+            "status_ok_s": recovered_s}
 
 
 def _table1(switch: str) -> list[str]:
@@ -195,12 +214,15 @@ def _table1(switch: str) -> list[str]:
                                  check=True).stdout.splitlines())
 
 
-def _rerouted(controller, statuses, bulk, tables_before, onset, detected_s, pc_mac):
+def _rerouted(controller, statuses, bulk, tables_before, onset, detected_s, pc_mac,
+              back_at_target):
     """The Bronze download cannot be metered (its floor is its rate): it is moved to
     s1 -> s2 -> s4 -> s5, around the congested link, and back when it has ended."""
     moved = wait_for(lambda: [f for f in _table1("s4") if "priority=1600" in f
-                              and pc_mac in f] or None, 20, "the reroute flow on s4")
+                              and pc_mac in f] or None, 20, "the reroute flow on s4",
+                     interval_s=0.1)
     acted_s = time.monotonic() - onset
+    scores_s = wait_held(back_at_target, 2.0, 40, "c1's 1 s scores at their targets") - onset
     assert all("actions=output:3" in f for f in moved), moved   # s4 port 3: towards s5
     for switch in ("s1", "s2", "s5"):
         assert any("priority=1600" in f and pc_mac in f for f in _table1(switch)), switch
@@ -217,10 +239,51 @@ def _rerouted(controller, statuses, bulk, tables_before, onset, detected_s, pc_m
              "the reroute taken back after the download ended")
     log = _cemsctl(controller, "decisions")
     assert "revert" in log and "the cause is gone" in log, log
-    print(log)
     print(f"reroute: onset -> degraded {detected_s:.1f} s, -> reroute on s4 {acted_s:.1f} s, "
-          f"-> c1 ok {recovered_s:.1f} s")
-    return log
+          f"-> c1's scores at target {scores_s:.1f} s, -> c1 ok {recovered_s:.1f} s")
+    return {"log": log, "detected_s": detected_s, "acted_s": acted_s, "scores_s": scores_s,
+            "status_ok_s": recovered_s}
+
+
+def _remarked(controller, statuses, bulk, before, onset, detected_s, phone_mac, stb_mac,
+              back_at_target):
+    """Both customers are Bronze, so there is nothing of a lower class to meter; c1's SLA
+    allows Gold and the link has egress classes: c1's voice and IPTV are re-marked to Gold
+    on s1, where they enter, and served first on s3's port; back when the download ends."""
+    remarked = wait_for(lambda: [f for f in switch_state("s1")[0] if "priority=2100" in f]
+                        or None, 20, "the re-marking on s1", interval_s=0.1)
+    acted_s = time.monotonic() - onset
+    assert all("mod_nw_tos:184" in f or "set_field:46->ip_dscp" in f for f in remarked), \
+        remarked   # EF, Gold's DSCP
+    assert {phone_mac} <= {m for f in remarked for m in (phone_mac, stb_mac) if m in f}
+    assert not any(POLICY_METER.search(f) for f in switch_state("s1")[0])
+    scores_s = wait_held(back_at_target, 2.0, 40, "c1's 1 s scores at their targets") - onset
+    log = _cemsctl(controller, "decisions")
+    # the Gold class on s3's port is guaranteed what was re-marked into it (c1's voice and
+    # 4 Mbit/s IPTV with 25 % headroom), or it would be dropped behind Bronze's guarantee
+    gold = subprocess.run(["tc", "class", "show", "dev", "s3-eth3"], capture_output=True,
+                          text=True, check=True).stdout
+    assert re.search(r"class htb 1:10 .* rate (\d+)Kbit", gold) and \
+        int(re.search(r"class htb 1:10 .* rate (\d+)Kbit", gold).group(1)) > 4000, gold
+    assert "act" in log and "priority" in log and "re-marked from bronze to gold" in log, log
+    wait_for(lambda: statuses().get("c1") == "ok" or None, 40,
+             "c1's experience back at its target, re-marked")
+    recovered_s = time.monotonic() - onset
+    assert bulk.poll() is None, "the download ended before c1 recovered: nothing was shown"
+    bulk.wait(timeout=60)
+    wait_for(lambda: switch_state("s1") == before or None, 60,
+             "the re-marking taken back after the download ended")
+    log = _cemsctl(controller, "decisions")
+    assert "revert" in log, log
+    print(f"priority: onset -> degraded {detected_s:.1f} s, -> re-marked on s1 {acted_s:.1f} s, "
+          f"-> c1's scores at target {scores_s:.1f} s, -> c1 ok {recovered_s:.1f} s")
+    return {"log": log, "detected_s": detected_s, "acted_s": acted_s, "scores_s": scores_s,
+            "status_ok_s": recovered_s}
+
+
+def test_behind_egress_classes_a_bronze_customer_allowed_gold_is_re_marked_and_back(
+        make_controller, tmp_path):
+    _scenario(make_controller, tmp_path, "act", priority=True)
 
 
 def test_a_bronze_download_at_its_floor_is_rerouted_around_the_link_and_back(

@@ -132,3 +132,22 @@ def test_a_meter_on_what_an_edge_host_sends_shapes_that_host_to_the_meters_rate(
                                    lambda c: shaped_rate(c, 40_000_000, [B], actions))
     assert [(t.netns, t.plan.ifname, t.plan.link_bps) for t in planned] == \
         [("z-ns", "eth0", meter.intent.rate_bps)]
+
+
+def test_a_re_marking_grows_the_guarantee_of_its_class_on_the_egress_classes():
+    from controller.csm.model import ServiceClass as C
+    from controller.csm.queues import plan_egress
+    from controller.policy.compile import committed_with_policy
+    from controller.policy.engine import PolicyConfig, PolicyMemory, decide
+    from tests.unit.controller.policy.world import snapshot
+    snap = snapshot(voice_class="bronze", allowed=("gold", "bronze"), classes=True)
+    actions = decide(snap, PolicyMemory(), PolicyConfig()).memory.in_force()
+    (remark,) = actions
+    assert remark.intent.kind == "priority" and remark.intent.rate_bps == 100_000
+    committed = committed_with_policy({C.GOLD: 2_000_000, C.SILVER: 1_000_000}, actions)
+    assert committed == {C.GOLD: 2_125_000, C.SILVER: 1_000_000}   # with 25 % headroom
+    assert committed_with_policy({C.SILVER: 5}, ()) == {C.SILVER: 5}
+    # the HTB plan follows: Gold guaranteed what it now carries
+    gold = next(q for q in plan_egress("s3-eth3", 30_000_000, committed).queues
+                if q.service_class is C.GOLD)
+    assert gold.rate_bps == 2_125_000

@@ -308,3 +308,19 @@ def test_what_dry_run_decided_does_not_stop_the_engine_once_it_acts():
     real = decide(snapshot(now=1001.0), dry.memory.leaving_dry_run(), CONFIG)
     assert [a.intent.kind for a in real.applied] == [METER]
     assert real.memory.in_force() == real.applied
+
+
+def test_a_re_marking_takes_the_customers_iptv_across_the_element_with_its_degraded_voice():
+    from tests.unit.controller.policy.world import L12
+    snap = snapshot(voice_class="bronze", allowed=("gold", "bronze"), classes=True)
+    iptv = PairTraffic(B, G_PHONE, "g", "iptv", "bronze", 4e6, (1, 2, 4), (L12, L24))
+    bulk_of_g = PairTraffic(B, "00:00:00:00:00:03", "g", "bulk", "bronze", 1e6, (1, 2, 4),
+                            (L12, L24))
+    snap = dataclasses.replace(snap, pairs=snap.pairs + (iptv, bulk_of_g))
+    result, _ = first_act(snap)
+    (action,) = result.applied
+    assert action.intent.kind == PRIORITY and action.intent.service_class == "gold"
+    assert set(action.intent.pairs) == {(V, G_PHONE), (B, G_PHONE)}   # not its own bulk
+    assert action.intent.service == "iptv,voice"
+    assert "its iptv and voice re-marked from bronze to gold" in action.intent.reason
+    assert action.intent.for_services == (("g", "voice"),)
