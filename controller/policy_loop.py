@@ -94,6 +94,10 @@ class PolicyLoop:
                         "configured mode is %s; `cemsctl policy mode %s` goes back to it)",
                         mode, who or "an operator", self.mode, self.mode)
             self.mode = mode
+        if self.mode != "dry-run" and any(a.dry_run for a in self.memory.actions):
+            # the engine ran dry before the restart and acts now: as when dry-run is left
+            # by hand, what it decided was never on the network
+            self.memory = self.memory.leaving_dry_run()
         if memory is not None and memory.actions:
             LOG.warning("policy: %d action(s) restored from the store, %d in force on the "
                         "network: %s", len(memory.actions), len(memory.in_force()),

@@ -138,3 +138,18 @@ def test_saving_is_skipped_when_nothing_changed(tmp_path):
         loop._save()   # pylint: disable=protected-access
     assert store.query("SELECT COUNT(*) FROM policy_state")[0][0] == 1
     store.close()
+
+
+def test_what_a_dry_run_decided_before_a_restart_is_forgotten_when_the_engine_acts(tmp_path):
+    path = str(tmp_path / "cems.db")
+    store = Store(path)
+    loop, _ = _loop(store, "dry-run")
+    evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig(dry_run=True))
+    with loop._lock:   # pylint: disable=protected-access
+        loop.memory = evaluation.memory
+        loop._save()   # pylint: disable=protected-access
+    assert _loop(store, "dry-run")[0].memory.actions   # still a dry run: kept
+    acting, flows = _loop(store, "act")
+    assert acting.memory.actions == () and flows.actions == ()
+    assert acting.memory.last_change == ()   # its cooldowns were about changes not made
+    store.close()
