@@ -257,11 +257,13 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
         timeline.append(("the download ends", time.time()))
         wait_for(lambda: switch_state("s1") == before_state or None, 90,
                  "s1 back to its flows and meters before the congestion")
-        timeline.append(("the meter is gone: s1's flows and meters as before", time.time()))
-        reverts = [d for d in policy.ListDecisions(policy_pb2.ListDecisionsRequest(
-            after_seq=seq, kinds=["revert"]), timeout=5).decisions]
-        if reverts:
-            timeline.append((f"decision {reverts[0].seq}: revert", reverts[0].time_unix_s))
+        timeline.append(("s1's flows and meters as before the congestion (ovs-ofctl)",
+                         time.time()))
+        for d in policy.ListDecisions(policy_pb2.ListDecisionsRequest(
+                after_seq=seq, kinds=["revert", "rollback"]), timeout=5).decisions:
+            what = "revert" if d.kind == "revert" else \
+                "rollback: quality was worse with the action than without it"
+            timeline.append((f"decision {d.seq}: {what}", d.time_unix_s))
         quality["after"] = c1()
         time.sleep(3)   # a few seconds of the calm after the revert on the chart
         samples = sampler.stop()
@@ -278,7 +280,7 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
                 f"{service} {status} {score:.2f}" for service, (status, score) in
                 sorted(figures.items())))
         cemsctl(controller, "decisions", "--after", str(seq), "--kind", "outcome", "--kind",
-                "revert")
+                "revert", "--kind", "rollback")
         decisions = policy.ListDecisions(policy_pb2.ListDecisionsRequest(after_seq=seq),
                                          timeout=5)
         report = {"onset_unix_s": onset,
@@ -368,7 +370,8 @@ def draw_loop_chart(workdir: str, report: dict, targets: dict, capacity_bps: flo
     from lab.chart import loop_chart  # pylint: disable=import-outside-toplevel
     events = [(e["s"], e["event"]) for e in report["timeline"]]
     starts = [e["s"] for e in report["timeline"] if "the meter is on" in e["event"]]
-    ends = [e["s"] for e in report["timeline"] if "the meter is gone" in e["event"]]
+    ends = [e["s"] for e in report["timeline"] if "revert" in e["event"]
+            or "rollback" in e["event"]]
     spans = [(starts[0], ends[0] if ends else report["samples"][-1]["s"],
               "the policy's meter in force")] if starts and report["samples"] else []
     return loop_chart(os.path.join(workdir, "loop-chart.png"), report["samples"], events,
