@@ -218,7 +218,8 @@ class PolicyLoop:
             return snapshot
 
     def what_if(self, proposal):
-        return whatif.what_if(self.latest_snapshot(), proposal, self.config.qoe_iptv_frame_rate)
+        return whatif.what_if(self.latest_snapshot(), proposal, self.config.qoe_iptv_frame_rate,
+                              self.config.policy_target_utilisation)
 
     def host_of(self, address: str):
         """(MAC, customer id or '') of the host with this IPv4 address."""

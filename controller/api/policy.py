@@ -157,7 +157,8 @@ class PolicyServicer(GatedServicer):
                                     int(validation.number("rate_bps", request.rate_bps, 0,
                                                           1e12)),
                                     validation.text("service_class", request.service_class, 20),
-                                    validation.text("service", request.service, 20))
+                                    validation.text("service", request.service, 20),
+                                    validation.text("element", request.element, 200))
                 predictions = self.policy.what_if(proposal)
             except (ValueError, Unanswerable) as err:
                 code = "FAILED_PRECONDITION" if isinstance(err, Unanswerable) \

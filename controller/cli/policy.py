@@ -31,14 +31,18 @@ def add_commands(sub) -> None:
                                                                            type=int)
     what_if = sub.add_parser("what-if", help="what the twin predicts a change would do, "
                              "without applying it: a meter on a customer's traffic, a "
-                             "re-marking of one of its services, or an SLS change")
-    what_if.add_argument("kind", choices=["meter", "priority", "sls"])
+                             "re-marking of one of its services, an SLS change, or a "
+                             "reroute of its traffic around an element")
+    what_if.add_argument("kind", choices=["meter", "priority", "sls", "reroute"])
     what_if.add_argument("customer")
     what_if.add_argument("--rate", type=parse_rate, default=0,
                          help="meter, sls: for example 20M")
     what_if.add_argument("--class", dest="service_class", default="",
                          choices=["", "gold", "silver", "bronze"])
     what_if.add_argument("--service", default="", help="priority: the service re-marked")
+    what_if.add_argument("--around", default="", metavar="ELEMENT",
+                         help="reroute: the element to go around, as `cemsctl decisions` "
+                              "names it")
     admit = sub.add_parser("admit", help="would a new session between two hosts be admitted "
                            "now? (what applications ask before a unicast stream)")
     admit.add_argument("service", choices=["iptv", "video", "voice", "web", "bulk"])
@@ -137,7 +141,8 @@ def run(channel, args, as_json) -> str:
     if args.command == "what-if":
         reply = stub.WhatIf(pb.WhatIfRequest(
             kind=args.kind, customer_id=args.customer, rate_bps=args.rate,
-            service_class=args.service_class, service=args.service), timeout=args.timeout)
+            service_class=args.service_class, service=args.service, element=args.around),
+            timeout=args.timeout)
         return as_json(reply) if args.json else show_what_if(reply)
     if args.command == "admit":
         reply = stub.AdmitSession(pb.AdmitSessionRequest(

@@ -502,6 +502,18 @@ class _Run:
                 if (a, b) in self.s.links]
 
 
+def detour(snapshot: Snapshot, pair: PairTraffic, avoid: str,
+           target_utilisation: float = 0.8) -> tuple[int, ...] | None:
+    """The path a reroute would give the pair around the element `avoid` (the fewest hops
+    whose links all stay under `target_utilisation` with it), or None: the same search the
+    engine's reroute candidates use, for what-if questions."""
+    element = snapshot.elements.get(avoid)
+    if element is None:
+        return None
+    run = _Run(snapshot, PolicyMemory(), PolicyConfig(target_utilisation=target_utilisation))
+    return run._detour(pair, element, {})   # pylint: disable=protected-access
+
+
 def floor_violation(intent: Intent, snapshot: Snapshot) -> str:
     """'' when the intent keeps every customer at or above its SLA minimum, else why not."""
     if intent.kind != METER:

@@ -1,8 +1,10 @@
 """Questions put to the twin without acting: what-if, admission and advised bitrates (core).
 
 - what_if(): the predicted effect of a change an operator proposes (a meter on a customer's
-  traffic, a re-marking of one of its services, or an SLS change of class and rate) on
-  every element the customer's traffic crosses, for every service there with a model.
+  traffic, a re-marking of one of its services, an SLS change of class and rate, or a
+  reroute of its traffic around an element over the path the engine would choose) on
+  every element the customer's traffic crosses (a reroute: the element and the new
+  paths), for every service there with a model.
   The twin assumes the traffic stays what it is now, capped at a proposed rate: it cannot
   know how much more a customer would send if allowed to.
 - admit(): whether a new session (for example a unicast IPTV stream) may start on the
@@ -21,11 +23,12 @@ import dataclasses
 import math
 
 from controller.monitor.rootcause import access_name
+from controller.policy.engine import detour
 from controller.policy.model import CLASS_RANK, PairTraffic, Prediction, Snapshot
 from controller.policy.twin import predict
 
-METER, PRIORITY, SLS = "meter", "priority", "sls"
-PROPOSALS = (METER, PRIORITY, SLS)
+METER, PRIORITY, SLS, REROUTE = "meter", "priority", "sls", "reroute"
+PROPOSALS = (METER, PRIORITY, SLS, REROUTE)
 REAL_TIME = ("voice", "iptv")
 MODELLED = ("voice", "iptv")
 
@@ -36,15 +39,16 @@ class Unanswerable(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Proposal:
-    kind: str              # meter, priority or sls
+    kind: str              # meter, priority, sls or reroute
     customer_id: str
     rate_bps: int = 0      # meter, sls: 0 leaves the rate as it is
     service_class: str = ""   # priority, sls
     service: str = ""      # priority: the service re-marked ('' for all)
+    element: str = ""      # reroute: the element the customer's traffic is moved around
 
 
-def what_if(snapshot: Snapshot, proposal: Proposal,
-            frame_rate: float | None = None) -> tuple[Prediction, ...]:
+def what_if(snapshot: Snapshot, proposal: Proposal, frame_rate: float | None = None,
+            target_utilisation: float = 0.8) -> tuple[Prediction, ...]:
     """One prediction per element the customer's traffic crosses (with a known capacity),
     busiest first."""
     if proposal.kind not in PROPOSALS:
@@ -71,8 +75,38 @@ def what_if(snapshot: Snapshot, proposal: Proposal,
         if proposal.service_class and proposal.kind in (PRIORITY, SLS) else {}
     if proposal.kind == METER and not proposal.rate_bps:
         raise Unanswerable("a proposed meter needs its rate")
+    if proposal.kind == REROUTE:
+        return _reroute(snapshot, proposal, mine, target_utilisation, frame_rate)
     return _predictions(snapshot, {n for p in mine for n in p.elements}, rates_after,
                         classes_after, frame_rate)
+
+
+def _reroute(snapshot: Snapshot, proposal: Proposal, mine, target_utilisation: float,
+             frame_rate) -> tuple[Prediction, ...]:
+    """The customer's pairs across the element moved to the paths the engine would give
+    them: the element without them, and each link of the new paths with them."""
+    if proposal.element not in snapshot.elements:
+        raise Unanswerable(f"a proposed reroute names the element to go around; "
+                           f"{proposal.element!r} is none the network has now")
+    across = [p for p in mine if proposal.element in p.elements]
+    if not across:
+        raise Unanswerable(f"no traffic of {proposal.customer_id} crosses {proposal.element}")
+    moved, names = [], set()
+    for pair in across:
+        path = detour(snapshot, pair, proposal.element, target_utilisation)
+        if path is None:
+            raise Unanswerable(f"no other path for {pair.src_mac} -> {pair.dst_mac} has room "
+                               f"under {target_utilisation:.0%}")
+        links = tuple(snapshot.links[hop][1] for hop in zip(path, path[1:]))
+        host = snapshot.host_ports.get(pair.dst_mac)
+        moved.append(PairTraffic(pair.src_mac + " (moved)", pair.dst_mac, pair.customer_id,
+                                 pair.service, pair.service_class, 0.0, path,
+                                 links + ((access_name(*host),) if host else ())))
+        names.update(links)
+    rates_after = {p.key: 0.0 for p in across}
+    rates_after.update({m.key: p.rate_bps for m, p in zip(moved, across)})
+    return _predictions(snapshot, names | {proposal.element}, rates_after, {}, frame_rate,
+                        extra=tuple(moved))
 
 
 def _predictions(snapshot: Snapshot, names, rates_after, classes_after, frame_rate,

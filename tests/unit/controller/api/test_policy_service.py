@@ -124,8 +124,10 @@ def test_what_if_predicts_a_proposed_meter_and_is_the_managers(asking):
     assert link.scores_after["g/voice"] > 4.03 > link.scores_before["g/voice"]
     assert "M/M/1/K" in answer.model and "capped at a proposed rate" in answer.assumption
     for request, code, text in (
-            (pb.WhatIfRequest(kind="reroute", customer_id="z"), "INVALID_ARGUMENT",
-             "must be one of meter, priority, sls"),
+            (pb.WhatIfRequest(kind="shape", customer_id="z"), "INVALID_ARGUMENT",
+             "must be one of meter, priority, sls, reroute"),
+            (pb.WhatIfRequest(kind="reroute", customer_id="z", element="nowhere"),
+             "FAILED_PRECONDITION", "names the element to go around"),
             (pb.WhatIfRequest(kind="meter", customer_id="nobody", rate_bps=1),
              "FAILED_PRECONDITION", "no contract"),
             (pb.WhatIfRequest(kind="meter", customer_id="z", rate_bps=10 ** 13),

@@ -8,7 +8,8 @@ from controller.policy.model import PairTraffic
 from controller.policy.whatif import (Proposal, Session, Unanswerable, admit, advise,
                                       path_of, what_if)
 
-from tests.unit.controller.policy.world import B, G_PHONE, L12, L24, V, Z_PC, snapshot
+from tests.unit.controller.policy.world import (B, G_PHONE, L12, L13, L24, L34, V, Z_PC,
+                                                snapshot)
 
 
 def test_a_proposed_meter_on_the_bulk_predicts_the_voice_back_over_its_target():
@@ -34,8 +35,12 @@ def test_re_marking_behind_egress_classes_is_predicted_per_class():
 def test_questions_that_cannot_be_answered_say_why():
     with pytest.raises(Unanswerable, match="no contract"):
         what_if(snapshot(), Proposal("meter", "nobody", rate_bps=1))
-    with pytest.raises(Unanswerable, match="one of meter, priority, sls"):
+    with pytest.raises(Unanswerable, match="one of meter, priority, sls, reroute"):
+        what_if(snapshot(), Proposal("shape", "z"))
+    with pytest.raises(Unanswerable, match="names the element to go around"):
         what_if(snapshot(), Proposal("reroute", "z"))
+    with pytest.raises(Unanswerable, match="no other path for .* has room under 80%"):
+        what_if(snapshot(), Proposal("reroute", "z", element=L24))   # 30 Mbit/s there
     with pytest.raises(Unanswerable, match="no traffic of g iptv"):
         what_if(snapshot(), Proposal("priority", "g", service="iptv", service_class="gold"))
     with pytest.raises(Unanswerable, match="needs its rate"):
@@ -95,3 +100,14 @@ def test_a_video_with_room_gets_no_advice():
     assert advise(_with_video(snapshot(bulk_bps=1e6, degraded=False)), "g").bitrate_bps == 0
     assert "no video of z" in advise(snapshot(), "z").reason
 
+
+
+def test_a_proposed_reroute_empties_the_link_and_loads_the_path_the_engine_would_take():
+    predictions = {p.element: p for p in what_if(
+        snapshot(alt_capacity=100e6), Proposal("reroute", "z", element=L24))}
+    assert set(predictions) == {L24, L13, L34}   # the old link and the new path's links
+    old, new = predictions[L24], predictions[L34]
+    assert old.utilisation_before > 1 > 0.1 > old.utilisation_after
+    assert old.scores_after[("g", "voice")] > 4.03 > old.scores_before[("g", "voice")]
+    assert new.utilisation_after > new.utilisation_before
+    assert new.utilisation_after * 100e6 == pytest.approx(1e6 + 32.9e6)
