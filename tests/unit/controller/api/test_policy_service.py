@@ -184,15 +184,10 @@ def test_a_refused_session_is_answered_logged_once_and_counted(asking):
 
 
 def test_advice_follows_the_room_on_the_path_and_a_change_is_logged(asking):
-    from controller.policy.model import PairTraffic
-    from tests.unit.controller.policy.world import B, G_PHONE, L12, L24
+    from tests.unit.controller.policy.world import L24, with_video
     served, policy = asking
-    snap = snapshot(bulk_bps=20e6, degraded=False)
-    video = PairTraffic(B, G_PHONE, "g", "video", "gold", 4e6, (1, 2, 4), (L12, L24))
-    elements = {k: dataclasses.replace(e, load_bps=e.load_bps + 4e6) if k in (L12, L24) else e
-                for k, e in snap.elements.items()}
-    policy._latest = (float("inf"), dataclasses.replace(   # pylint: disable=protected-access
-        snap, pairs=snap.pairs + (video,), elements=elements))
+    policy._latest = (float("inf"),   # pylint: disable=protected-access
+                      with_video(snapshot(bulk_bps=20e6, degraded=False)))
     stub = pb_grpc.PolicyServiceStub(served.channel)
     advice = stub.GetAdvice(pb.GetAdviceRequest(address="10.0.0.1"))
     assert advice.customer_id == "g" and 3.8e6 < advice.bitrate_bps < 4e6
@@ -230,19 +225,14 @@ def test_the_video_player_follows_the_advice_over_grpc(asking):
     import subprocess
     import sys
     from controller.network.topology import HostInfo
-    from controller.policy.model import PairTraffic
     from probes.video import SegmentServer
-    from tests.unit.controller.policy.world import B, G_PHONE, L12, L24
+    from tests.unit.controller.policy.world import G_PHONE, with_video
     served, policy = asking
     hosts = tuple(HostInfo(h.mac, h.dpid, h.port_no, h.ipv4 + ("127.0.0.1",))
                   if h.mac == G_PHONE else h for h in policy.state.topology.hosts)
     policy.state.topology = dataclasses.replace(policy.state.topology, hosts=hosts)
-    snap = snapshot(bulk_bps=20e6, degraded=False)
-    video = PairTraffic(B, G_PHONE, "g", "video", "gold", 4e6, (1, 2, 4), (L12, L24))
-    elements = {k: dataclasses.replace(e, load_bps=e.load_bps + 4e6) if k in (L12, L24) else e
-                for k, e in snap.elements.items()}
-    policy._latest = (float("inf"), dataclasses.replace(   # pylint: disable=protected-access
-        snap, pairs=snap.pairs + (video,), elements=elements))
+    policy._latest = (float("inf"),   # pylint: disable=protected-access
+                      with_video(snapshot(bulk_bps=20e6, degraded=False)))
     server = SegmentServer("127.0.0.1", 0, segment_s=0.3, segments=6).start()
     try:
         done = subprocess.run(

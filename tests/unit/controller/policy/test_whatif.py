@@ -4,12 +4,11 @@ import dataclasses
 
 import pytest
 
-from controller.policy.model import PairTraffic
 from controller.policy.whatif import (Proposal, Session, Unanswerable, admit, advise,
                                       path_of, what_if)
 
 from tests.unit.controller.policy.world import (B, G_PHONE, L12, L13, L24, L34, V, Z_PC,
-                                                snapshot)
+                                                snapshot, with_video)
 
 
 def test_a_proposed_meter_on_the_bulk_predicts_the_voice_back_over_its_target():
@@ -78,28 +77,18 @@ def test_a_path_no_pair_takes_yet_is_that_of_the_same_switches_else_the_fewest_h
         path_of(snapshot(), "00:00:00:00:00:99", V)
 
 
-def _with_video(snap, rate=4e6):
-    video = PairTraffic(B, G_PHONE, "g", "video", "gold", rate, (1, 2, 4), (L12, L24))
-    elements = dict(snap.elements)
-    for name in video.elements:
-        elements[name] = dataclasses.replace(elements[name],
-                                             load_bps=elements[name].load_bps + rate)
-    return dataclasses.replace(snap, pairs=snap.pairs + (video,), elements=elements)
-
-
 def test_a_video_behind_a_full_link_is_advised_down_to_the_room_there_is():
-    advice = advise(_with_video(snapshot(bulk_bps=20e6, degraded=False)), "g")
+    advice = advise(with_video(snapshot(bulk_bps=20e6, degraded=False)), "g")
     # room at 80 % of 30 Mbit/s besides 20.1 Mbit/s of other traffic: 3.9 Mbit/s
     assert advice.element == L24 and 3.8e6 < advice.bitrate_bps < 4e6
     assert "should stay at or below 3.90 Mbit/s" in advice.reason
-    floor = advise(_with_video(snapshot()), "g", floor_bps=500_000)
+    floor = advise(with_video(snapshot()), "g", floor_bps=500_000)
     assert floor.bitrate_bps == 500_000
 
 
 def test_a_video_with_room_gets_no_advice():
-    assert advise(_with_video(snapshot(bulk_bps=1e6, degraded=False)), "g").bitrate_bps == 0
+    assert advise(with_video(snapshot(bulk_bps=1e6, degraded=False)), "g").bitrate_bps == 0
     assert "no video of z" in advise(snapshot(), "z").reason
-
 
 
 def test_a_proposed_reroute_empties_the_link_and_loads_the_path_the_engine_would_take():

@@ -45,3 +45,14 @@ def snapshot(now=1000.0, bulk_bps=32.9e6, voice_class="gold", allowed=None, clas
     snap = Snapshot(now, elements, (voice, bulk), contracts, trouble, suspects,
                     {("g", "voice"): voice_score}, LINKS, HOSTS)
     return dataclasses.replace(snap, **changes)
+
+
+def with_video(snap, rate=4e6):
+    """The snapshot with G's adaptive video from B on the same path as its voice, the
+    elements it crosses loaded with it."""
+    video = PairTraffic(B, G_PHONE, "g", "video", "gold", rate, (1, 2, 4), (L12, L24))
+    elements = dict(snap.elements)
+    for name in video.elements:
+        elements[name] = dataclasses.replace(elements[name],
+                                             load_bps=elements[name].load_bps + rate)
+    return dataclasses.replace(snap, pairs=snap.pairs + (video,), elements=elements)
