@@ -221,22 +221,30 @@ class PolicyLoop:
         return whatif.what_if(self.latest_snapshot(), proposal, self.config.qoe_iptv_frame_rate,
                               self.config.policy_target_utilisation)
 
-    def host_of(self, address: str):
-        """(MAC, customer id or '') of the host with this IPv4 address."""
+    def host_of(self, address: str, owners=None):
+        """(MAC, customer id or '') of the host with this IPv4 address (`owners`: the
+        directory's MAC -> customer, when the caller has it already)."""
         for host in self.state.topology.hosts:
             if address in host.ipv4:
-                return host.mac, self.directory.customer_of_macs().get(host.mac, "")
+                if owners is None:
+                    owners = self.directory.customer_of_macs()
+                return host.mac, owners.get(host.mac, "")
         raise whatif.Unanswerable(f"no host with address {address} has been seen on any "
                                   "switch")
 
-    def admit(self, service: str, rate_bps: float, src_address: str, dst_address: str):
-        """(Admission, customer id, the refusal's decision seq or 0). The customer is the
-        receiver's, else the sender's. Every answer is counted; a refusal is logged once per
-        customer, service and element per cooldown (an application that retries every
-        second does not flood the log) and answers with that decision's seq."""
-        src, src_customer = self.host_of(src_address)
-        dst, dst_customer = self.host_of(dst_address)
-        customer = dst_customer or src_customer
+    def session_hosts(self, src_address: str, dst_address: str):
+        """(sender's MAC, receiver's MAC, customer) of a session between two addresses: the
+        customer is the receiver's, else the sender's."""
+        owners = self.directory.customer_of_macs()
+        src, src_customer = self.host_of(src_address, owners)
+        dst, dst_customer = self.host_of(dst_address, owners)
+        return src, dst, dst_customer or src_customer
+
+    def admit(self, service: str, rate_bps: float, src: str, dst: str, customer: str):
+        """(Admission, the refusal's decision seq or 0) for a session between two hosts
+        (session_hosts). Every answer is counted; a refusal is logged once per customer,
+        service and element per cooldown (an application that retries every second does
+        not flood the log) and answers with that decision's seq."""
         snapshot = self.latest_snapshot()
         answer = whatif.admit(snapshot, whatif.Session(customer, service, rate_bps, src, dst),
                               self.config.policy_admission_utilisation,
@@ -245,13 +253,13 @@ class PolicyLoop:
             self.metrics.policy_admissions.labels(
                 "admitted" if answer.admitted else "refused", service).inc()
         if answer.admitted:
-            return answer, customer, 0
+            return answer, 0
         key = (customer, service, answer.element)
         now = time.time()
         with self._lock:
             last = self._refusals.get(key)
             if last is not None and now - last[0] < self.config.policy_cooldown_s:
-                return answer, customer, last[1]
+                return answer, last[1]
         element = snapshot.elements.get(answer.element)
         inputs = {"rate_bps": float(rate_bps)}
         if element is not None:
@@ -267,7 +275,7 @@ class PolicyLoop:
             if len(self._refusals) > 10_000:
                 self._refusals = {k: v for k, v in self._refusals.items()
                                   if now - v[0] < self.config.policy_cooldown_s}
-        return answer, customer, logged.seq
+        return answer, logged.seq
 
     def advice(self, service: str, address: str):
         """(Advice, customer id) for the player at this address; a changed advice is logged."""

@@ -53,6 +53,13 @@ ASSUMPTION = ("the traffic stays what it is now, capped at a proposed rate; each
 SERVICES = ("iptv", "video", "voice", "web", "bulk")
 
 
+def _service(service: str) -> str:
+    if service not in SERVICES:
+        raise ValueError(f"service {validation.shown(service)} must be one of "
+                         f"{', '.join(SERVICES)}")
+    return service
+
+
 def _sees(principal, logged) -> bool:
     if principal.role == Role.DOMAIN_MANAGER:
         return True
@@ -183,21 +190,16 @@ class PolicyServicer(GatedServicer):
 
     def AdmitSession(self, request, context):
         try:
-            service = request.service
-            if service not in SERVICES:
-                raise ValueError(f"service {validation.shown(service)} must be one of "
-                                 f"{', '.join(SERVICES)}")
+            service = _service(request.service)
             rate = validation.number("rate_bps", request.rate_bps, 1, 1e12)
             src = validation.ip_address("src_address", request.src_address)
             dst = validation.ip_address("dst_address", request.dst_address)
         except ValueError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         try:
-            _, customer = self.policy.host_of(dst)
-            if not customer:
-                _, customer = self.policy.host_of(src)
+            src_mac, dst_mac, customer = self.policy.session_hosts(src, dst)
             self._own_host(context, customer)
-            answer, customer, seq = self.policy.admit(service, rate, src, dst)
+            answer, seq = self.policy.admit(service, rate, src_mac, dst_mac, customer)
         except Unanswerable as err:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
         response = pb.AdmitSessionResponse(admitted=answer.admitted, reason=answer.reason,
@@ -209,10 +211,7 @@ class PolicyServicer(GatedServicer):
 
     def GetAdvice(self, request, context):
         try:
-            service = request.service or "video"
-            if service not in SERVICES:
-                raise ValueError(f"service {validation.shown(service)} must be one of "
-                                 f"{', '.join(SERVICES)}")
+            service = _service(request.service or "video")
             address = validation.ip_address("address", request.address)
         except ValueError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
