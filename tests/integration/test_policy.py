@@ -198,16 +198,28 @@ def _after_detection(controller, statuses, bulk, before, onset, detected_s, mode
         policy_pb2.ListDecisionsRequest(kinds=["refuse"], customer_id="c2")).decisions
     assert any(d.intent_kind == "admission" and d.element == CONGESTED_LINK
                for d in refusals), refusals
+    result = _recovered_and_taken_back(
+        controller, statuses, bulk, lambda: switch_state("s1") == before, "meter on s1",
+        onset, detected_s, acted_s, scores_s)
+    assert "the cause is gone" in result["log"], result["log"]
+    return result
+
+
+def _recovered_and_taken_back(controller, statuses, bulk, restored, action: str, onset,
+                              detected_s, acted_s, scores_s) -> dict:
+    """The end every acting scenario shares: c1's status ok again while the download still
+    runs, then, once it has ended, the switches as before (`restored()`) and a revert in
+    the log. Returns the log and the times from the onset (bench/bench_loop.py)."""
     wait_for(lambda: statuses().get("c1") == "ok" or None, 40,
-             "c1's experience back at its target with the meter in force")
+             f"c1's experience back at its target with the {action}")
     recovered_s = time.monotonic() - onset
     assert bulk.poll() is None, "the download ended before c1 recovered: nothing was shown"
     bulk.wait(timeout=60)
-    wait_for(lambda: switch_state("s1") == before or None, 60,
-             "the meter taken back after the download ended")
-    log = decisions()
-    assert "revert" in log and "the cause is gone" in log, log
-    print(f"onset -> degraded {detected_s:.1f} s, -> meter on s1 {acted_s:.1f} s, "
+    wait_for(lambda: restored() or None, 60, f"the {action} taken back after the download "
+             "ended")
+    log = _cemsctl(controller, "decisions")
+    assert "revert" in log, log
+    print(f"onset -> degraded {detected_s:.1f} s, -> {action} {acted_s:.1f} s, "
           f"-> c1's scores at target {scores_s:.1f} s, -> c1 ok {recovered_s:.1f} s")
     return {"log": log, "detected_s": detected_s, "acted_s": acted_s, "scores_s": scores_s,
             "status_ok_s": recovered_s}
@@ -236,19 +248,12 @@ def _rerouted(controller, statuses, bulk, tables_before, onset, detected_s, pc_m
     assert "act" in log and "reroute" in log and "moved to the path 1 2 4 5" in log, log
     assert "meter" not in [line.split()[3] for line in log.splitlines()
                            if line.split()[2:3] == ["act"]], log
-    wait_for(lambda: statuses().get("c1") == "ok" or None, 40,
-             "c1's experience back at its target with the download moved")
-    recovered_s = time.monotonic() - onset
-    assert bulk.poll() is None, "the download ended before c1 recovered: nothing was shown"
-    bulk.wait(timeout=60)
-    wait_for(lambda: {sw: _table1(sw) for sw in tables_before} == tables_before or None, 60,
-             "the reroute taken back after the download ended")
-    log = _cemsctl(controller, "decisions")
-    assert "revert" in log and "the cause is gone" in log, log
-    print(f"reroute: onset -> degraded {detected_s:.1f} s, -> reroute on s4 {acted_s:.1f} s, "
-          f"-> c1's scores at target {scores_s:.1f} s, -> c1 ok {recovered_s:.1f} s")
-    return {"log": log, "detected_s": detected_s, "acted_s": acted_s, "scores_s": scores_s,
-            "status_ok_s": recovered_s}
+    result = _recovered_and_taken_back(
+        controller, statuses, bulk,
+        lambda: {sw: _table1(sw) for sw in tables_before} == tables_before, "reroute on s4",
+        onset, detected_s, acted_s, scores_s)
+    assert "the cause is gone" in result["log"], result["log"]
+    return result
 
 
 def _remarked(controller, statuses, bulk, before, onset, detected_s, phone_mac, stb_mac,
@@ -272,19 +277,9 @@ def _remarked(controller, statuses, bulk, before, onset, detected_s, phone_mac, 
     assert re.search(r"class htb 1:10 .* rate (\d+)Kbit", gold) and \
         int(re.search(r"class htb 1:10 .* rate (\d+)Kbit", gold).group(1)) > 4000, gold
     assert "act" in log and "priority" in log and "re-marked from bronze to gold" in log, log
-    wait_for(lambda: statuses().get("c1") == "ok" or None, 40,
-             "c1's experience back at its target, re-marked")
-    recovered_s = time.monotonic() - onset
-    assert bulk.poll() is None, "the download ended before c1 recovered: nothing was shown"
-    bulk.wait(timeout=60)
-    wait_for(lambda: switch_state("s1") == before or None, 60,
-             "the re-marking taken back after the download ended")
-    log = _cemsctl(controller, "decisions")
-    assert "revert" in log, log
-    print(f"priority: onset -> degraded {detected_s:.1f} s, -> re-marked on s1 {acted_s:.1f} s, "
-          f"-> c1's scores at target {scores_s:.1f} s, -> c1 ok {recovered_s:.1f} s")
-    return {"log": log, "detected_s": detected_s, "acted_s": acted_s, "scores_s": scores_s,
-            "status_ok_s": recovered_s}
+    return _recovered_and_taken_back(
+        controller, statuses, bulk, lambda: switch_state("s1") == before, "re-marking on s1",
+        onset, detected_s, acted_s, scores_s)
 
 
 @pytest.mark.skipif(
