@@ -35,7 +35,7 @@ import time
 from controller import cli
 from lab.emulation import REPO, ControllerProcess, build_network, exclusive_network, \
     expected_counts, start_network, switch_state, udp_flow, wait_for, wait_for_topology, \
-    worst_statuses
+    window_mean, worst_statuses
 
 
 def banner(text: str) -> None:
@@ -202,9 +202,7 @@ def loop_act(net, controller: ControllerProcess, procs: list) -> list:
                                       timeout=5)
             services = [e for e in reply.services if e.service in ("voice", "iptv")]
             since.update({(e.service, e.status): e.status_since_unix_s for e in services})
-            return {e.service: (e.status, next((w.mean for w in e.windows
-                                                if w.window_s == 10.0), float("nan")))
-                    for e in services}
+            return {e.service: (e.status, window_mean(e, 10.0)) for e in services}
 
         def c1_is(status: str):
             now = c1()
@@ -341,8 +339,7 @@ class QualitySampler:
                 for e in reply.services:
                     if e.service in ("voice", "iptv"):
                         self.targets[e.service] = e.target
-                        sample[e.service] = next((w.mean for w in e.windows
-                                                  if w.window_s == 1.0), float("nan"))
+                        sample[e.service] = window_mean(e, 1.0)
                 port = port or self._port()
                 if port is not None:
                     stats = self.status.ListPorts(self.status_pb2.ListPortsRequest(

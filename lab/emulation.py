@@ -357,6 +357,13 @@ def expected_counts(topo) -> tuple[int, int]:
     return len(switches), links
 
 
+def window_mean(experience, window_s: float) -> float:
+    """The mean score of a ServiceExperience (QoeService) over one of its windows; NaN
+    when that window has no score."""
+    return next((w.mean for w in experience.windows if w.window_s == window_s),
+                float("nan"))
+
+
 def scores_at_target(qoe_stub, customer: str, services=("voice", "iptv"),
                      window_s: float = 1.0) -> bool:
     """Whether each of a customer's `services` scores at or above its target over the
@@ -369,8 +376,7 @@ def scores_at_target(qoe_stub, customer: str, services=("voice", "iptv"),
     if set(seen) != set(services):
         return False
     for e in seen.values():
-        mean = next((w.mean for w in e.windows if w.window_s == window_s), float("nan"))
-        if not mean >= e.target:   # NaN: no score in the window
+        if not window_mean(e, window_s) >= e.target:   # NaN: no score in the window
             return False
     return True
 
