@@ -19,7 +19,8 @@ from controller.compat import ofproto_v1_3 as ofp
 from controller.csm.mapping import CustomerMapping
 from controller.csm.queues import plan_traffic_control
 from controller.csm.store import CsmStore
-from controller.events import FlowRates, HostLearned, LinkChanged, PortChanged, SwitchChanged
+from controller.events import (PORT_COUNTERS, FlowRates, HostLearned, LinkChanged, PortChanged,
+                               SwitchChanged)
 from controller.monitor.mirror import MirrorCopies, plan_mirror
 from controller.network.discovery import build_lldp_frame
 from controller.network.forwarding import ControlFlows, Forwarding
@@ -28,7 +29,7 @@ from controller.network.stats import (SwitchRates, compute_flow_views, compute_m
                                       compute_port_views)
 from controller.network.topology import PortInfo, Topology
 from controller.policy.compile import committed_with_policy, shaped_rate
-from controller.openflow import messages
+from controller.openflow import messages, wire_stats
 from controller.openflow.desired import assemble
 from controller.openflow.pipeline import is_cems_meter
 from controller.openflow.reconcile import Plan, Reconciler, StateRequest
@@ -133,6 +134,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.datapaths: dict[int, object] = {}  # the connection of each connected switch
         self.reconciler = Reconciler(self.config.settle_s)
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
+        wire_stats.install_raw_stats()  # flow, port and meter stats are decoded by cems
         self._egress_errors: set[str] = set()
         self.customers = CustomerMapping()
         self.customers.replace_all(CsmStore(self.runtime.store).all_current_sls())
@@ -508,7 +510,10 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return
         dpid = ledger.dpid
         now = time.monotonic()
-        entries, views = compute_flow_views(dpid, now, stats, self.rates[dpid].flows)
+        rates = self.rates[dpid]
+        if wire_stats.is_raw(stats):
+            stats = rates.flow_decoder.decode([part.data for part in stats])
+        entries, views = compute_flow_views(dpid, now, stats, rates.flows)
         self.state.set_flows(dpid, views)
         self.metrics.update_flows(dpid, views)
         self._publish(FlowRates(time.time(), dpid, views))
@@ -538,7 +543,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
-        stats = [s for s in stats if s.port_no <= ofp.OFPP_MAX]
+        if wire_stats.is_raw(stats):
+            stats = wire_stats.decode_port_stats([part.data for part in stats], PORT_COUNTERS)
         views = compute_port_views(ledger.dpid, time.monotonic(), stats,
                                    self.rates[ledger.dpid].ports)
         self.state.set_ports(ledger.dpid, views)
@@ -550,6 +556,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         ledger, stats = self._complete_reply(ev.msg)
         if stats is None:
             return
+        if wire_stats.is_raw(stats):
+            stats = wire_stats.decode_meter_stats([part.data for part in stats])
         views = compute_meter_views(ledger.dpid, time.monotonic(), stats,
                                     self.rates[ledger.dpid].meters)
         self.state.set_meters(ledger.dpid, views)

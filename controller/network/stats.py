@@ -1,6 +1,7 @@
 """OpenFlow statistics replies -> counters, rates and views per switch (core).
 
-The app hands over the decoded reply bodies and the time they arrived; the rate state of
+The app hands over the reply bodies, decoded from the wire (controller.openflow.wire_stats)
+or by the framework, and the time they arrived; the rate state of
 each switch lives in SwitchRates, which survives a switch's reconnects so that rate windows
 are not lost to a short disconnect (a switch restart shows up as a counter reset).
 """
@@ -10,22 +11,24 @@ import dataclasses
 import numpy as np
 
 from controller.events import PORT_COUNTERS, FlowView, MeterStatsView, PortStatsView
-from controller.network.rates import CounterRates, as_counters
-from controller.openflow.messages import entry_from_stats
+from controller.network.rates import CounterRates
 from controller.openflow.pipeline import FlowEntry
+from controller.openflow.wire_stats import (OFPP_MAX, FlowStatsBatch, FlowStatsDecoder,
+                                            MeterStatsBatch, PortStatsBatch)
 
 FLOW_COUNTERS = ("packets", "bytes")
-UINT64_MAX = (1 << 64) - 1
 METER_COUNTERS = ("packets_in", "bytes_in", "band_packets", "band_bytes")
 
 
 @dataclasses.dataclass
 class SwitchRates:
-    """Rate state of one switch: flows, ports and meters."""
+    """Rate state of one switch: flows, ports and meters, and the wire decoder of its flow
+    stats (which remembers the flows of its last reply)."""
 
     flows: CounterRates
     ports: CounterRates
     meters: CounterRates
+    flow_decoder: FlowStatsDecoder = dataclasses.field(default_factory=FlowStatsDecoder)
 
     @staticmethod
     def create(window: int) -> "SwitchRates":
@@ -33,52 +36,45 @@ class SwitchRates:
                            CounterRates(METER_COUNTERS, window))
 
 
-def _durations(stats) -> np.ndarray:
-    return np.fromiter((s.duration_sec + s.duration_nsec * 1e-9 for s in stats),
-                       dtype=np.float64, count=len(stats))
-
-
-def compute_flow_views(dpid: int, now: float, stats: list, rates: CounterRates
+def compute_flow_views(dpid: int, now: float, stats, rates: CounterRates
                        ) -> tuple[list[FlowEntry], tuple[FlowView, ...]]:
-    """A complete flow stats reply -> (its FlowEntries, views with rates).
+    """A complete flow stats reply (a FlowStatsBatch from the wire decoder, or the
+    framework's OFPFlowStats objects) -> (its FlowEntries, views with rates).
 
     Flows absent from the reply were removed and are forgotten by `rates`.
     """
-    entries = [entry_from_stats(stat) for stat in stats]
-    try:
-        counters = np.fromiter((v for s in stats for v in (s.packet_count, s.byte_count)),
-                               dtype=np.int64, count=2 * len(stats)).reshape(len(stats), 2)
-    except OverflowError:  # a counter of 2^63 or more: "not supported"
-        counters = as_counters(((s.packet_count, s.byte_count) for s in stats), 2)
-    durations = _durations(stats)
-    per_second = rates.update(now, entries, counters, durations, complete=True)
-    views = tuple(
-        FlowView(dpid, entry, stats[i].packet_count, stats[i].byte_count, float(durations[i]),
-                 float(per_second[i, 1]), float(per_second[i, 0]))
-        for i, entry in enumerate(entries))
+    batch = stats if isinstance(stats, FlowStatsBatch) else FlowStatsBatch.from_parsed(stats)
+    entries = batch.entries
+    per_second = rates.update(now, entries, batch.counters, batch.durations, complete=True)
+    durations, packets, bytes_ = batch.durations.tolist(), batch.packets, batch.bytes
+    rate_rows = per_second.tolist()
+    views = tuple(FlowView(dpid, entry, packets[i], bytes_[i], durations[i], rate_rows[i][1],
+                           rate_rows[i][0])
+                  for i, entry in enumerate(entries))
     return entries, views
 
 
-def compute_port_views(dpid: int, now: float, stats: list, rates: CounterRates
+def compute_port_views(dpid: int, now: float, stats, rates: CounterRates
                        ) -> tuple[PortStatsView, ...]:
-    """A complete port stats reply (physical ports only) -> views with rates."""
-    raw = [tuple(getattr(s, name) for name in PORT_COUNTERS) for s in stats]
-    counters = as_counters(raw, len(PORT_COUNTERS))
-    per_second = rates.update(now, [s.port_no for s in stats], counters, _durations(stats),
+    """A complete port stats reply (a PortStatsBatch, or the framework's OFPPortStats) ->
+    views with rates of its physical ports (numbers up to OFPP_MAX)."""
+    batch = stats if isinstance(stats, PortStatsBatch) else \
+        PortStatsBatch.from_parsed(stats, PORT_COUNTERS)
+    if any(port_no > OFPP_MAX for port_no in batch.port_nos):
+        batch = batch.only(np.array(batch.port_nos) <= OFPP_MAX)
+    per_second = rates.update(now, batch.port_nos, batch.counters, batch.durations,
                               complete=True)
-    return tuple(PortStatsView(dpid, s.port_no, raw[i], tuple(float(r) for r in per_second[i]))
-                 for i, s in enumerate(stats))
+    return tuple(PortStatsView(dpid, port_no, batch.raw[i], tuple(per_second[i].tolist()))
+                 for i, port_no in enumerate(batch.port_nos))
 
 
-def compute_meter_views(dpid: int, now: float, stats: list, rates: CounterRates
+def compute_meter_views(dpid: int, now: float, stats, rates: CounterRates
                         ) -> tuple[MeterStatsView, ...]:
-    """A complete meter stats reply -> views with rates (band counters summed over bands)."""
-    raw = [(s.packet_in_count, s.byte_in_count,
-            min(sum(b.packet_band_count for b in s.band_stats), UINT64_MAX),
-            min(sum(b.byte_band_count for b in s.band_stats), UINT64_MAX)) for s in stats]
-    counters = as_counters(raw, len(METER_COUNTERS))
-    per_second = rates.update(now, [s.meter_id for s in stats], counters, _durations(stats),
+    """A complete meter stats reply (a MeterStatsBatch, or the framework's OFPMeterStats) ->
+    views with rates (band counters summed over bands)."""
+    batch = stats if isinstance(stats, MeterStatsBatch) else MeterStatsBatch.from_parsed(stats)
+    per_second = rates.update(now, batch.meter_ids, batch.counters, batch.durations,
                               complete=True)
-    return tuple(MeterStatsView(dpid, s.meter_id, int(s.flow_count), raw[i],
-                                tuple(float(r) for r in per_second[i]))
-                 for i, s in enumerate(stats))
+    return tuple(MeterStatsView(dpid, meter_id, batch.flow_counts[i], batch.raw[i],
+                                tuple(per_second[i].tolist()))
+                 for i, meter_id in enumerate(batch.meter_ids))

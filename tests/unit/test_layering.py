@@ -30,8 +30,8 @@ SHELLS = ("controller.app", "controller.main", "controller.runtime", "controller
 FORBIDDEN_THIRD_PARTY = ("grpc", "grpc_health", "grpc_reflection", "cems", "sqlite3",
                          "pyroute2", "mininet", "prometheus_client")
 # The framework door is for the one message builder and the packet codecs only.
-COMPAT_ALLOWED = {"controller.openflow.messages", "controller.network.discovery",
-                  "controller.network.packet_in"}
+COMPAT_ALLOWED = {"controller.openflow.messages", "controller.openflow.wire_stats",
+                  "controller.network.discovery", "controller.network.packet_in"}
 LOADED_NEVER = ("controller.app", "os_ken.base.app_manager", "ryu.base.app_manager",
                 "os_ken.controller.controller", "grpc", "sqlite3", "pyroute2", "mininet",
                 "prometheus_client")

@@ -1,12 +1,15 @@
 import math
+import struct
 
 import pytest
 
 from controller.compat import ofproto_v1_3 as ofp
 from controller.compat import ofproto_v1_3_parser as parser
+from controller.events import PORT_COUNTERS
 from controller.network.stats import (SwitchRates, compute_flow_views, compute_meter_views,
                                       compute_port_views)
 from controller.openflow.messages import build_flow_add, describe_error
+from controller.openflow.wire_stats import decode_port_stats
 from controller.openflow.pipeline import Component, FlowEntry, cookie_for
 
 
@@ -101,3 +104,12 @@ def test_counters_of_all_ones_are_unknown_not_an_overflow_and_rates_go_on_after_
                                  duration_sec=1, duration_nsec=0, band_stats=bands)
     (view,) = compute_meter_views(1, 0.0, [meter], SwitchRates.create(window=10).meters)
     assert view.counters == (5, 500, ALL_ONES, ALL_ONES)
+
+
+def test_port_views_leave_out_the_local_and_other_reserved_ports_as_decoded_from_the_wire():
+    def wire(port_no, rx_bytes):
+        return struct.pack("!I4x12QII", port_no, 0, 0, rx_bytes, *[0] * 9, 10, 0)
+    data = wire(1, 1000) + wire(ofp.OFPP_LOCAL, 5000) + wire(2, 2000)
+    views = compute_port_views(1, 0.0, decode_port_stats([data], PORT_COUNTERS),
+                               SwitchRates.create(window=10).ports)
+    assert [(v.port_no, v.counters[2]) for v in views] == [(1, 1000), (2, 2000)]
