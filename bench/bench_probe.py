@@ -2,10 +2,12 @@
 
 The capture: voice (G.711 RTP), IPTV (MPEG-TS over UDP) and TCP flows, about 100,000
 frames, written and read back through the pcap code. Measured in the same run:
-- decode only (probes.decode.decode_frame);
-- decode + per-flow KPIs (probes.flows.FlowTable), the probe's real work;
+- decode only (probes.decode.decode_frame), and the compiled path's decode_frame;
+- decode + per-flow KPIs: the pure-Python reference (probes.flows.FlowTable) and the compiled
+  hot path (probes/_fast.pyx, FastFlowTable, fed in batches), the probe's real work (aim for
+  the compiled one: at least 1,000,000 frames/s on one core);
 - a scapy-based decoder of the same frames (Ether(frame) and its layers), the baseline;
-and memory per tracked flow.
+and memory per tracked flow of both paths.
 
 Live, on a veth pair made for the run (root only; skipped otherwise): the same frames are
 sent into one end while the reader at the other end is open but not reading, so the kernel
@@ -14,7 +16,10 @@ reader can do, independent of how fast Python can send. Kernel drop counters are
 be 0 (else the figure would flatter the reader). Readers, in the same run:
 - TPACKET_V3 ring, receive only (take the (time, frame) pairs, nothing else);
 - recv_into socket, receive only (the receive-only raw-socket loop);
-- ring + decode + per-flow KPIs: the probe's own loop (probes.passive.run_frames);
+- ring + decode + per-flow KPIs: the probe's own loop (probes.passive.run_frames), with the
+  Python path, and with the compiled one fed each block's frames as a list and reading each
+  block in place in the ring (run_blocks, what the probe runs; aim: at least 0.8 of the
+  ring's receive-only loop);
 - socket + decode + per-flow KPIs;
 - scapy's decoder on frames from the ring.
 
@@ -39,7 +44,8 @@ from probes import craft  # noqa: E402
 from probes.capture import RingCapture, SocketCapture  # noqa: E402
 from probes.decode import decode_frame  # noqa: E402
 from probes.flows import FlowTable  # noqa: E402
-from probes.passive import run_frames  # noqa: E402
+from probes.passive import run_batches, run_blocks, run_frames  # noqa: E402
+from probes import hotpath  # noqa: E402
 from probes.pcap import read_pcap, write_pcap  # noqa: E402
 from probes.tsgen import TsMuxer  # noqa: E402
 from timing import best_of  # noqa: E402
@@ -92,6 +98,41 @@ def _drain(capture, count: int, consume) -> tuple[float, int]:
     return time.perf_counter() - start, seen[0]
 
 
+def _drain_batches(capture, count: int, consume) -> tuple[float, int]:
+    """_drain for block batches (RingCapture.timed_batches)."""
+    seen = [0]
+
+    def counted():
+        for batch in capture.timed_batches(idle_s=0.5):
+            if batch[-1][1] is None:
+                return
+            seen[0] += len(batch)
+            yield batch
+            if seen[0] >= count:
+                return
+    start = time.perf_counter()
+    consume(counted())
+    return time.perf_counter() - start, seen[0]
+
+
+def _drain_blocks(capture, count: int, consume) -> tuple[float, int]:
+    """_drain for blocks read in place (RingCapture.timed_blocks); counts the frames from
+    the block headers."""
+    seen = [0]
+
+    def counted():
+        for ring, offset in capture.timed_blocks(idle_s=0.5):
+            if ring is None:
+                return
+            seen[0] += int.from_bytes(ring[offset + 12:offset + 16], sys.byteorder)
+            yield ring, offset
+            if seen[0] >= count:
+                return
+    start = time.perf_counter()
+    consume(counted())
+    return time.perf_counter() - start, seen[0]
+
+
 def live(frames: list[bytes], scapy_sample: int) -> None:
     """The veth part; see the module docstring."""
     if os.geteuid() != 0:
@@ -108,14 +149,14 @@ def live(frames: list[bytes], scapy_sample: int) -> None:
         ring_bytes = sum(len(f) + 64 for f in frames)
         blocks = max(4, -(-ring_bytes * 3 // 2 // (4 << 20)))
 
-        def run(make, work, count=len(frames)):
+        def run(make, work, count=len(frames), drain=_drain):
             with make() as capture:
                 start = time.perf_counter()
                 for frame in frames[:count]:
                     sender.send(frame)
                 sent_s = time.perf_counter() - start
                 time.sleep(1.3)
-                seconds, got = _drain(capture, count, work)
+                seconds, got = drain(capture, count, work)
                 stats = capture.read_stats()
             return got / seconds, got, stats.dropped, count / sent_s
 
@@ -133,12 +174,22 @@ def live(frames: list[bytes], scapy_sample: int) -> None:
 
         def probe(pairs):  # the passive probe's own loop, records every second
             run_frames(pairs, 1.0, lambda records: None, FlowTable())
+
+        def compiled(batches):  # the compiled path fed each block's frames as a list
+            run_batches(batches, 1.0, lambda records: None, hotpath.fast.FastFlowTable())
+
+        def in_place(blocks):  # the compiled path reading each block in the ring (the probe)
+            run_blocks(blocks, 1.0, lambda records: None, hotpath.fast.FastFlowTable())
         results = {
             "ring, receive only": run(ring, receive_only),
             "socket (recv_into), receive only": run(sock, receive_only),
             "ring + decode + per-flow KPIs": run(ring, probe),
             "socket + decode + per-flow KPIs": run(sock, probe),
         }
+        if hotpath.fast is not None:
+            results["ring + compiled KPIs (block lists)"] = run(ring, compiled,
+                                                                drain=_drain_batches)
+            results["ring + compiled KPIs (in place)"] = run(ring, in_place, drain=_drain_blocks)
         try:
             from scapy.layers.l2 import Ether  # pylint: disable=import-outside-toplevel
 
@@ -158,6 +209,11 @@ def live(frames: list[bytes], scapy_sample: int) -> None:
               f"{dropped}, sent at {send_rate:,.0f}/s)")
     probe = results["ring + decode + per-flow KPIs"][0]
     print(f"  probe / ring receive-only          {probe / results['ring, receive only'][0]:>12.2f}")
+    if "ring + compiled KPIs (in place)" in results:
+        fast_rate = results["ring + compiled KPIs (in place)"][0]
+        print(f"  compiled / ring receive-only       "
+              f"{fast_rate / results['ring, receive only'][0]:>12.2f}   (aim 0.8)")
+        print(f"  compiled / Python probe on ring    {fast_rate / probe:>12.1f} x")
     print(f"  probe / socket receive-only        "
           f"{probe / results['socket (recv_into), receive only'][0]:>12.2f}")
     if "ring + scapy decoder" in results:
@@ -206,6 +262,30 @@ def main() -> None:
     else:
         print("  scapy decoder: scapy is not installed (make setup installs it)")
     print(f"  memory per tracked flow      {per_flow:>12,.0f} bytes")
+    if hotpath.fast is None:
+        print(f"  compiled hot path: not measured, {hotpath.HOTPATH_REASON}")
+    else:
+        fast = hotpath.fast
+        fast_decode_s = best_of(lambda: [fast.decode_frame(f) for f in frames])
+        fast_s = best_of(lambda: run_frames(capture, 1.0, lambda records: None,
+                                            fast.FastFlowTable()))
+        python_rate, fast_rate = len(frames) / probe_s, len(frames) / fast_s
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        table = fast.FastFlowTable()
+        flows = [(i * 1e-5, craft.udp_frame("10.0.0.1", "10.0.0.2", 1024 + i % 60000,
+                                            9 + i // 60000, b"x")) for i in range(20_000)]
+        frames_bytes = tracemalloc.get_traced_memory()[0] - before
+        run_batches([flows], 1e9, lambda records: None, table)
+        fast_per_flow = (tracemalloc.get_traced_memory()[0] - before - frames_bytes) / len(table)
+        tracemalloc.stop()
+        print("compiled hot path (probes/_fast.pyx), the same frames, same run")
+        print(f"  decode only (decode_frame)   {len(frames) / fast_decode_s:>12,.0f} frames/s")
+        print(f"  decode + per-flow KPIs       {fast_rate:>12,.0f} frames/s   "
+              f"{fast_rate / python_rate:.1f}x the Python path (aim 1,000,000/s)")
+        if scapy_rate:
+            print(f"  compiled / scapy             {fast_rate / scapy_rate:>12,.1f} x")
+        print(f"  memory per tracked flow      {fast_per_flow:>12,.0f} bytes")
     if args.live_frames:
         live([f for _, f in make_capture(args.live_frames)], args.scapy_frames)
 

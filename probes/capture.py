@@ -253,6 +253,41 @@ class RingCapture(_Capture):
             at, (_, sec, nsec, snap, _, _, mac) = item
             yield sec + nsec * 1e-9, ring[at + mac:at + mac + snap]
 
+    def timed_batches(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
+                      clock: Callable[[], float] = time.time) -> Iterator[list]:
+        """timed() a block at a time: the (kernel time, frame data) pairs of each block the
+        kernel hands over as one list (the compiled hot path takes it in one call), and
+        [(clock(), None)] after idle_s without any."""
+        unpack_block, unpack = _BLOCK.unpack_from, _PKT_TIME.unpack_from
+        ring = self.ring
+        while not stop():
+            got = False
+            for _, offset in self.blocks_ready(idle_s):
+                got = True
+                count, first = unpack_block(ring, offset)[3:5]
+                at = offset + first
+                batch = []
+                for _ in range(count):
+                    step, sec, nsec, snap, _, _, mac = unpack(ring, at)
+                    batch.append((sec + nsec * 1e-9, ring[at + mac:at + mac + snap]))
+                    at += step
+                yield batch  # copied out: the block goes back to the kernel after this
+            if not got:
+                yield [(clock(), None)]
+
+    def timed_blocks(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
+                     clock: Callable[[], float] = time.time) -> Iterator[tuple]:
+        """(ring, block offset) for each block the kernel hands over, for the compiled hot
+        path to read in place (FastFlowTable.feed_block) before the next one is asked for;
+        (None, clock()) after idle_s without any."""
+        while not stop():
+            got = False
+            for ring, offset in self.blocks_ready(idle_s):
+                got = True
+                yield ring, offset
+            if not got:
+                yield None, clock()
+
     def _release(self) -> None:
         self.ring.close()
 
@@ -309,6 +344,12 @@ class SocketCapture(_Capture):
                 yield clock(), None
                 continue
             yield clock(), bytes(view[:length])
+
+    def timed_batches(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
+                      clock: Callable[[], float] = time.time) -> Iterator[list]:
+        """timed() as batches of one pair: a socket hands frames over one at a time."""
+        for pair in self.timed(stop, idle_s, clock):
+            yield [pair]
 
 
 

@@ -27,9 +27,10 @@ from client.channel import Credentials, TokenError, add_arguments as add_client_
 from probes.agent import ProbeAgent
 from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
-from probes.flows import FlowTable
+from probes import hotpath
 from probes.gen import IPTV_BITRATE_BPS, send_iptv, send_voice
-from probes.passive import ProbeCounters, pcap_frames, run_frames, write_records
+from probes.passive import (ProbeCounters, pcap_frames, run_batches, run_blocks, run_frames,
+                            write_records)
 from probes.report import PolicyClient, SessionReporter, local_address_towards
 from probes.pcap import PcapError
 from probes.stamp import DEFAULT_PORT
@@ -64,7 +65,7 @@ PROBE_ID_HELP = ("the probe's id, to check it against the credential (the contro
 
 
 def run_passive(args) -> int:
-    table = FlowTable(max_flows=args.max_flows)
+    table = hotpath.new_table(max_flows=args.max_flows)
     counters = ProbeCounters()
     to_stdout = write_records(sys.stdout)
     exporter = RecordExporter(args.controller, args.probe_id,
@@ -85,7 +86,7 @@ def run_passive(args) -> int:
         return probe_pb2.ProbeHealth(
             time_unix_s=time.time(), source=source, frames=counters.frames,
             malformed=counters.malformed_total, flows_tracked=len(table),
-            flows_evicted=table.evicted,
+            flows_evicted=table.evicted, hot_path=hotpath.HOTPATH,
             kernel_received=kernel.received if kernel else 0,
             kernel_dropped=kernel.dropped if kernel else 0)
 
@@ -107,10 +108,15 @@ def run_passive(args) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(f"cems-probe: capturing on {source}", file=sys.stderr, flush=True)
         with capture:
-            run_frames(capture.timed(stop.is_set), args.interval, emit, table, counters,
-                       args.max_gap)
+            if hasattr(table, "feed_block") and hasattr(capture, "timed_blocks"):
+                # the compiled path reads each ring block in place, one call per block
+                run_blocks(capture.timed_blocks(stop.is_set), args.interval, emit, table,
+                           counters, args.max_gap)
+            else:
+                run_batches(capture.timed_batches(stop.is_set), args.interval, emit, table,
+                            counters, args.max_gap)
     final = health()
-    summary = {"source": source, "frames": counters.frames, "malformed": dict(counters.malformed),
+    summary = {"source": source, "hot_path": hotpath.HOTPATH, "frames": counters.frames, "malformed": dict(counters.malformed),
                "flows_evicted": table.evicted, "kernel_received": final.kernel_received,
                "kernel_dropped": final.kernel_dropped, "time_jumps": counters.time_jumps}
     if exporter is not None:
@@ -222,6 +228,8 @@ def run_web_client(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cems-probe", description="cems probes")
+    parser.add_argument("--version", action="version",
+                        version=f"cems-probe 0.1.0; passive {hotpath.describe()}")
     sub = parser.add_subparsers(dest="command", required=True)
     passive = sub.add_parser("passive", help="flow KPIs from a capture or an interface")
     source = passive.add_mutually_exclusive_group(required=True)

@@ -311,6 +311,9 @@ class TsAnalyzer:
                 if program != 0:  # program 0 names the network PID
                     self._pmt_pids.setdefault(map_pid, None)
         elif table_id == 0x02:
+            if len(section) < 16:
+                self._counts["pmt_error"] += 1  # too short to hold a PMT's fixed fields and CRC
+                return
             self._pmt_pids[pid] = now
             pcr_pid = ((section[8] & 0x1F) << 8) | section[9]
             if pcr_pid != NULL_PID:

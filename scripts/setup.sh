@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
-DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv openssl tshark"
+DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv openssl tshark build-essential python3-dev"
 
 say() { printf '== setup: %s\n' "$*"; }
 
@@ -61,6 +61,23 @@ if [ "$(cat gen/.proto-hash 2>/dev/null)" != "$proto_hash" ]; then
 fi
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$ROOT" "$ROOT/gen" > "$site/cems.pth"
+
+# The passive probe's compiled hot path (probes/_fast.pyx, Cython): rebuilt when its source,
+# its build script or the Python changes. Without it the probe runs its pure-Python path;
+# CEMS_SKIP_FAST=1 skips the build (and its tests) on a machine without a C compiler.
+if [ "${CEMS_SKIP_FAST:-0}" != 1 ]; then
+  fast_hash=$( (cat probes/_fast.pyx scripts/build_fast.py; "$VENV/bin/python" -VV) | sha256sum | cut -d' ' -f1)
+  if [ "$(cat probes/.fast-hash 2>/dev/null)" != "$fast_hash" ] || ! ls probes/_fast.*.so >/dev/null 2>&1; then
+    say "building the probe's compiled hot path"
+    rm -f probes/_fast.*.so probes/_fast.c
+    if ! "$VENV/bin/python" scripts/build_fast.py >/tmp/cems-build-fast.log 2>&1; then
+      cat /tmp/cems-build-fast.log >&2
+      echo "setup: building probes/_fast.pyx failed (log above); CEMS_SKIP_FAST=1 runs without it" >&2
+      exit 1
+    fi
+    echo "$fast_hash" > probes/.fast-hash
+  fi
+fi
 
 # The Ryu 4.34 runtime in a venv of its own (it cannot share setuptools with the main one).
 RYU_VENV="$ROOT/.venv-ryu"

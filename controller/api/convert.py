@@ -143,7 +143,8 @@ def health_from_pb(probe_id: str, m: probe_pb2.ProbeHealth) -> ProbeHealth:
     when = m.time_unix_s if math.isfinite(m.time_unix_s) else 0.0
     return ProbeHealth(m.probe_id or probe_id, when, validation.truncated(m.source, 200),
                        s(m.frames), s(m.malformed), s(m.kernel_received), s(m.kernel_dropped),
-                       s(m.flows_tracked), s(m.flows_evicted), s(m.export_dropped))
+                       s(m.flows_tracked), s(m.flows_evicted), s(m.export_dropped),
+                       validation.truncated(m.hot_path, 20))
 
 
 def health_pb(h: ProbeHealth) -> probe_pb2.ProbeHealth:
@@ -151,7 +152,7 @@ def health_pb(h: ProbeHealth) -> probe_pb2.ProbeHealth:
         probe_id=h.probe_id, time_unix_s=h.time_unix_s, source=h.source, frames=h.frames,
         malformed=h.malformed, kernel_received=h.kernel_received,
         kernel_dropped=h.kernel_dropped, flows_tracked=h.flows_tracked,
-        flows_evicted=h.flows_evicted, export_dropped=h.export_dropped)
+        flows_evicted=h.flows_evicted, export_dropped=h.export_dropped, hot_path=h.hot_path)
 
 
 def stamp_spec_from_pb(m: probe_pb2.StampTestSpec) -> StampSpec:

@@ -148,7 +148,9 @@ def show_kpis(channel, args) -> str:
              _bits(r.throughput_bps / 8), f"{r.age_s:.0f} s", kpi_text(r)]
             for r in reply.records]
     probes = "".join(
-        f"\nprobe {h.probe_id} ({h.source}): frames {h.frames}, malformed {h.malformed}, "
+        f"\nprobe {h.probe_id} ({h.source}"
+        f"{', ' + h.hot_path + ' hot path' if h.hot_path else ''}): frames {h.frames}, "
+        f"malformed {h.malformed}, "
         f"kernel dropped {h.kernel_dropped} of {h.kernel_received + h.kernel_dropped}, "
         f"flows {h.flows_tracked} (evicted {h.flows_evicted}), "
         f"export dropped {h.export_dropped}" for h in reply.probes)

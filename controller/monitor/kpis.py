@@ -140,6 +140,7 @@ class ProbeHealth:
     flows_tracked: int = 0
     flows_evicted: int = 0
     export_dropped: int = 0
+    hot_path: str = ""  # "compiled" or "python": the passive probe's hot path
 
 
 def record_bytes(record: KpiRecord) -> int:

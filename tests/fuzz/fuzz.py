@@ -18,6 +18,7 @@ hang, UNKNOWN or INTERNAL status, a probe traceback, or memory that keeps growin
 """
 
 import argparse
+import collections
 import dataclasses
 import math
 import os
@@ -297,7 +298,10 @@ def fuzz_frames(count: int, seed: int = 2) -> Report:
     report = Report("frames")
     rng = random.Random(seed)
     valid = _valid_frames()
+    from probes import hotpath
     table = FlowTable(max_flows=10_000)
+    compiled = hotpath.fast.FastFlowTable(max_flows=10_000) if hotpath.fast else None
+    compiled_malformed = collections.Counter()
     now = 1000.0
     malformed = 0
     started = time.monotonic()
@@ -314,7 +318,18 @@ def fuzz_frames(count: int, seed: int = 2) -> Report:
                 table.records(now)
         except Exception as err:  # pylint: disable=broad-except
             report.fail(f"{type(err).__name__}: {err} on frame {frame[:64].hex()}")
+        if compiled is not None:  # the compiled hot path on the same frame
+            try:
+                compiled.feed([(now, frame)], 0, math.inf, compiled_malformed)
+                if n % 10_000 == 9_999:
+                    compiled.records(now)
+            except Exception as err:  # pylint: disable=broad-except
+                report.fail(f"compiled: {type(err).__name__}: {err} on frame "
+                            f"{frame[:64].hex()}")
         report.sent += 1
+    if compiled is not None and sum(compiled_malformed.values()) != malformed:
+        report.fail(f"compiled path counted {sum(compiled_malformed.values())} malformed "
+                    f"frames, the reference {malformed}")
     elapsed = time.monotonic() - started
     report.notes.append(f"{report.sent / elapsed:,.0f} frames/s; {malformed:,} counted "
                         f"malformed; {len(table)} flows tracked")

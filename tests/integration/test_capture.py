@@ -23,7 +23,7 @@ from controller.store import Store
 from lab.emulation import wait_for
 from controller.monitor.kpis import KpiStore
 from controller.state import PublishedState
-from probes import craft
+from probes import craft, hotpath
 from probes.capture import CaptureError, RingCapture, SocketCapture
 from probes.decode import DPORT, decode_frame
 
@@ -125,6 +125,7 @@ def test_cems_probe_on_an_interface_exports_records_and_its_health(veth):
         wait_for(lambda: kpis.probes()[0].frames >= 97, 5, "the health report to catch up")
         (health,) = kpis.probes()
         assert health.source == f"ring:{veth}" and health.kernel_dropped == 0
+        assert health.hot_path == hotpath.HOTPATH  # compiled: the ring is read in place
         assert health.kernel_received >= 97
     finally:
         probe.send_signal(signal.SIGTERM)

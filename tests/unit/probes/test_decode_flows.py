@@ -4,7 +4,7 @@ import io
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from probes import craft
+from probes import craft, hotpath
 from probes import decode as d
 from probes.flows import FlowTable
 from probes.passive import run_frames
@@ -145,7 +145,7 @@ def test_cems_probe_passive_on_a_capture(tmp_path):
     assert sum(r["kpis"]["rtp_lost"] for r in records) == 1
     assert all(r["kind"] == "rtp" and r["dport"] == 5004 for r in records)
     summary = json.loads(out.stderr.strip().splitlines()[-1])
-    assert summary == {"source": f"pcap:{path}", "frames": 150,
+    assert summary == {"source": f"pcap:{path}", "hot_path": hotpath.HOTPATH, "frames": 150,
                        "malformed": {"truncated ethernet": 1}, "flows_evicted": 0,
                        "kernel_received": 0, "kernel_dropped": 0, "time_jumps": 0}
 
