@@ -9,6 +9,11 @@ Each branch here has its twin there, and tests/unit/probes/test_fast_differentia
 requires the same records field by field from both over captures, generated streams and
 fuzzed frames. A change to the KPIs is made in both, or that test fails.
 
+With ndpi=True (what cems-probe runs) each conversation's first packets (at most
+NDPI_MAX_PACKETS, both directions sharing nDPI's state) also go to nDPI (Debian's
+libndpi-dev), and records name the application, its category and whether nDPI decided or
+guessed; the KPIs stay the reference's. The Python path has no nDPI.
+
 FastFlowTable keeps FlowTable's interface (observe-by-frame through `feed`, records(),
 evicted, expired, len) and its behaviour: the same least-recently-seen eviction, the same
 idle expiry, the same interval records. Records are built with the reference's own
@@ -20,6 +25,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.math cimport NAN, fabs, isnan
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy
 
 import collections
@@ -29,6 +35,159 @@ import socket
 from probes.flows import FlowRecord, _mdi
 from qoe.mpegts import TsCounts
 from qoe.rtp import STATIC_CLOCK_RATES, RtpCounts
+
+# -- nDPI (Debian's libndpi-dev, 4.2) --------------------------------------------------------
+cdef extern from "ndpi_api.h":
+    cdef struct ndpi_detection_module_struct:
+        pass
+    cdef struct ndpi_flow_struct:
+        pass
+    ctypedef int ndpi_protocol_category_t
+    ctypedef struct ndpi_protocol:
+        uint16_t master_protocol
+        uint16_t app_protocol
+        ndpi_protocol_category_t category
+    ctypedef struct NDPI_PROTOCOL_BITMASK:
+        pass
+    ctypedef int ndpi_init_prefs
+    void NDPI_BITMASK_SET_ALL(NDPI_PROTOCOL_BITMASK bitmask)
+    ndpi_detection_module_struct* ndpi_init_detection_module(ndpi_init_prefs prefs)
+    void ndpi_set_protocol_detection_bitmask2(ndpi_detection_module_struct* module,
+                                              const NDPI_PROTOCOL_BITMASK* bitmask)
+    void ndpi_finalize_initialization(ndpi_detection_module_struct* module)
+    void ndpi_exit_detection_module(ndpi_detection_module_struct* module)
+    uint32_t ndpi_detection_get_sizeof_ndpi_flow_struct()
+    void ndpi_free_flow_data(ndpi_flow_struct* flow)
+    ndpi_protocol ndpi_detection_process_packet(ndpi_detection_module_struct* module,
+                                                ndpi_flow_struct* flow,
+                                                const unsigned char* packet,
+                                                unsigned short length, uint64_t time_ms)
+    ndpi_protocol ndpi_detection_giveup(ndpi_detection_module_struct* module,
+                                        ndpi_flow_struct* flow, uint8_t enable_guess,
+                                        uint8_t* guessed)
+    uint8_t ndpi_extra_dissection_possible(ndpi_detection_module_struct* module,
+                                           ndpi_flow_struct* flow)
+    char* ndpi_protocol2name(ndpi_detection_module_struct* module, ndpi_protocol proto,
+                             char* buf, unsigned int length)
+    const char* ndpi_category_get_name(ndpi_detection_module_struct* module,
+                                       ndpi_protocol_category_t category)
+    char* ndpi_get_proto_name(ndpi_detection_module_struct* module, uint16_t proto_id)
+    unsigned int ndpi_get_num_supported_protocols(ndpi_detection_module_struct* module)
+    const char* ndpi_revision()
+    int NDPI_PROTOCOL_NUM_CATEGORIES
+
+
+def ndpi_version() -> str:
+    return ndpi_revision().decode(errors="replace")
+
+NDPI_MAX_PACKETS = 32  # a conversation's packets nDPI looks at before it has to decide
+
+
+@cython.final
+cdef class Ndpi:
+    """One nDPI detection module (all protocols), shared by a table's conversations."""
+
+    cdef ndpi_detection_module_struct* module
+    cdef uint32_t flow_size
+    cdef public int64_t packets  # packets handed to nDPI
+
+    def __cinit__(self):
+        cdef NDPI_PROTOCOL_BITMASK everything
+        self.module = ndpi_init_detection_module(0)
+        if self.module == NULL:
+            raise MemoryError("nDPI: ndpi_init_detection_module failed")
+        NDPI_BITMASK_SET_ALL(everything)
+        ndpi_set_protocol_detection_bitmask2(self.module, &everything)
+        ndpi_finalize_initialization(self.module)
+        self.flow_size = ndpi_detection_get_sizeof_ndpi_flow_struct()
+
+    def __dealloc__(self):
+        if self.module != NULL:
+            ndpi_exit_detection_module(self.module)
+
+    def category_names(self):
+        """Every category name this nDPI knows."""
+        cdef int i
+        cdef const char* name
+        names = set()
+        for i in range(NDPI_PROTOCOL_NUM_CATEGORIES):
+            name = ndpi_category_get_name(self.module, i)
+            if name != NULL:
+                names.add(name.decode(errors="replace"))
+        return names
+
+    def protocol_names(self):
+        """Every protocol name this nDPI knows."""
+        cdef unsigned int i
+        cdef char* name
+        names = set()
+        for i in range(ndpi_get_num_supported_protocols(self.module)):
+            name = ndpi_get_proto_name(self.module, i)
+            if name != NULL:
+                names.add(name.decode(errors="replace"))
+        return names
+
+
+@cython.final
+cdef class Conversation:
+    """nDPI's state of one conversation, shared by its two directions' flows; freed once
+    nDPI has decided (or after NDPI_MAX_PACKETS packets, when it is asked to guess)."""
+
+    cdef Ndpi ndpi
+    cdef ndpi_flow_struct* flow
+    cdef public int packets
+    cdef bint done
+    cdef public str application, category, method
+
+    def __cinit__(self, Ndpi ndpi):
+        self.ndpi = ndpi
+        self.flow = <ndpi_flow_struct*>calloc(1, ndpi.flow_size)
+        if self.flow == NULL:
+            raise MemoryError("nDPI flow")
+        self.application = self.category = self.method = ""
+
+    def __dealloc__(self):
+        self.release()
+
+    cdef void release(self):
+        if self.flow != NULL:
+            ndpi_free_flow_data(self.flow)
+            free(self.flow)
+            self.flow = NULL
+
+    cdef void process(self, const uint8_t* packet, Py_ssize_t length, double now):
+        cdef ndpi_protocol found
+        cdef uint8_t guessed = 0
+        if self.done:
+            return
+        self.packets += 1
+        self.ndpi.packets += 1
+        found = ndpi_detection_process_packet(self.ndpi.module, self.flow, packet,
+                                              <unsigned short>(length if length < 65535
+                                                               else 65535),
+                                              <uint64_t>(now * 1000))
+        if found.app_protocol or found.master_protocol:
+            self.name(found, "ndpi")
+            if not ndpi_extra_dissection_possible(self.ndpi.module, self.flow):
+                self.finish()
+        elif self.packets >= NDPI_MAX_PACKETS:
+            found = ndpi_detection_giveup(self.ndpi.module, self.flow, 1, &guessed)
+            if found.app_protocol or found.master_protocol:
+                self.name(found, "ndpi-guess" if guessed else "ndpi")
+            self.finish()
+
+    cdef void name(self, ndpi_protocol found, str method):
+        cdef char buf[64]
+        self.application = ndpi_protocol2name(self.ndpi.module, found, buf,
+                                              sizeof(buf)).decode(errors="replace")
+        category = ndpi_category_get_name(self.ndpi.module, found.category)
+        self.category = category.decode(errors="replace") if category != NULL else ""
+        self.method = method
+
+    cdef void finish(self):
+        self.done = True
+        self.release()
+
 
 # -- decoding (probes/decode.py) ------------------------------------------------------------
 DEF ETH_IPV4 = 0x0800
@@ -49,6 +208,8 @@ REASONS = ("", "truncated ethernet", "truncated vlan", "truncated ipv4",
 
 
 cdef struct Packet:
+    Py_ssize_t l3_offset  # where the IP header starts (for nDPI)
+    Py_ssize_t frame_len
     int addr_len
     uint8_t src[16]
     uint8_t dst[16]
@@ -78,6 +239,7 @@ cdef int decode(const uint8_t* f, Py_ssize_t n, Packet* p) noexcept nogil:
     cdef Py_ssize_t offset, ihl, total, end, l4, payload, udp_len, header, start
     cdef unsigned int ethertype, first, fragment
     cdef int i, proto
+    p.frame_len = n
     if n < 14:
         return 1
     offset = 12
@@ -90,6 +252,7 @@ cdef int decode(const uint8_t* f, Py_ssize_t n, Packet* p) noexcept nogil:
             return 2
         ethertype = u16(f + offset)
     offset += 2
+    p.l3_offset = offset
     p.sport = p.dport = 0
     p.payload_len = 0
     p.tcp_seq = p.tcp_ack = 0
@@ -761,6 +924,16 @@ cdef bint is_ts_payload(const uint8_t* p, Py_ssize_t n) noexcept nogil:
 
 
 # -- the flow table (probes/flows.py) -------------------------------------------------------
+_NOT_DETECTED = ("", "", "")
+
+
+cdef tuple detected(Flow flow):
+    """(application, category, detected_by) of nDPI for a record; empty without it."""
+    cdef Conversation conversation = flow.conversation
+    if conversation is None or not conversation.method:
+        return _NOT_DETECTED
+    return conversation.application, conversation.category, conversation.method
+
 DEF K_UNCLASSIFIED = 0
 DEF K_PLAIN = 1
 DEF K_RTP = 2
@@ -789,6 +962,7 @@ cdef class Flow:
     cdef int64_t retrans, zero_windows
     cdef bint has_syn, has_synack
     cdef double syn_at, synack_at, handshake_rtt
+    cdef Conversation conversation  # nDPI's, when the table runs it
 
     def __init__(self, bytes key, double now):
         self.key = key
@@ -810,12 +984,17 @@ cdef class FastFlowTable:
     cdef object move_to_end
     cdef bint has_interval
     cdef double interval_start
+    cdef public Ndpi ndpi
 
-    def __init__(self, Py_ssize_t max_flows=100_000, double idle_timeout_s=60.0):
+    def __init__(self, Py_ssize_t max_flows=100_000, double idle_timeout_s=60.0,
+                 bint ndpi=False):
+        """With `ndpi`, each conversation's first packets also go to nDPI, and records name
+        the application and category it detected (FlowRecord.application, .category)."""
         self.max_flows = max_flows
         self.idle_timeout_s = idle_timeout_s
         self.flows = collections.OrderedDict()
         self.move_to_end = self.flows.move_to_end
+        self.ndpi = Ndpi() if ndpi else None
 
     def __len__(self):
         return len(self.flows)
@@ -901,8 +1080,17 @@ cdef class FastFlowTable:
                 self.evicted += 1
             flow = Flow(key, now)
             self.flows[key] = flow
+            if self.ndpi is not None:
+                reverse = self.flows.get(flow_key(p.dst, p.src, p.addr_len, p.proto, p.dport,
+                                                  p.sport))
+                flow.conversation = (<Flow>reverse).conversation if reverse is not None and \
+                    (<Flow>reverse).conversation is not None else Conversation(self.ndpi)
         else:
             self.move_to_end(key)
+        if flow.conversation is not None and not flow.conversation.done:
+            flow.conversation.process(frame + p.l3_offset, p.ip_len
+                                      if p.ip_len <= p.frame_len - p.l3_offset
+                                      else p.frame_len - p.l3_offset, now)
         if not self.has_interval:
             self.has_interval = True
             self.interval_start = now
@@ -1008,11 +1196,11 @@ cdef class FastFlowTable:
                 if flow.rtp is not None and flow.rtp.unsettled():
                     out.append(FlowRecord(*key_fields(flow.key), _KIND_NAMES[flow.kind],
                                           start, now, 0, 0, 0.0, flow.dscp,
-                                          self.kpis(flow, span, True)))
+                                          self.kpis(flow, span, True), *detected(flow)))
                 continue
             out.append(FlowRecord(*key_fields(flow.key), _KIND_NAMES[flow.kind], start, now,
                                   flow.packets, flow.nbytes, flow.nbytes * 8 / span, flow.dscp,
-                                  self.kpis(flow, span, final)))
+                                  self.kpis(flow, span, final), *detected(flow)))
             flow.packets = flow.nbytes = 0
         self.interval_start = now
         self.has_interval = True

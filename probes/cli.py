@@ -1,10 +1,12 @@
 """cems-probe: the probes' command line (shell).
 
     cems-probe passive (--pcap FILE | --iface IF [--bpf EXPR] [--no-ring]) [--interval S]
-                       [--controller ADDR]   (JSON lines of flow records on stdout)
+                       [--controller ADDR] [--no-ndpi]   (JSON lines of flow records)
+    cems-probe --version   (which hot path runs: compiled with nDPI, or the Python one)
     cems-probe gen-voice|gen-iptv --target HOST:PORT [--seconds S]   (prints what it sent;
                        gen-iptv --controller ADDR asks admission first, exit 3 if refused)
-    cems-probe web-server [--bind HOST:PORT] | web-client --url URL [--pages N]
+    cems-probe web-server [--bind HOST:PORT] [--tls-cert F --tls-key F]
+                       | web-client --url URL [--pages N] [--ca F]   (http:// or https://)
     cems-probe video-server [--bind HOST:PORT] | video-player --url URL   (adaptive video;
                        with --controller it follows the advised bitrate)
     cems-probe agent --controller ADDR [--probe-id ID] [--reflect PORT]   (active tests)
@@ -65,7 +67,7 @@ PROBE_ID_HELP = ("the probe's id, to check it against the credential (the contro
 
 
 def run_passive(args) -> int:
-    table = hotpath.new_table(max_flows=args.max_flows)
+    table = hotpath.new_table(max_flows=args.max_flows, ndpi=not args.no_ndpi)
     counters = ProbeCounters()
     to_stdout = write_records(sys.stdout)
     exporter = RecordExporter(args.controller, args.probe_id,
@@ -211,7 +213,7 @@ def run_web_client(args) -> int:
     for page in range(args.pages):
         if page:
             time.sleep(args.think)
-        load = load_page(args.url, connections=args.connections)
+        load = load_page(args.url, connections=args.connections, cafile=args.ca)
         loads.append(load)
         print(json.dumps(dataclasses.asdict(load)), flush=True)
         if reporter is not None and not load.errors:
@@ -226,10 +228,18 @@ def run_web_client(args) -> int:
     return 0 if times else 1
 
 
+class _Version(argparse.Action):
+    """--version on one line (argparse's own wraps it at the terminal's width)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"cems-probe 0.1.0; passive {hotpath.describe()}")
+        parser.exit()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cems-probe", description="cems probes")
-    parser.add_argument("--version", action="version",
-                        version=f"cems-probe 0.1.0; passive {hotpath.describe()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and which hot path runs, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     passive = sub.add_parser("passive", help="flow KPIs from a capture or an interface")
     source = passive.add_mutually_exclusive_group(required=True)
@@ -246,6 +256,8 @@ def main(argv=None) -> int:
                          help="bytes kept per frame (MPEG-TS needs whole datagrams)")
     passive.add_argument("--bpf", default="", metavar="EXPR",
                          help="capture filter in tcpdump syntax, applied in the kernel")
+    passive.add_argument("--no-ndpi", action="store_true",
+                         help="do not run nDPI on each flow's first packets (compiled path)")
     passive.add_argument("--no-ring", action="store_true",
                          help="read with recv_into instead of a TPACKET_V3 ring")
     passive.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
@@ -266,12 +278,17 @@ def main(argv=None) -> int:
     web_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8080))
     web_server.add_argument("--objects", type=_bounded(int, 0, 10_000), default=20)
     web_server.add_argument("--object-bytes", type=_bounded(int, 0, 100_000_000), default=50_000)
+    web_server.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this "
+                            "certificate (PEM), and --tls-key")
+    web_server.add_argument("--tls-key", metavar="FILE", help="the certificate's key (PEM)")
     web_client = sub.add_parser("web-client", help="load pages, print their load times")
     web_client.add_argument("--url", required=True, help="for example http://10.0.0.9:8080/")
     web_client.add_argument("--pages", type=_bounded(int, 1, 1_000_000), default=1)
     web_client.add_argument("--think", type=_bounded(float, 0, 3600), default=1.0,
                             metavar="SECONDS", help="pause between pages")
     web_client.add_argument("--connections", type=_bounded(int, 1, 64), default=4)
+    web_client.add_argument("--ca", metavar="FILE",
+                            help="check an https:// server against this CA (PEM)")
     video_server = sub.add_parser("video-server", help="serve adaptive-video segments")
     video_server.add_argument("--bind", type=_address, default=("0.0.0.0", 8081))
     video_server.add_argument("--bitrates", default="500k,1M,2M,4M",
@@ -334,8 +351,17 @@ def _run(args) -> int:
     if args.command == "agent":
         return run_agent(args)
     if args.command == "web-server":
-        return _serve_until_signal(WebServer(*args.bind, objects=args.objects,
-                                             object_bytes=args.object_bytes), "web server")
+        if bool(args.tls_cert) != bool(args.tls_key):
+            print("cems-probe: web-server: --tls-cert and --tls-key go together",
+                  file=sys.stderr)
+            return 2
+        try:
+            server = WebServer(*args.bind, objects=args.objects, object_bytes=args.object_bytes,
+                               certfile=args.tls_cert, keyfile=args.tls_key)
+        except OSError as err:  # ssl.SSLError too: a certificate or key that does not load
+            print(f"cems-probe: web-server: {err}", file=sys.stderr)
+            return 1
+        return _serve_until_signal(server, "web server")
     if args.command == "web-client":
         return run_web_client(args)
     if args.command == "video-server":

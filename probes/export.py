@@ -27,6 +27,8 @@ def record_pb(record: FlowRecord, probe_id: str) -> pb.FlowRecord:
         dport=record.dport, kind=record.kind, interval_start_unix_s=record.interval_start_unix_s,
         interval_end_unix_s=record.interval_end_unix_s, packets=record.packets, bytes=record.bytes,
         throughput_bps=record.throughput_bps, dscp=record.dscp, probe_id=probe_id,
+        application=record.application, category=record.category,
+        detected_by=record.detected_by,
         kpis={k: float(v) for k, v in record.kpis.items()
               if v is not None and not (isinstance(v, float) and math.isnan(v))})
 

@@ -43,6 +43,11 @@ class FlowRecord:
     throughput_bps: float
     dscp: int
     kpis: dict
+    # what nDPI detected (the compiled hot path with --ndpi): "TLS.YouTube", "Media", and
+    # "ndpi" or "ndpi-guess" (decided on its last chance); empty without nDPI
+    application: str = ""
+    category: str = ""
+    detected_by: str = ""
 
 
 class _Flow:

@@ -5,7 +5,9 @@ The server serves a page ("/") that references `objects` objects ("/obj/N"), eac
 the way a browser does at its simplest: the HTML first (time to first byte, then the
 whole document), then the objects over `connections` parallel keep-alive connections. The
 page load time is from the first request to the last byte of the last object. Each load
-reports its own ground truth: bytes, objects, times and errors.
+reports its own ground truth: bytes, objects, times and errors. With a certificate and key
+the server speaks HTTPS (TLS 1.2 or 1.3, as most real pages do) and the client loads
+https:// URLs, checking the server against a CA file when given one.
 """
 
 import dataclasses
@@ -13,6 +15,7 @@ import http.client
 import http.server
 import re
 import socketserver
+import ssl
 import threading
 import time
 import urllib.parse
@@ -56,8 +59,16 @@ class HttpService:
     """A test service's HTTP server on (host, port), in a thread from start() to stop();
     port 0 picks a free one. The handler finds the service as `self.server.service`."""
 
-    def __init__(self, host: str, port: int, handler):
+    def __init__(self, host: str, port: int, handler, certfile: str | None = None,
+                 keyfile: str | None = None):
         self._server = ThreadingHttpServer((host, port), handler)
+        if certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile, keyfile)
+            # the handshake runs in the connection's own thread, on its first read
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
+        self.tls = bool(certfile)
         self._server.service = self  # type: ignore[attr-defined]
         self.address = self._server.server_address
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -75,11 +86,12 @@ class WebServer(HttpService):
     """Serves the test page."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 8080, objects: int = 20,
-                 object_bytes: int = 50_000, html_bytes: int = 20_000):
+                 object_bytes: int = 50_000, html_bytes: int = 20_000,
+                 certfile: str | None = None, keyfile: str | None = None):
         self.objects = objects
         self.object_body = bytes(object_bytes)
         self.html_bytes = html_bytes
-        super().__init__(host, port, _Handler)
+        super().__init__(host, port, _Handler, certfile, keyfile)
 
     def html(self) -> bytes:
         tags = "".join(f'<img src="/obj/{i}">' for i in range(self.objects))
@@ -99,14 +111,21 @@ class PageLoad:
     errors: tuple[str, ...]
 
 
-def _connection(parts, timeout_s: float) -> http.client.HTTPConnection:
+def _connection(parts, timeout_s: float, tls: ssl.SSLContext | None = None
+                ) -> http.client.HTTPConnection:
+    if tls is not None:
+        return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout_s,
+                                           context=tls)
     return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
 
 
-def load_page(url: str, connections: int = 4, timeout_s: float = 30.0) -> PageLoad:
-    """Load the page at `url` and its objects; never raises for network errors, which are
-    reported in `errors` (the load time is then up to the failure)."""
+def load_page(url: str, connections: int = 4, timeout_s: float = 30.0,
+              cafile: str | None = None) -> PageLoad:
+    """Load the page at `url` (http:// or https://; `cafile` names the CA to check an HTTPS
+    server against, else the system's) and its objects; never raises for network errors,
+    which are reported in `errors` (the load time is then up to the failure)."""
     parts = urllib.parse.urlsplit(url)
+    tls = ssl.create_default_context(cafile=cafile) if parts.scheme == "https" else None
     started, start = time.time(), time.monotonic()
     errors: list[str] = []
     received = [0]
@@ -114,7 +133,7 @@ def load_page(url: str, connections: int = 4, timeout_s: float = 30.0) -> PageLo
     ttfb = html_s = float("nan")
     links: list[bytes] = []
     try:
-        conn = _connection(parts, timeout_s)
+        conn = _connection(parts, timeout_s, tls)
         conn.request("GET", parts.path or "/")
         answer = conn.getresponse()
         ttfb = time.monotonic() - start
@@ -131,7 +150,7 @@ def load_page(url: str, connections: int = 4, timeout_s: float = 30.0) -> PageLo
     done = [0]
 
     def worker():
-        conn = _connection(parts, timeout_s)
+        conn = _connection(parts, timeout_s, tls)
         try:
             while True:
                 with lock:
@@ -146,7 +165,7 @@ def load_page(url: str, connections: int = 4, timeout_s: float = 30.0) -> PageLo
                     with lock:
                         errors.append(f"GET {path}: {err}")
                     conn.close()
-                    conn = _connection(parts, timeout_s)
+                    conn = _connection(parts, timeout_s, tls)
                     continue
                 with lock:
                     received[0] += len(body)

@@ -124,6 +124,54 @@ def classify_ports(transport: str, src_port: int, dst_port: int, dscp: int = 0,
     return None
 
 
+# What nDPI names (the passive probe's compiled path, Debian's nDPI 4.2) -> cems services: the
+# one table. An application (the part of "TLS.YouTube" after the dot, or the whole name) is
+# looked up first, then the protocol carrying it, then nDPI's category. Payload signatures
+# stay first for what nDPI does not name (RTP payload types, MPEG-TS cadence: the probe's
+# record kinds rtp and mpegts), and ports and DSCP stay last.
+NDPI_APPLICATIONS = {
+    # voice and video calls
+    **dict.fromkeys(("SIP", "IAX", "H323", "MGCP", "CiscoSkinny", "SkypeCall", "Skype_Teams",
+                     "Teams", "Zoom", "Webex", "WhatsAppCall", "FacebookVoip", "SignalVoip",
+                     "SnapchatCall", "KakaoTalk_Voice", "GoogleHangoutDuo", "TeamSpeak",
+                     "Viber", "TruPhone", "Fuze", "STUN"), "voice"),
+    # television and live streams
+    **dict.fromkeys(("MPEG_TS", "RTSP", "Zattoo", "TVUplayer", "Sopcast", "PPStream",
+                     "QQLive"), "iptv"),
+    # adaptive video on demand
+    **dict.fromkeys(("YouTube", "NetFlix", "AmazonVideo", "DisneyPlus", "Hulu", "Twitch",
+                     "Vimeo", "Vevo", "TikTok", "Likee", "IFLIX", "RTMP"),
+                    "video"),
+    # bulk transfer
+    **dict.fromkeys(("BitTorrent", "eDonkey", "Gnutella", "FTP_DATA", "RSYNC", "Steam",
+                     "WindowsUpdate", "Direct_Download_Link", "Dropbox", "MS_OneDrive",
+                     "GoogleDrive", "AppleiCloud", "YouTubeUpload", "WhatsAppFiles", "NFS",
+                     "Thunder", "Usenet"), "bulk"),
+    # pages, and the lookups and handshakes that load them
+    **dict.fromkeys(("HTTP", "HTTP_Proxy", "HTTP_Connect", "TLS", "QUIC", "DNS", "DoH_DoT",
+                     "WebSocket"), "web"),
+}
+NDPI_CATEGORIES = {"VoIP": "voice", "Streaming": "video", "Video": "video", "Media": "video",
+                   "Web": "web", "Download": "bulk", "FileSharing": "bulk",
+                   "DataTransfer": "bulk", "Cloud": "bulk", "SoftwareUpdate": "bulk"}
+
+
+def classify_ndpi(application: str, category: str = "") -> Classification | None:
+    """What nDPI named ("TLS.YouTube", category "Media") -> a service, or None when the
+    table has nothing for it (then ports and DSCP decide)."""
+    if not application and not category:
+        return None
+    master, _, app = application.partition(".")
+    for name in (app, master):
+        service = NDPI_APPLICATIONS.get(name)
+        if name and service:
+            return Classification(service, 0.8, "ndpi", f"nDPI: {application}")
+    service = NDPI_CATEGORIES.get(category)
+    if service:
+        return Classification(service, 0.6, "ndpi", f"nDPI: {application or '?'} ({category})")
+    return None
+
+
 FEATURES = ("log_mean_size", "std_size_ratio", "log_mean_gap", "gap_cv", "down_byte_ratio",
             "log_packet_rate", "log_duration")
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
-DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv openssl tshark build-essential python3-dev"
+DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv openssl tshark build-essential python3-dev libndpi-dev pkg-config"
 
 say() { printf '== setup: %s\n' "$*"; }
 

@@ -128,13 +128,17 @@ def kpi_record_pb(r: KpiRecord, age_s: float = 0.0) -> probe_pb2.FlowRecord:
         interval_end_unix_s=r.interval_end_unix_s,
         packets=r.packets, bytes=r.bytes, throughput_bps=r.throughput_bps, dscp=r.dscp,
         kpis=r.kpis, probe_id=r.probe_id, customer_id=r.customer_id, service=r.service,
-        age_s=age_s)
+        age_s=age_s, application=r.application, category=r.category,
+        detected_by=r.detected_by, service_method=r.service_method)
 
 
 def record_from_pb(probe_id: str, m: probe_pb2.FlowRecord) -> KpiRecord:
     return KpiRecord(m.probe_id or probe_id, m.src, m.dst, m.proto, m.sport, m.dport, m.kind,
                      m.interval_start_unix_s, m.interval_end_unix_s, m.packets, m.bytes,
-                     m.throughput_bps, m.dscp, dict(m.kpis))
+                     m.throughput_bps, m.dscp, dict(m.kpis),
+                     application=validation.truncated(m.application, 64),
+                     category=validation.truncated(m.category, 64),
+                     detected_by=validation.truncated(m.detected_by, 16))
 
 
 def health_from_pb(probe_id: str, m: probe_pb2.ProbeHealth) -> ProbeHealth:

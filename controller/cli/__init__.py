@@ -144,7 +144,9 @@ def show_kpis(channel, args) -> str:
 
     def kpi_text(record):
         return " ".join(f"{k}={record.kpis[k]:.4g}" for k in keys if k in record.kpis)
-    rows = [[r.customer_id or "-", r.service, r.kind, f"{r.src}:{r.sport}", f"{r.dst}:{r.dport}",
+    rows = [[r.customer_id or "-", r.service + (f" ({r.service_method})" if r.service_method
+                                                else ""),
+             r.application or "-", r.kind, f"{r.src}:{r.sport}", f"{r.dst}:{r.dport}",
              _bits(r.throughput_bps / 8), f"{r.age_s:.0f} s", kpi_text(r)]
             for r in reply.records]
     probes = "".join(
@@ -156,7 +158,8 @@ def show_kpis(channel, args) -> str:
         f"export dropped {h.export_dropped}" for h in reply.probes)
     more = (f"\n{len(reply.records)} of {reply.total}; the next page: --page "
             f"{reply.next_page_token}" if reply.next_page_token else "")
-    return (_table(["customer", "service", "kind", "from", "to", "rate", "age", "KPIs"], rows)
+    return (_table(["customer", "service (by)", "application", "kind", "from", "to", "rate",
+                    "age", "KPIs"], rows)
             + more
             + f"\nrecords accepted {reply.accepted_total}, rejected {reply.rejected_total}, "
               f"dropped by probes {reply.probe_dropped_total}" + probes)

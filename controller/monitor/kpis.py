@@ -18,7 +18,7 @@ import time
 
 from controller import validation
 from controller.monitor.directory import CustomerDirectory
-from qoe.classify import classify_ports
+from qoe.classify import classify_ndpi, classify_ports
 
 KIND_SERVICES = {"rtp": "voice", "mpegts": "iptv", "stamp": "active-test"}
 _RATIO_KPIS = ("rtp_loss_ratio", "stamp_loss_ratio")
@@ -53,6 +53,10 @@ class KpiRecord:
     kpis: dict
     customer_id: str = ""
     service: str = ""
+    application: str = ""     # what nDPI detected in the probe ("TLS.YouTube"), if it ran
+    category: str = ""        # nDPI's category ("Media")
+    detected_by: str = ""     # "ndpi" or "ndpi-guess"
+    service_method: str = ""  # how `service` was decided: signature, ndpi, port, dscp, none
 
     @property
     def flow_key(self) -> tuple:
@@ -261,7 +265,7 @@ class KpiStore:
                 if problem:
                     problems.append(problem)
                     continue
-                record = _joined(record, _service(record), mapping)
+                record = _joined(record, *_service(record), mapping)
                 key = record.store_key
                 window = self._flows.get(key)
                 if window is None:
@@ -350,13 +354,15 @@ class KpiStore:
         return Page(records[offset:end], len(records), end if end < len(records) else None)
 
 
-def _joined(r: KpiRecord, service: str, ip_to_customer: dict[str, str]) -> KpiRecord:
+def _joined(r: KpiRecord, service: str, method: str, ip_to_customer: dict[str, str]
+            ) -> KpiRecord:
     """The record with its service and customer (one construction: dataclasses.replace
     costs several times as much, and every record passes here)."""
     customer = ip_to_customer.get(r.src) or ip_to_customer.get(r.dst) or ""
     return KpiRecord(r.probe_id, r.src, r.dst, r.proto, r.sport, r.dport, r.kind,
                      r.interval_start_unix_s, r.interval_end_unix_s, r.packets, r.bytes,
-                     r.throughput_bps, r.dscp, r.kpis, customer, service)
+                     r.throughput_bps, r.dscp, r.kpis, customer, service, r.application,
+                     r.category, r.detected_by, method)
 
 
 def _join(record: KpiRecord, ip_to_customer: dict[str, str]) -> KpiRecord:
@@ -365,8 +371,16 @@ def _join(record: KpiRecord, ip_to_customer: dict[str, str]) -> KpiRecord:
         dataclasses.replace(record, customer_id=customer)
 
 
-def _service(record: KpiRecord) -> str:
-    return KIND_SERVICES.get(record.kind) or service_of(record)
+def _service(record: KpiRecord) -> tuple[str, str]:
+    """(service, how it was decided): the probe's payload signatures first (its record kinds
+    rtp and mpegts, and STAMP), then what nDPI named (qoe.classify.NDPI_APPLICATIONS and
+    NDPI_CATEGORIES, the one table), then ports and DSCP."""
+    if record.kind in KIND_SERVICES:
+        return KIND_SERVICES[record.kind], "signature"
+    found = classify_ndpi(record.application, record.category)
+    if found is not None:
+        return found.service, "ndpi"
+    return service_and_method(record)
 
 
 STAMP_PORT = 862  # RFC 8762's well-known port: test traffic, not a customer's service
@@ -375,11 +389,16 @@ STAMP_PORT = 862  # RFC 8762's well-known port: test traffic, not a customer's s
 def service_of(record: KpiRecord) -> str:
     """The service a record's flow belongs to by its ports and DSCP (qoe.classify); STAMP
     test traffic a passive probe sees is "active-test", like the agents' own records."""
+    return service_and_method(record)[0]
+
+
+def service_and_method(record: KpiRecord) -> tuple[str, str]:
+    """service_of() and the method that decided it (signature, port, dscp or none)."""
     transport = {6: "tcp", 17: "udp"}.get(record.proto, "")
     if transport == "udp" and STAMP_PORT in (record.sport, record.dport):
-        return KIND_SERVICES["stamp"]
+        return KIND_SERVICES["stamp"], "signature"
     answer = classify_ports(transport, record.sport, record.dport, record.dscp)
-    return answer.service if answer else "unknown"
+    return (answer.service, answer.method) if answer else ("unknown", "none")
 
 
 # KPIs summarised per service for Prometheus (each better when smaller)
@@ -395,7 +414,7 @@ def summarise_by_service(records: list[KpiRecord]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     values: dict[tuple, list] = collections.defaultdict(list)
     for record in records:
-        service = record.service or KIND_SERVICES.get(record.kind) or service_of(record)
+        service = record.service or _service(record)[0]
         entry = out.setdefault(service, {"flows": 0, "throughput_bps": 0.0})
         entry["flows"] += 1
         entry["throughput_bps"] += record.throughput_bps

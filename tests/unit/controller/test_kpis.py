@@ -228,3 +228,33 @@ def test_the_store_is_bounded_in_bytes_ages_ended_flows_and_pages_by_customer():
     assert store.age_of(ended) == pytest.approx(40.0)
     clock[0] += 31  # then the probe goes silent
     assert store.latest() == [] and len(store.latest(include_ended=True)) == 10
+
+
+def test_the_service_is_decided_by_signature_then_ndpi_then_ports_and_the_record_says_how():
+    from controller.api.convert import kpi_record_pb, record_from_pb
+    from probes.export import record_pb
+    base = dict(src="10.0.0.1", dst="10.0.0.2", interval_start_unix_s=1.0,
+                interval_end_unix_s=2.0, packets=10, bytes=5_000, throughput_bps=40_000.0,
+                dscp=0, kpis={})
+    sent = [
+        FlowRecord(proto=6, sport=40000, dport=443, kind="tcp", application="TLS.YouTube",
+                   category="Media", detected_by="ndpi", **base),
+        FlowRecord(proto=6, sport=40001, dport=8443, kind="tcp", application="TLS",
+                   category="Web", detected_by="ndpi", **base),
+        FlowRecord(proto=17, sport=4000, dport=5004, kind="rtp", application="RTP",
+                   category="Media", detected_by="ndpi", **base),  # the signature wins
+        FlowRecord(proto=6, sport=40002, dport=80, kind="tcp", **base),  # no nDPI: the port
+        FlowRecord(proto=6, sport=40003, dport=9999, kind="tcp", application="Redis",
+                   category="Database", detected_by="ndpi-guess", **base),  # not in the table
+    ]
+    store = KpiStore()
+    accepted, problems = store.add_records([record_from_pb("p", record_pb(r, "p"))
+                                            for r in sent])
+    assert not problems
+    answers = [kpi_record_pb(r) for r in accepted]
+    assert [(a.service, a.service_method) for a in answers] == [
+        ("video", "ndpi"), ("web", "ndpi"), ("voice", "signature"), ("web", "port"),
+        ("unknown", "none")]
+    assert (answers[0].application, answers[0].category, answers[0].detected_by) == \
+        ("TLS.YouTube", "Media", "ndpi")
+    assert answers[4].detected_by == "ndpi-guess"

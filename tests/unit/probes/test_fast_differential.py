@@ -313,3 +313,31 @@ def test_a_block_that_points_outside_the_ring_is_an_error_not_a_crash():
     struct.pack_into("=I", ring, 16, 10_000)  # offset of the first frame past the end
     with pytest.raises(ValueError, match="outside the ring"):
         fast.FastFlowTable().feed_block(ring, 0, 0, 1e9, {})
+
+
+def test_with_ndpi_on_the_kpis_stay_the_reference_s_and_only_the_application_is_added():
+    import json
+    frames = mixed_capture(3000)
+    dns = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00" + \
+        struct.pack("!HH", 1, 1)
+    frames.insert(10, (0.0095, craft.udp_frame("10.0.0.7", "10.0.0.8", 40000, 53, dns)))
+    python, records = [], []
+    run_frames(iter(frames), 1.0, lambda batch: python.extend(record_json(r) for r in batch),
+               FlowTable(), ProbeCounters())
+    table = fast.FastFlowTable(ndpi=True)
+    run_frames(iter(frames), 1.0, lambda batch: records.extend(record_json(r) for r in batch),
+               table, ProbeCounters())
+    named = [json.loads(r) for r in records]
+    for record in named:
+        record.update(application="", category="", detected_by="")
+    assert [json.dumps(r, sort_keys=True) for r in named] == python
+    applications = {(json.loads(r)["dport"], json.loads(r)["application"]) for r in records}
+    assert (53, "DNS") in applications
+    assert 0 < table.ndpi.packets <= 32 * 20  # only each conversation's first packets
+
+
+def test_every_name_in_the_service_table_is_one_ndpi_knows():
+    from qoe.classify import NDPI_APPLICATIONS, NDPI_CATEGORIES
+    ndpi = fast.Ndpi()
+    assert set(NDPI_APPLICATIONS) <= ndpi.protocol_names()
+    assert set(NDPI_CATEGORIES) <= ndpi.category_names()

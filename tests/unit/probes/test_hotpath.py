@@ -35,8 +35,16 @@ def test_version_names_the_hot_path_and_the_reference_can_be_forced():
     env = dict(os.environ, CEMS_PROBE_HOTPATH="python")
     out = subprocess.run([sys.executable, "-m", "probes.cli", "--version"], env=env,
                          capture_output=True, text=True, check=True, timeout=60).stdout
-    assert "hot path: python (CEMS_PROBE_HOTPATH=python)" in out
+    assert "hot path: python (CEMS_PROBE_HOTPATH=python, no nDPI)" in out
     env["CEMS_PROBE_HOTPATH"] = "fastest"
     run = subprocess.run([sys.executable, "-m", "probes.cli", "--version"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "allowed values are 'compiled' and 'python'" in run.stderr
+
+
+def test_version_of_the_compiled_path_names_ndpi():
+    if hotpath.fast is None:
+        pytest.skip("the compiled hot path is not built")
+    out = subprocess.run([sys.executable, "-m", "probes.cli", "--version"], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert "hot path: compiled" in out and "nDPI 4." in out

@@ -84,3 +84,17 @@ def test_bad_inputs():
         flow_features([0.0], [100], [True])
     with pytest.raises(ValueError, match="unknown service"):
         generate_flow("email", 1)
+
+
+def test_ndpi_names_map_to_services_application_first_then_protocol_then_category():
+    from qoe.classify import classify_ndpi
+    assert classify_ndpi("TLS.YouTube", "Media").service == "video"
+    assert classify_ndpi("TLS.Zoom", "Video").service == "voice"  # the application decides
+    assert classify_ndpi("HTTP", "Web").service == "web"
+    assert classify_ndpi("DNS", "Network").service == "web"
+    assert classify_ndpi("BitTorrent", "Download").service == "bulk"
+    assert classify_ndpi("Unknown.SomeNew", "Streaming").service == "video"  # by category
+    assert classify_ndpi("Redis", "Database") is None  # ports decide
+    assert classify_ndpi("", "") is None
+    found = classify_ndpi("QUIC.NetFlix", "Video")
+    assert (found.method, found.reason) == ("ndpi", "nDPI: QUIC.NetFlix")
