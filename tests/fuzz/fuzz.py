@@ -300,7 +300,8 @@ def fuzz_frames(count: int, seed: int = 2) -> Report:
     valid = _valid_frames()
     from probes import hotpath
     table = FlowTable(max_flows=10_000)
-    compiled = hotpath.fast.FastFlowTable(max_flows=10_000) if hotpath.fast else None
+    compiled = hotpath.fast.FastFlowTable(max_flows=10_000, ndpi=True) if hotpath.fast \
+        else None
     compiled_malformed = collections.Counter()
     now = 1000.0
     malformed = 0
