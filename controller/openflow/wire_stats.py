@@ -11,7 +11,8 @@ polling at some ten thousand flows a second per core. Here:
   decodes its match and instructions into the FlowEntry that `entry_from_stats()` gives for
   the framework's objects. A switch's flows are mostly the same from one poll to the next,
   so the decoded FlowEntry of each distinct (table, priority, cookie, match+instructions
-  bytes) is kept for the next reply, and only new flows are decoded at all;
+  bytes) is kept for the next reply, and only new flows are decoded at all (their
+  instruction lists, which many flows share, once each);
 - port stats (fixed 112-byte entries) go through one NumPy structured view, meter stats
   (variable, with bands) through struct.
 
@@ -120,6 +121,10 @@ _U16 = struct.Struct("!H").unpack_from
 _U16U16 = struct.Struct("!HH").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _OUTPUT = struct.Struct("!IH").unpack_from
+_APPLY, _WRITE = ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_WRITE_ACTIONS
+_GOTO, _METER = ofp.OFPIT_GOTO_TABLE, ofp.OFPIT_METER
+_OUTPUT_ACTION, _SET_QUEUE, _SET_FIELD = ofp.OFPAT_OUTPUT, ofp.OFPAT_SET_QUEUE, ofp.OFPAT_SET_FIELD
+_CONTROLLER = ofp.OFPP_CONTROLLER
 _OXM_BASIC = 0x8000
 _OXM_NUM_BASE = _OXM_BASIC << 7  # how the framework numbers a basic field: (class << 7) | field
 
@@ -209,13 +214,12 @@ def _actions(data: bytes, offset: int, end: int) -> tuple:
         kind, length = _U16U16(data, offset)
         if length < 8 or length % 8 or offset + length > end:
             raise StatsDecodeError(f"action at byte {offset} has length {length}")
-        if kind == ofp.OFPAT_OUTPUT:
+        if kind == _OUTPUT_ACTION:
             port, max_len = _OUTPUT(data, offset + 4)
-            actions.append(("controller", max_len) if port == ofp.OFPP_CONTROLLER
-                           else ("output", port))
-        elif kind == ofp.OFPAT_SET_QUEUE:
+            actions.append(("controller", max_len) if port == _CONTROLLER else ("output", port))
+        elif kind == _SET_QUEUE:
             actions.append(("set_queue", _U32(data, offset + 4)[0]))
-        elif kind == ofp.OFPAT_SET_FIELD:
+        elif kind == _SET_FIELD:
             name, value, _ = _oxm(data, offset + 4, offset + length)
             if isinstance(value, tuple):
                 raise _Unknown  # a masked set-field is not OpenFlow 1.3's
@@ -234,15 +238,15 @@ def _instructions(data: bytes, offset: int, end: int) -> tuple:
         kind, length = _U16U16(data, offset)
         if length < 8 or offset + length > end:
             raise StatsDecodeError(f"instruction at byte {offset} has length {length}")
-        if kind == ofp.OFPIT_APPLY_ACTIONS or kind == ofp.OFPIT_WRITE_ACTIONS:
+        if kind == _APPLY or kind == _WRITE:
             actions = _actions(data, offset + 8, offset + length)
-            if kind == ofp.OFPIT_WRITE_ACTIONS:
+            if kind == _WRITE:
                 instructions.append(("write_actions", actions))
             elif actions:  # an apply-actions with no actions is a drop, as no instruction
                 instructions.append(("apply_actions", actions))
-        elif kind == ofp.OFPIT_GOTO_TABLE:
+        elif kind == _GOTO:
             instructions.append(("goto_table", data[offset + 4]))
-        elif kind == ofp.OFPIT_METER:
+        elif kind == _METER:
             instructions.append(("meter", _U32(data, offset + 4)[0]))
         else:
             raise _Unknown
@@ -256,8 +260,11 @@ class FlowStatsDecoder:
     One decoder per switch: the memory is exactly the flows of that switch's last reply, so
     it is bounded by its flow table and forgets removed flows at the next reply."""
 
+    _INSTRUCTIONS_KEPT = 4096  # distinct instruction lists remembered (flows share them)
+
     def __init__(self):
         self._known: dict = {}
+        self._instructions: dict = {}
         self.decoded = 0    # entries decoded from their bytes (new or changed flows)
         self.framework = 0  # entries with something this decoder leaves to the framework
 
@@ -298,7 +305,13 @@ class FlowStatsDecoder:
             match, position = _match(data, offset + _FLOW_HEAD_LEN, end)
             if position > end:
                 raise StatsDecodeError(f"match padding at byte {offset} runs past the entry")
-            instructions = _instructions(data, position, end)
+            raw = data[position:end]
+            instructions = self._instructions.get(raw)
+            if instructions is None:
+                instructions = _instructions(data, position, end)
+                if len(self._instructions) >= self._INSTRUCTIONS_KEPT:
+                    self._instructions.clear()
+                self._instructions[raw] = instructions
         except _Unknown:
             self.framework += 1
             try:
