@@ -23,9 +23,9 @@ per packet.
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.math cimport NAN, fabs, isnan
+from libc.math cimport INFINITY, NAN, fabs, isnan
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcmp, memcpy
 
 import collections
@@ -627,6 +627,13 @@ cdef class TsStats:
     cdef int64_t counts[N_COUNTS]
     cdef int64_t start_counts[N_COUNTS]
     cdef dict pids, pmt_pids, es_pids, sections, last_pcr
+    # the same sets of PIDs as pmt_pids' and es_pids' keys (which only ever grow), as bits
+    cdef uint8_t pmt_bits[1024]
+    cdef uint8_t es_bits[1024]
+    # at most the smallest time a check_timeouts() loop compares `now` with: while now is
+    # within the interval of it, no entry can be due and the loops are skipped, with the
+    # same counts as running them
+    cdef double pmt_floor, es_floor
     cdef set pcr_pids
     cdef bint synced
     cdef int64_t good_syncs, bad_syncs
@@ -640,6 +647,7 @@ cdef class TsStats:
         self.pcr_pids = set()
         self.pcr_max_interval_s = NAN
         self.pcr_jitter_s = NAN
+        self.pmt_floor = self.es_floor = INFINITY
 
     cdef void feed(self, const uint8_t* payload, Py_ssize_t n, double now):
         cdef Py_ssize_t offset
@@ -671,7 +679,7 @@ cdef class TsStats:
             if pid == NULL_PID:
                 continue
             flags = payload[offset + 3]
-            if flags & 0x30 != 0x10 or pid == PAT_PID or pid in self.pmt_pids:
+            if flags & 0x30 != 0x10 or pid == PAT_PID or self.pmt_bits[pid >> 3] & (1 << (pid & 7)):
                 return False
             cc = flags & 0x0F
             j = -1
@@ -706,8 +714,10 @@ cdef class TsStats:
             memcpy(state.last_packet, payload + lasts[i], TS_PACKET)
             state.has_last = True
             state.last_seen_s = now
-            if pids[i] in self.es_pids:
+            if self.es_bits[pids[i] >> 3] & (1 << (pids[i] & 7)):
                 self.es_pids[pids[i]] = now
+                if now < self.es_floor:
+                    self.es_floor = now
         return True
 
     cdef bint sync(self, bint ok):
@@ -747,8 +757,10 @@ cdef class TsStats:
             state = PidState()
             self.pids[pid] = state
         state.last_seen_s = now
-        if pid in self.es_pids:
+        if self.es_bits[pid >> 3] & (1 << (pid & 7)):
             self.es_pids[pid] = now
+            if now < self.es_floor:
+                self.es_floor = now
         payload_start = 4
         discontinuity = False
         if afc & 0x2:
@@ -760,7 +772,7 @@ cdef class TsStats:
                 if flags & 0x10 and length >= 7:
                     self.pcr(pid, pkt + 6, discontinuity, now)
         self.continuity(state, pkt, cc, afc, discontinuity)
-        if pid == PAT_PID or pid in self.pmt_pids:
+        if pid == PAT_PID or self.pmt_bits[pid >> 3] & (1 << (pid & 7)):
             if scrambling:
                 self.counts[C_PAT if pid == PAT_PID else C_PMT] += 1
             elif afc & 0x1 and payload_start < TS_PACKET:
@@ -866,13 +878,19 @@ cdef class TsStats:
                 program = (s[8 + i] << 8) | s[8 + i + 1]
                 map_pid = ((s[8 + i + 2] & 0x1F) << 8) | s[8 + i + 3]
                 if program != 0:
-                    self.pmt_pids.setdefault(map_pid, None)
+                    if map_pid not in self.pmt_pids:
+                        self.pmt_pids[map_pid] = None  # due PSI_INTERVAL_S after the first
+                        self.pmt_bits[map_pid >> 3] |= 1 << (map_pid & 7)
+                        if self.first_s < self.pmt_floor:
+                            self.pmt_floor = self.first_s
                 i += 4
         elif table_id == 0x02:
             if n < 16:
                 self.counts[C_PMT] += 1  # too short to hold a PMT's fixed fields and CRC
                 return
             self.pmt_pids[pid] = now
+            if now < self.pmt_floor:
+                self.pmt_floor = now
             pcr_pid = ((s[8] & 0x1F) << 8) | s[9]
             if pcr_pid != NULL_PID:
                 self.pcr_pids.add(pcr_pid)
@@ -881,24 +899,41 @@ cdef class TsStats:
             end = n - 4
             while i + 5 <= end:
                 es_pid = ((s[i + 1] & 0x1F) << 8) | s[i + 2]
-                self.es_pids.setdefault(es_pid, now)
+                if es_pid not in self.es_pids:
+                    self.es_pids[es_pid] = now
+                    self.es_bits[es_pid >> 3] |= 1 << (es_pid & 7)
+                    if now < self.es_floor:
+                        self.es_floor = now
                 i += 5 + (((s[i + 3] & 0x0F) << 8) | s[i + 4])
 
     cdef void check_timeouts(self, double now):
         if self.has_pat and now - self.last_pat_s > PSI_INTERVAL_S:
             self.counts[C_PAT] += 1
             self.last_pat_s = now
-        if self.pmt_pids:
+        cdef double floor
+        if self.pmt_pids and now - self.pmt_floor > PSI_INTERVAL_S:
+            floor = INFINITY
             for pid, seen in self.pmt_pids.items():
                 reference = seen if seen is not None else self.first_s
                 if now - reference > PSI_INTERVAL_S:
                     self.counts[C_PMT] += 1
                     self.pmt_pids[pid] = now
-        if self.es_pids:
+                    reference = now
+                if reference < floor:
+                    floor = reference
+            self.pmt_floor = floor
+        if self.es_pids and now - self.es_floor > self.pid_timeout_s:
+            floor = INFINITY
             for pid, seen in self.es_pids.items():
-                if seen is not None and now - seen > self.pid_timeout_s:
+                if seen is None:
+                    continue
+                if now - seen > self.pid_timeout_s:
                     self.counts[C_PID] += 1
                     self.es_pids[pid] = now
+                    seen = now
+                if seen < floor:
+                    floor = seen
+            self.es_floor = floor
 
     def interval(self):
         values = {}
@@ -954,7 +989,10 @@ cdef class Flow:
     cdef TsStats ts
     cdef object pt
     cdef uint32_t ssrc
-    cdef list ts_arrivals, ts_sizes
+    # the interval's TS datagrams (for MDI): arrival times and sizes, in C arrays
+    cdef double* ts_arrivals
+    cdef Py_ssize_t* ts_sizes
+    cdef Py_ssize_t ts_count, ts_capacity
     cdef bint has_max_end
     cdef uint32_t max_end
     cdef dict sent
@@ -967,10 +1005,32 @@ cdef class Flow:
     def __init__(self, bytes key, double now):
         self.key = key
         self.first = self.last = now
-        self.ts_arrivals, self.ts_sizes = [], []
         self.sent = {}
         self.rtt = []
         self.handshake_rtt = NAN
+
+    def __dealloc__(self):
+        free(self.ts_arrivals)
+        free(self.ts_sizes)
+
+    cdef void datagram(self, double now, Py_ssize_t size) except *:
+        cdef Py_ssize_t capacity
+        cdef void* arrivals
+        cdef void* sizes
+        if self.ts_count == self.ts_capacity:
+            capacity = self.ts_capacity * 2 if self.ts_capacity else 64
+            arrivals = realloc(self.ts_arrivals, capacity * sizeof(double))
+            if arrivals == NULL:
+                raise MemoryError("TS arrivals")
+            self.ts_arrivals = <double*>arrivals
+            sizes = realloc(self.ts_sizes, capacity * sizeof(Py_ssize_t))
+            if sizes == NULL:
+                raise MemoryError("TS sizes")
+            self.ts_sizes = <Py_ssize_t*>sizes
+            self.ts_capacity = capacity
+        self.ts_arrivals[self.ts_count] = now
+        self.ts_sizes[self.ts_count] = size
+        self.ts_count += 1
 
 
 @cython.final
@@ -1124,8 +1184,7 @@ cdef class FastFlowTable:
                     flow.kind = K_PLAIN
         if flow.kind == K_TS:
             flow.ts.feed(payload, n, now)
-            flow.ts_arrivals.append(now)
-            flow.ts_sizes.append(n)
+            flow.datagram(now, n)
         elif flow.kind == K_RTP:
             if flow.ts is None and n >= 12 and payload[0] == 0x80:
                 pt = payload[1] & 0x7F
@@ -1139,8 +1198,7 @@ cdef class FastFlowTable:
             if flow.ts is not None:
                 flow.ts.feed(payload + h.payload_offset, n - h.payload_offset
                              if n > h.payload_offset else 0, now)
-                flow.ts_arrivals.append(now)
-                flow.ts_sizes.append(n - h.payload_offset if n > h.payload_offset else 0)
+                flow.datagram(now, n - h.payload_offset if n > h.payload_offset else 0)
 
     cdef void tcp(self, Flow flow, Packet* p, double now):
         cdef int flags = p.tcp_flags
@@ -1220,7 +1278,9 @@ cdef class FastFlowTable:
                         rtp_payload_type=flow.pt)
         if flow.ts is not None:
             counts = flow.ts.interval()
-            mdi = _mdi(flow.ts_arrivals, flow.ts_sizes, counts.lost_packets, span)
+            mdi = _mdi([flow.ts_arrivals[i] for i in range(flow.ts_count)],
+                       [flow.ts_sizes[i] for i in range(flow.ts_count)], counts.lost_packets,
+                       span)
             kpis.update(ts_packets=counts.packets, ts_cc_errors=counts.continuity_count_error,
                         ts_lost_packets=counts.lost_packets, ts_sync_loss=counts.ts_sync_loss,
                         ts_sync_byte_errors=counts.sync_byte_error,
@@ -1230,7 +1290,7 @@ cdef class FastFlowTable:
                         ts_pcr_discontinuity_errors=counts.pcr_discontinuity_error,
                         ts_pcr_jitter_ms=counts.pcr_jitter_ms,
                         mdi_df_ms=mdi[0], mdi_mlr_pps=mdi[1])
-            flow.ts_arrivals, flow.ts_sizes = [], []
+            flow.ts_count = 0
         if flow.kind == K_TCP:
             kpis.update(tcp_rtt_ms=sum(flow.rtt) / len(flow.rtt) if flow.rtt else math.nan,
                         tcp_rtt_samples=len(flow.rtt),
