@@ -513,6 +513,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         rates = self.rates[dpid]
         if wire_stats.is_raw(stats):
             stats = rates.flow_decoder.decode([part.data for part in stats])
+            for how, count in rates.flow_decoder.last.items():
+                self.metrics.flow_stats_entries.labels(f"{dpid:016x}", how).inc(count)
         entries, views = compute_flow_views(dpid, now, stats, rates.flows)
         self.state.set_flows(dpid, views)
         self.metrics.update_flows(dpid, views)

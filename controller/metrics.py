@@ -41,6 +41,11 @@ class ControllerMetrics:
         self.packet_in_malformed = Counter("cems_packet_in_malformed_total",
                                            "Packet-ins that could not be decoded", ["dpid"],
                                            registry=registry)
+        self.flow_stats_entries = Counter(
+            "cems_flow_stats_entries_total", "Flow stats entries by how they were decoded: "
+            "remembered (as the switch's last reply had them), decoded (from their bytes) or "
+            "framework (something the wire decoder leaves to the framework's parser)",
+            ["dpid", "how"], registry=registry)
         self.handler_errors = Counter("cems_handler_errors_total",
                                       "Event handlers that raised (caught; the controller "
                                       "goes on)", ["handler"], registry=registry)

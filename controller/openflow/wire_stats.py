@@ -267,9 +267,12 @@ class FlowStatsDecoder:
         self._instructions: dict = {}
         self.decoded = 0    # entries decoded from their bytes (new or changed flows)
         self.framework = 0  # entries with something this decoder leaves to the framework
+        # the last reply's entries by how they were decoded (cems_flow_stats_entries_total)
+        self.last = {"remembered": 0, "decoded": 0, "framework": 0}
 
     def decode(self, parts: Iterable[bytes]) -> FlowStatsBatch:
         known, seen = self._known, {}
+        decoded, framework = self.decoded, self.framework
         entries, packets, bytes_, durations = [], [], [], []
         head = _FLOW_HEAD.unpack_from
         for data in parts:
@@ -295,6 +298,9 @@ class FlowStatsDecoder:
                 durations.append(seconds + nanoseconds * 1e-9)
                 offset += length
         self._known = seen
+        decoded, framework = self.decoded - decoded, self.framework - framework
+        self.last = {"remembered": len(entries) - decoded - framework, "decoded": decoded,
+                     "framework": framework}
         return FlowStatsBatch(entries, _counters(packets, bytes_), packets, bytes_,
                               np.array(durations, dtype=np.float64))
 

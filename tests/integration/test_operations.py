@@ -1,5 +1,6 @@
 """What the operator sees: config errors at start, metrics, meters, OpenFlow errors."""
 
+import re
 import subprocess
 import sys
 import urllib.request
@@ -65,6 +66,16 @@ def test_metrics_meters_and_openflow_errors(controller):
         assert "cems_switches_connected 2.0" in text
         assert 'cems_flows{dpid="0000000000000001"}' in text
         assert 'cems_port_rate_per_second{counter="rx_bytes",dpid="0000000000000001",port="1"}' in text
+
+        def flow_stats_entries(how: str) -> float:
+            page = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+            found = re.search(r'cems_flow_stats_entries_total\{dpid="0000000000000001",'
+                              rf'how="{how}"\}} (\S+)', page)
+            return float(found[1]) if found else 0.0
+        # flow stats come from the wire decoder: each flow decoded once, then remembered
+        wait_for(lambda: flow_stats_entries("remembered") > 0 or None, 15,
+                 "flow stats entries remembered from the switch's last reply")
+        assert flow_stats_entries("decoded") > 0 and flow_stats_entries("framework") == 0
 
         # A meter someone else configured shows up with its counters.
         subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-meter", "s1",

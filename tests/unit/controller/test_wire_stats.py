@@ -168,8 +168,10 @@ def test_cems_flows_decode_without_the_framework_and_are_remembered():
     batch = decoder.decode([data])
     assert batch.entries == entries
     assert (decoder.decoded, decoder.framework) == (4, 0)
+    assert decoder.last == {"remembered": 0, "decoded": 4, "framework": 0}
     again = decoder.decode([data])
     assert again.entries == entries and decoder.decoded == 4  # nothing decoded twice
+    assert decoder.last == {"remembered": 4, "decoded": 0, "framework": 0}
     assert batch.packets == [0, 1, 2, 3] and batch.counters[:, 1].tolist() == [0, 100, 200, 300]
 
 
@@ -180,7 +182,7 @@ def test_unknown_instructions_are_left_to_the_framework():
                                                     [parser.OFPActionGroup(3)])])
     decoder = FlowStatsDecoder()
     (entry,) = decoder.decode([data]).entries
-    assert decoder.framework == 1
+    assert decoder.framework == 1 and decoder.last["framework"] == 1
     assert entry == framework(data).entries[0]
     assert ("unknown", "OFPInstructionWriteMetadata") in entry.instructions
 
