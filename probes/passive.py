@@ -50,7 +50,9 @@ def run_frames(frames: Iterable[tuple[float, bytes | None]], interval_s: float,
     (a corrupted timestamp, a capture paused for hours) closes that interval and starts a
     new one at its own time, instead of emitting every empty interval in between.
     `table` is a FlowTable or the compiled FastFlowTable (probes.hotpath.new_table()); the
-    compiled one takes the frames in batches (run_batches), the same records either way."""
+    compiled one takes the frames in batches of BATCH (run_batches), the same records either
+    way. Batching waits for BATCH frames, so it is for files and lists: a live capture goes
+    through run_blocks (the ring, in place) or run_batches (a block or a frame at a time)."""
     if table is not None and hasattr(table, "feed"):
         return run_batches(_batches(frames), interval_s, emit, table, counters, max_gap_s)
     return run_batches(([pair] for pair in frames), interval_s, emit, table, counters,
