@@ -29,11 +29,10 @@ from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcmp, memcpy
 
 import collections
-import math
-import socket
 
-from probes.flows import FlowRecord, _mdi
-from qoe.mpegts import TsCounts
+from probes.decode import format_address
+from probes.flows import _KIND_NAMES, FlowRecord, rtp_kpis, tcp_kpis, ts_kpis
+from qoe.mpegts import TsCounts, psi_sections
 from qoe.rtp import STATIC_CLOCK_RATES, RtpCounts
 
 # -- nDPI (Debian's libndpi-dev, 4.2) --------------------------------------------------------
@@ -196,7 +195,6 @@ DEF ETH_VLAN = 0x8100
 DEF ETH_QINQ = 0x88A8
 DEF TCP = 6
 DEF UDP = 17
-DEF TCP_FIN = 0x01
 DEF TCP_SYN = 0x02
 DEF TCP_RST = 0x04
 DEF TCP_ACK_FLAG = 0x10
@@ -361,13 +359,12 @@ cdef bytes flow_key(const uint8_t* src, const uint8_t* dst, int addr_len, int pr
 
 
 cdef tuple key_fields(bytes key):
+    """A flow_key back into a record's src, dst, protocol and ports."""
     cdef const uint8_t* k = <const uint8_t*>PyBytes_AS_STRING(key)
     cdef int addr_len = (PyBytes_GET_SIZE(key) - 5) // 2
     cdef int at = 2 * addr_len
-    family = socket.AF_INET if addr_len == 4 else socket.AF_INET6
-    return (socket.inet_ntop(family, key[:addr_len]),
-            socket.inet_ntop(family, key[addr_len:at]), k[at], u16(k + at + 1),
-            u16(k + at + 3))
+    return (format_address(key[:addr_len]), format_address(key[addr_len:at]), k[at],
+            u16(k + at + 1), u16(k + at + 3))
 
 
 # -- RTP (qoe/rtp.py) -----------------------------------------------------------------------
@@ -837,24 +834,8 @@ cdef class TsStats:
             self.pcr_jitter_s = jitter
 
     cdef void psi(self, int pid, bint pusi, bytes data, double now):
-        cdef int pointer
-        cdef Py_ssize_t length
-        if pusi:
-            pointer = data[0]
-            data = data[1 + pointer:]
-            self.sections[pid] = bytearray()
-        elif pid not in self.sections:
-            return
-        buffer = self.sections[pid]
-        buffer += data
-        while len(buffer) >= 3 and buffer[0] != 0xFF:
-            length = 3 + (((buffer[1] & 0x0F) << 8) | buffer[2])
-            if len(buffer) < length:
-                return
-            section = bytes(buffer[:length])
-            del buffer[:length]
+        for section in psi_sections(self.sections, pid, pusi, data):  # rare: in Python
             self.section(pid, section, now)
-        buffer.clear()
 
     cdef void section(self, int pid, bytes section, double now):
         cdef const uint8_t* s = <const uint8_t*>PyBytes_AS_STRING(section)
@@ -969,12 +950,12 @@ cdef tuple detected(Flow flow):
         return _NOT_DETECTED
     return conversation.application, conversation.category, conversation.method
 
+# the kinds as probes.flows numbers them (its _KIND_NAMES names them in records)
 DEF K_UNCLASSIFIED = 0
 DEF K_PLAIN = 1
 DEF K_RTP = 2
 DEF K_TS = 3
 DEF K_TCP = 4
-_KIND_NAMES = ("udp", "udp", "rtp", "mpegts", "tcp")
 _CLOCKS = dict(STATIC_CLOCK_RATES)
 
 
@@ -1267,34 +1248,13 @@ cdef class FastFlowTable:
     cdef dict kpis(self, Flow flow, double span, bint final):
         kpis = {}
         if flow.rtp is not None:
-            counts = flow.rtp.interval(final)
-            kpis.update(rtp_expected=counts.expected, rtp_lost=counts.lost,
-                        rtp_loss_ratio=counts.loss_ratio, rtp_duplicates=counts.duplicates,
-                        rtp_reordered=counts.reordered, rtp_jitter_ms=counts.jitter_ms,
-                        rtp_jitter_max_ms=counts.jitter_max_ms,
-                        rtp_jitter_mean_ms=counts.jitter_mean_ms,
-                        rtp_loss_bursts=counts.loss_bursts,
-                        rtp_mean_burst_packets=counts.mean_burst_packets,
-                        rtp_payload_type=flow.pt)
+            kpis.update(rtp_kpis(flow.rtp.interval(final), flow.pt))
         if flow.ts is not None:
-            counts = flow.ts.interval()
-            mdi = _mdi([flow.ts_arrivals[i] for i in range(flow.ts_count)],
-                       [flow.ts_sizes[i] for i in range(flow.ts_count)], counts.lost_packets,
-                       span)
-            kpis.update(ts_packets=counts.packets, ts_cc_errors=counts.continuity_count_error,
-                        ts_lost_packets=counts.lost_packets, ts_sync_loss=counts.ts_sync_loss,
-                        ts_sync_byte_errors=counts.sync_byte_error,
-                        ts_pat_errors=counts.pat_error, ts_pmt_errors=counts.pmt_error,
-                        ts_pid_errors=counts.pid_error, ts_crc_errors=counts.crc_error,
-                        ts_pcr_repetition_errors=counts.pcr_repetition_error,
-                        ts_pcr_discontinuity_errors=counts.pcr_discontinuity_error,
-                        ts_pcr_jitter_ms=counts.pcr_jitter_ms,
-                        mdi_df_ms=mdi[0], mdi_mlr_pps=mdi[1])
+            kpis.update(ts_kpis(flow.ts.interval(),
+                                [flow.ts_arrivals[i] for i in range(flow.ts_count)],
+                                [flow.ts_sizes[i] for i in range(flow.ts_count)], span))
             flow.ts_count = 0
         if flow.kind == K_TCP:
-            kpis.update(tcp_rtt_ms=sum(flow.rtt) / len(flow.rtt) if flow.rtt else math.nan,
-                        tcp_rtt_samples=len(flow.rtt),
-                        tcp_handshake_rtt_ms=flow.handshake_rtt,
-                        tcp_retransmissions=flow.retrans, tcp_zero_windows=flow.zero_windows)
+            kpis.update(tcp_kpis(flow.rtt, flow.handshake_rtt, flow.retrans, flow.zero_windows))
             flow.rtt, flow.retrans, flow.zero_windows = [], 0, 0
         return kpis

@@ -85,6 +85,37 @@ def _mdi(arrivals: list, sizes: list, lost_media_packets: int, span: float
     return compute_mdi(arrivals, sizes, media_bps, lost_media_packets, span).delay_factor_ms, mlr
 
 
+def rtp_kpis(counts, payload_type) -> dict:
+    """A record's RTP KPIs from one interval's RtpCounts (both hot paths build them here)."""
+    return dict(rtp_expected=counts.expected, rtp_lost=counts.lost,
+                rtp_loss_ratio=counts.loss_ratio, rtp_duplicates=counts.duplicates,
+                rtp_reordered=counts.reordered, rtp_jitter_ms=counts.jitter_ms,
+                rtp_jitter_max_ms=counts.jitter_max_ms, rtp_jitter_mean_ms=counts.jitter_mean_ms,
+                rtp_loss_bursts=counts.loss_bursts,
+                rtp_mean_burst_packets=counts.mean_burst_packets, rtp_payload_type=payload_type)
+
+
+def ts_kpis(counts, arrivals: list, sizes: list, span: float) -> dict:
+    """A record's MPEG-TS KPIs from one interval's TsCounts and its datagrams (MDI)."""
+    df_ms, mlr_pps = _mdi(arrivals, sizes, counts.lost_packets, span)
+    return dict(ts_packets=counts.packets, ts_cc_errors=counts.continuity_count_error,
+                ts_lost_packets=counts.lost_packets, ts_sync_loss=counts.ts_sync_loss,
+                ts_sync_byte_errors=counts.sync_byte_error, ts_pat_errors=counts.pat_error,
+                ts_pmt_errors=counts.pmt_error, ts_pid_errors=counts.pid_error,
+                ts_crc_errors=counts.crc_error,
+                ts_pcr_repetition_errors=counts.pcr_repetition_error,
+                ts_pcr_discontinuity_errors=counts.pcr_discontinuity_error,
+                ts_pcr_jitter_ms=counts.pcr_jitter_ms, mdi_df_ms=df_ms, mdi_mlr_pps=mlr_pps)
+
+
+def tcp_kpis(rtt: list, handshake_rtt: float, retransmissions: int, zero_windows: int
+             ) -> dict:
+    """A record's TCP KPIs from one interval's RTT samples and counters."""
+    return dict(tcp_rtt_ms=sum(rtt) / len(rtt) if rtt else math.nan, tcp_rtt_samples=len(rtt),
+                tcp_handshake_rtt_ms=handshake_rtt, tcp_retransmissions=retransmissions,
+                tcp_zero_windows=zero_windows)
+
+
 class FlowTable:
     def __init__(self, max_flows: int = 100_000, idle_timeout_s: float = 60.0):
         self.max_flows = max_flows
@@ -223,33 +254,12 @@ class FlowTable:
     def _kpis(flow: _Flow, span: float, final: bool = False) -> dict:
         kpis = {}
         if flow.rtp is not None:
-            counts = flow.rtp.interval(final)
-            kpis.update(rtp_expected=counts.expected, rtp_lost=counts.lost,
-                        rtp_loss_ratio=counts.loss_ratio, rtp_duplicates=counts.duplicates,
-                        rtp_reordered=counts.reordered, rtp_jitter_ms=counts.jitter_ms,
-                        rtp_jitter_max_ms=counts.jitter_max_ms,
-                        rtp_jitter_mean_ms=counts.jitter_mean_ms,
-                        rtp_loss_bursts=counts.loss_bursts,
-                        rtp_mean_burst_packets=counts.mean_burst_packets,
-                        rtp_payload_type=flow.pt)
+            kpis.update(rtp_kpis(flow.rtp.interval(final), flow.pt))
         if flow.ts is not None:
-            counts = flow.ts.interval()
-            mdi = _mdi(flow.ts_arrivals, flow.ts_sizes, counts.lost_packets, span)
-            kpis.update(ts_packets=counts.packets, ts_cc_errors=counts.continuity_count_error,
-                        ts_lost_packets=counts.lost_packets, ts_sync_loss=counts.ts_sync_loss,
-                        ts_sync_byte_errors=counts.sync_byte_error,
-                        ts_pat_errors=counts.pat_error, ts_pmt_errors=counts.pmt_error,
-                        ts_pid_errors=counts.pid_error, ts_crc_errors=counts.crc_error,
-                        ts_pcr_repetition_errors=counts.pcr_repetition_error,
-                        ts_pcr_discontinuity_errors=counts.pcr_discontinuity_error,
-                        ts_pcr_jitter_ms=counts.pcr_jitter_ms,
-                        mdi_df_ms=mdi[0], mdi_mlr_pps=mdi[1])
+            kpis.update(ts_kpis(flow.ts.interval(), flow.ts_arrivals, flow.ts_sizes, span))
             flow.ts_arrivals, flow.ts_sizes = [], []
         if flow.kind == _TCP:
-            kpis.update(tcp_rtt_ms=sum(flow.rtt) / len(flow.rtt) if flow.rtt else math.nan,
-                        tcp_rtt_samples=len(flow.rtt),
-                        tcp_handshake_rtt_ms=flow.handshake_rtt if flow.handshake_rtt
-                        is not None else math.nan,
-                        tcp_retransmissions=flow.retrans, tcp_zero_windows=flow.zero_windows)
+            kpis.update(tcp_kpis(flow.rtt, flow.handshake_rtt if flow.handshake_rtt is not None
+                                 else math.nan, flow.retrans, flow.zero_windows))
             flow.rtt, flow.retrans, flow.zero_windows = [], 0, 0
         return kpis

@@ -18,6 +18,7 @@ counted as not TS and leave the stream state untouched.
 
 import dataclasses
 import math
+from typing import Iterator
 
 TS_PACKET = 188
 SYNC = 0x47
@@ -85,6 +86,30 @@ class TsCounts:
             mine, theirs = getattr(self, field.name), getattr(earlier, field.name)
             values[field.name] = mine - theirs if isinstance(mine, int) else mine
         return TsCounts(**values)
+
+
+def psi_sections(buffers: dict, pid: int, pusi: bool, data: bytes) -> Iterator[bytes]:
+    """The whole PSI sections that one TS packet's payload completes (ISO/IEC 13818-1
+    2.4.4), reassembled in `buffers` (PID -> the bytes of a section begun): a packet that
+    starts a section (`pusi`) skips its pointer field and starts afresh; a continuation
+    without a start seen is dropped; 0xFF stuffing ends the packet's sections. The compiled
+    probe path (probes/_fast.pyx) uses it too."""
+    if pusi:
+        pointer = data[0]
+        data = data[1 + pointer:]
+        buffers[pid] = bytearray()
+    elif pid not in buffers:
+        return  # continuation of a section whose start we did not see
+    buffer = buffers[pid]
+    buffer += data
+    while len(buffer) >= 3 and buffer[0] != 0xFF:
+        length = 3 + (((buffer[1] & 0x0F) << 8) | buffer[2])
+        if len(buffer) < length:
+            return
+        section = bytes(buffer[:length])
+        del buffer[:length]
+        yield section
+    buffer.clear()
 
 
 @dataclasses.dataclass
@@ -277,22 +302,8 @@ class TsAnalyzer:
 
     # -- PSI ----------------------------------------------------------------------------
     def _psi(self, pid: int, pusi: bool, data: bytes, now: float) -> None:
-        if pusi:
-            pointer = data[0]
-            data = data[1 + pointer:]
-            self._sections[pid] = bytearray()
-        elif pid not in self._sections:
-            return  # continuation of a section whose start we did not see
-        buffer = self._sections[pid]
-        buffer += data
-        while len(buffer) >= 3 and buffer[0] != 0xFF:
-            length = 3 + (((buffer[1] & 0x0F) << 8) | buffer[2])
-            if len(buffer) < length:
-                return
-            section = bytes(buffer[:length])
-            del buffer[:length]
+        for section in psi_sections(self._sections, pid, pusi, data):
             self._section(pid, section, now)
-        buffer.clear()
 
     def _section(self, pid: int, section: bytes, now: float) -> None:
         table_id = section[0]
