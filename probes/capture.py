@@ -209,24 +209,33 @@ class RingCapture(_Capture):
             self._next = (self._next + 1) % self.blocks
             offset = self._next * self.block_size
 
+    def _blocks(self, stop: Callable[[], bool], idle_s: float) -> Iterator[int | None]:
+        """The offset of each block the kernel hands over, until stop(), each given back to
+        the kernel when the next is asked for; None after idle_s without any."""
+        while not stop():
+            got = False
+            for _, offset in self.blocks_ready(idle_s):
+                got = True
+                yield offset
+            if not got:
+                yield None
+
     def _walk(self, header: struct.Struct, stop: Callable[[], bool], idle_s: float
               ) -> Iterator[tuple[int, tuple] | None]:
         """(offset, the frame's tpacket3_hdr fields as `header` reads them) for every frame
         the kernel hands over, until stop(); None after idle_s without any."""
         unpack_block, unpack = _BLOCK.unpack_from, header.unpack_from
         ring = self.ring
-        while not stop():
-            got = False
-            for _, offset in self.blocks_ready(idle_s):
-                got = True
-                count, first = unpack_block(ring, offset)[3:5]
-                at = offset + first
-                for _ in range(count):
-                    fields = unpack(ring, at)
-                    yield at, fields
-                    at += fields[0]  # tp_next_offset
-            if not got:
+        for offset in self._blocks(stop, idle_s):
+            if offset is None:
                 yield None
+                continue
+            count, first = unpack_block(ring, offset)[3:5]
+            at = offset + first
+            for _ in range(count):
+                fields = unpack(ring, at)
+                yield at, fields
+                at += fields[0]  # tp_next_offset
 
     def frames(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2
                ) -> Iterator[Frame | None]:
@@ -260,33 +269,26 @@ class RingCapture(_Capture):
         [(clock(), None)] after idle_s without any."""
         unpack_block, unpack = _BLOCK.unpack_from, _PKT_TIME.unpack_from
         ring = self.ring
-        while not stop():
-            got = False
-            for _, offset in self.blocks_ready(idle_s):
-                got = True
-                count, first = unpack_block(ring, offset)[3:5]
-                at = offset + first
-                batch = []
-                for _ in range(count):
-                    step, sec, nsec, snap, _, _, mac = unpack(ring, at)
-                    batch.append((sec + nsec * 1e-9, ring[at + mac:at + mac + snap]))
-                    at += step
-                yield batch  # copied out: the block goes back to the kernel after this
-            if not got:
+        for offset in self._blocks(stop, idle_s):
+            if offset is None:
                 yield [(clock(), None)]
+                continue
+            count, first = unpack_block(ring, offset)[3:5]
+            at = offset + first
+            batch = []
+            for _ in range(count):
+                step, sec, nsec, snap, _, _, mac = unpack(ring, at)
+                batch.append((sec + nsec * 1e-9, ring[at + mac:at + mac + snap]))
+                at += step
+            yield batch  # copied out: the block goes back to the kernel after this
 
     def timed_blocks(self, stop: Callable[[], bool] = lambda: False, idle_s: float = 0.2,
                      clock: Callable[[], float] = time.time) -> Iterator[tuple]:
         """(ring, block offset) for each block the kernel hands over, for the compiled hot
         path to read in place (FastFlowTable.feed_block) before the next one is asked for;
         (None, clock()) after idle_s without any."""
-        while not stop():
-            got = False
-            for ring, offset in self.blocks_ready(idle_s):
-                got = True
-                yield ring, offset
-            if not got:
-                yield None, clock()
+        for offset in self._blocks(stop, idle_s):
+            yield (None, clock()) if offset is None else (self.ring, offset)
 
     def _release(self) -> None:
         self.ring.close()
