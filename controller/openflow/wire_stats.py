@@ -101,8 +101,12 @@ class FlowStatsBatch:
         bytes_ = [s.byte_count for s in stats]
         return FlowStatsBatch([entry_from_stats(s) for s in stats],
                               _counters(packets, bytes_), packets, bytes_,
-                              np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats],
-                                       dtype=np.float64))
+                              _durations(stats))
+
+
+def _durations(stats: list) -> np.ndarray:
+    """The ages of the framework's parsed entries, in seconds."""
+    return np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats], dtype=np.float64)
 
 
 def _counters(packets: list, bytes_: list) -> np.ndarray:
@@ -362,8 +366,7 @@ class PortStatsBatch:
     def from_parsed(stats: list, counters: tuple) -> "PortStatsBatch":
         raw = [tuple(getattr(s, name) for name in counters) for s in stats]
         return PortStatsBatch([s.port_no for s in stats], raw, as_counters(raw, len(counters)),
-                              np.array([s.duration_sec + s.duration_nsec * 1e-9 for s in stats],
-                                       dtype=np.float64))
+                              _durations(stats))
 
 
 def decode_port_stats(parts: Iterable[bytes], counters: tuple) -> PortStatsBatch:
@@ -406,9 +409,7 @@ class MeterStatsBatch:
                 min(sum(b.packet_band_count for b in s.band_stats), UINT64_MAX),
                 min(sum(b.byte_band_count for b in s.band_stats), UINT64_MAX)) for s in stats]
         return MeterStatsBatch([s.meter_id for s in stats], [int(s.flow_count) for s in stats],
-                               raw, as_counters(raw, 4),
-                               np.array([s.duration_sec + s.duration_nsec * 1e-9
-                                         for s in stats], dtype=np.float64))
+                               raw, as_counters(raw, 4), _durations(stats))
 
 
 def decode_meter_stats(parts: Iterable[bytes]) -> MeterStatsBatch:

@@ -277,7 +277,8 @@ def _valid_frames():
     return frames
 
 
-def _mutate(rng: random.Random, frame: bytes) -> bytes:
+def mutate_frame(rng: random.Random, frame: bytes) -> bytes:
+    """A valid frame with bytes changed, cut, extended, or replaced by noise."""
     data = bytearray(frame)
     choice = rng.random()
     if choice < 0.5:
@@ -307,7 +308,7 @@ def fuzz_frames(count: int, seed: int = 2) -> Report:
     malformed = 0
     started = time.monotonic()
     for n in range(count):
-        frame = _mutate(rng, rng.choice(valid))
+        frame = mutate_frame(rng, rng.choice(valid))
         now += 0.0001
         try:
             packet, _reason = decode_frame(frame)

@@ -20,6 +20,7 @@ from probes import decode as reference_decode
 from probes.flows import FlowTable
 from probes.passive import ProbeCounters, record_json, run_frames
 from probes.tsgen import TsMuxer
+from tests.fuzz.fuzz import mutate_frame
 
 if os.environ.get("CEMS_SKIP_FAST") == "1":
     fast = pytest.importorskip("probes._fast")
@@ -200,22 +201,6 @@ def test_generated_tcp_conversations(steps, first_seq):
     assert_same(frames)
 
 
-def mutate(rng: random.Random, frame: bytes) -> bytes:
-    """The fuzz suite's mutations (tests/fuzz/fuzz.py)."""
-    data = bytearray(frame)
-    choice = rng.random()
-    if choice < 0.5:
-        for _ in range(rng.randint(1, 8)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-    elif choice < 0.7:
-        del data[rng.randrange(len(data)):]
-    elif choice < 0.85:
-        data += rng.randbytes(rng.randint(1, 300))
-    else:
-        data = bytearray(rng.randbytes(rng.randint(0, 1600)))
-    return bytes(data)
-
-
 def valid_frames() -> list:
     frames = []
     for n in range(20):
@@ -237,7 +222,8 @@ def test_fuzzed_frames_decode_alike_and_keep_the_same_table(seed):
     valid = valid_frames()
     frames, when = [], 1000.0
     for _ in range(20_000):
-        frame = mutate(rng, rng.choice(valid)) if rng.random() < 0.7 else rng.choice(valid)
+        frame = mutate_frame(rng, rng.choice(valid)) if rng.random() < 0.7 else \
+            rng.choice(valid)
         when += rng.choice([0.0001, 0.001, 0.01])
         frames.append((when, frame))
         assert fast.decode_frame(frame) == reference_decode.decode_frame(frame)
