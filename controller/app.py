@@ -284,6 +284,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.state.connected = self.reconciler.connected()
         self.state.ready = self.reconciler.ready()
         self.metrics.switches.set(len(self.datapaths))
+        self.metrics.set_connected(self.datapaths)
         self.metrics.links.set(len(self.topology.links()))
         self.metrics.hosts.set(len(self.topology.hosts()))
 
@@ -341,6 +342,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         for port in ports:
             self.runtime.store.record_availability(dpid, port.port_no, port.up, now_unix)
             self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
+            self.metrics.set_port_speed(dpid, port.port_no, port.curr_speed_kbps * 1000)
         self._links_lost(lost)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
@@ -357,6 +359,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         else:
             lost = self.topology.set_port(dpid, port)
         self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
+        self.metrics.set_port_speed(dpid, port.port_no,
+                                    port.curr_speed_kbps * 1000 if port.up else 0)
         self.runtime.store.record_availability(dpid, port.port_no, port.up, time.time())
         LOG.info("switch %016x port %d (%s) is %s", dpid, port.port_no, port.name,
                  "up" if port.up else "down")

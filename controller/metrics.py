@@ -5,7 +5,6 @@ class and segment, and per customer only for VIP customers (at most MAX_VIP_SERI
 and per-customer detail is in the gRPC API.
 """
 
-import math
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -13,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller.config import Address
 from controller.events import PORT_COUNTERS, FlowView, PortStatsView
-from controller.monitor.kpis import SUMMARY_KPIS, KpiStore, summarise_by_service
+from controller.monitor.kpis import COUNTED_KPIS, SUMMARY_KPIS, KpiStore, summarise_by_service
 
 
 class ControllerMetrics:
@@ -21,16 +20,26 @@ class ControllerMetrics:
         self.registry = registry
         self.switches = Gauge("cems_switches_connected", "Switches connected now",
                               registry=registry)
+        self.switch_connected = Gauge("cems_switch_connected", "1 while the switch is "
+                                      "connected, 0 after it disconnected (every switch seen "
+                                      "since the controller started)", ["dpid"],
+                                      registry=registry)
         self.links = Gauge("cems_links", "Inter-switch links (one per direction)",
                            registry=registry)
         self.hosts = Gauge("cems_hosts", "Hosts learned", registry=registry)
         self.flows = Gauge("cems_flows", "cems flows on a switch", ["dpid"], registry=registry)
-        self.flow_bytes = Gauge("cems_flow_bytes_per_second",
-                                "Sum of flow byte rates on a switch per cems component",
-                                ["dpid", "component"], registry=registry)
-        self.port_rate = Gauge("cems_port_rate_per_second",
-                               "Port counter rates from counter deltas",
-                               ["dpid", "port", "counter"], registry=registry)
+        self.flow_bytes = Counter("cems_flow_bytes_total",
+                                  "Bytes counted by the cems flows on a switch, per cems "
+                                  "component (the sum of each flow's counter increases "
+                                  "between polls; rate() gives bytes per second)",
+                                  ["dpid", "component"], registry=registry)
+        self.flow_packets = Counter("cems_flow_packets_total",
+                                    "Packets counted by the cems flows on a switch, per cems "
+                                    "component", ["dpid", "component"], registry=registry)
+        self._flow_counts: dict[int, dict] = {}   # dpid -> {FlowEntry: (packets, bytes)}
+        self._ports: dict[int, tuple[PortStatsView, ...]] = {}  # dpid -> latest reply
+        self._speeds: dict[tuple[int, int], int] = {}           # (dpid, port) -> bit/s
+        registry.register(_PortCollector(self))
         self.port_up = Gauge("cems_port_up", "1 when the port is up", ["dpid", "port"],
                              registry=registry)
         self.openflow_errors = Counter("cems_openflow_errors_total",
@@ -64,6 +73,13 @@ class ControllerMetrics:
         self.policy_decisions = Counter("cems_policy_decisions_total",
                                         "Policy decisions by kind: act, refuse, revert, "
                                         "rollback, outcome", ["kind"], registry=registry)
+        self.policy_capped = Counter("cems_policy_capped_total",
+                                     "Policy changes refused because the engine was at its "
+                                     "cap (policy.max_changes_per_minute, or customers per "
+                                     "evaluation)", registry=registry)
+        self.policy_max_changes = Gauge("cems_policy_max_changes_per_minute",
+                                        "The policy engine's cap on changes in any minute "
+                                        "(policy.max_changes_per_minute)", registry=registry)
         self.policy_store_errors = Counter("cems_policy_store_errors_total",
                                            "Decision batches or memories the store did not "
                                            "take (kept in memory only)", registry=registry)
@@ -76,31 +92,106 @@ class ControllerMetrics:
                                        "against those observed after actions (MOS)",
                                        registry=registry)
 
+    def set_connected(self, dpids) -> None:
+        """The switches connected now; those seen before and gone read 0."""
+        now = {f"{dpid:016x}" for dpid in dpids}
+        seen = {labels[0] for labels in list(self.switch_connected._metrics)}  # pylint: disable=protected-access
+        for label in now | seen:
+            self.switch_connected.labels(label).set(1 if label in now else 0)
+
     def update_flows(self, dpid: int, flows: tuple[FlowView, ...]) -> None:
+        """Count what each flow counted since the last reply: a flow new to the reply
+        counts all of its counters (it was installed since), a flow whose counters went
+        down was re-installed and counts from zero."""
         label = f"{dpid:016x}"
         self.flows.labels(label).set(len(flows))
-        totals: dict[str, float] = {}
+        before = self._flow_counts.get(dpid, {})
+        now: dict = {}
+        totals: dict[str, list[int]] = {}
         for flow in flows:
             component = flow.entry.component
             name = component.name.lower() if component else "other"
-            rate = 0.0 if math.isnan(flow.bytes_per_second) else flow.bytes_per_second
-            totals[name] = totals.get(name, 0.0) + rate
-        for name, rate in totals.items():
-            self.flow_bytes.labels(label, name).set(rate)
+            packets, bytes_ = flow.packet_count, flow.byte_count
+            old = before.get(flow.entry)
+            if old is not None and packets >= old[0] and bytes_ >= old[1]:
+                packets, bytes_ = packets - old[0], bytes_ - old[1]
+            now[flow.entry] = (flow.packet_count, flow.byte_count)
+            total = totals.setdefault(name, [0, 0])
+            total[0] += packets
+            total[1] += bytes_
+        self._flow_counts[dpid] = now
+        for name, (packets, bytes_) in totals.items():
+            self.flow_packets.labels(label, name).inc(packets)
+            self.flow_bytes.labels(label, name).inc(bytes_)
 
     def update_ports(self, dpid: int, ports: tuple[PortStatsView, ...]) -> None:
-        label = f"{dpid:016x}"
-        for port in ports:
-            for name, rate in zip(PORT_COUNTERS, port.rates):
-                if not math.isnan(rate):
-                    self.port_rate.labels(label, str(port.port_no), name).set(rate)
+        self._ports[dpid] = ports
+
+    def set_port_speed(self, dpid: int, port_no: int, speed_bps: int) -> None:
+        """The port's current speed as the switch reports it (0: unknown)."""
+        if speed_bps > 0:
+            self._speeds[(dpid, port_no)] = speed_bps
+        else:
+            self._speeds.pop((dpid, port_no), None)
 
     def forget_switch(self, dpid: int) -> None:
         label = f"{dpid:016x}"
-        for gauge in (self.flows, self.flow_bytes, self.port_rate, self.port_up):
-            for labels in list(gauge._metrics):  # pylint: disable=protected-access
+        for metric in (self.flows, self.flow_bytes, self.flow_packets, self.port_up):
+            for labels in list(metric._metrics):  # pylint: disable=protected-access
                 if labels[0] == label:
-                    gauge.remove(*labels)
+                    metric.remove(*labels)
+        self._flow_counts.pop(dpid, None)
+        self._ports.pop(dpid, None)
+        for key in [k for k in self._speeds if k[0] == dpid]:
+            del self._speeds[key]
+
+
+UNAVAILABLE = (1 << 64) - 1   # OpenFlow's "counter not available" (all ones)
+
+# PORT_COUNTERS name -> (metric, direction, help)
+_PORT_METRICS = {
+    "rx_bytes": ("cems_port_bytes", "rx", "Bytes through the port, as the switch counts them"),
+    "tx_bytes": ("cems_port_bytes", "tx", ""),
+    "rx_packets": ("cems_port_packets", "rx", "Packets through the port"),
+    "tx_packets": ("cems_port_packets", "tx", ""),
+    "rx_dropped": ("cems_port_dropped_packets", "rx", "Packets the port dropped"),
+    "tx_dropped": ("cems_port_dropped_packets", "tx", ""),
+    "rx_errors": ("cems_port_errors", "rx", "Packets with errors on the port"),
+    "tx_errors": ("cems_port_errors", "tx", ""),
+}
+
+
+class _PortCollector:
+    """Port counters as each switch last reported them (counters that the switch restarts
+    when a port is re-created; rate() copes), and port speeds in bytes per second."""
+
+    def __init__(self, metrics: ControllerMetrics):
+        self.metrics = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        families: dict[str, CounterMetricFamily] = {}
+        for counter, (name, _direction, text) in _PORT_METRICS.items():
+            if name not in families:
+                families[name] = CounterMetricFamily(
+                    name, text + " (direction: rx or tx)", labels=["dpid", "port", "direction"])
+        for dpid, ports in sorted(dict(self.metrics._ports).items()):  # pylint: disable=protected-access
+            label = f"{dpid:016x}"
+            for port in ports:
+                for counter, value in zip(PORT_COUNTERS, port.counters):
+                    if value >= UNAVAILABLE:
+                        continue   # not counted by this switch, or a port being torn down
+                    name, direction, _ = _PORT_METRICS[counter]
+                    families[name].add_metric([label, str(port.port_no), direction], value)
+        yield from families.values()
+        speed = GaugeMetricFamily("cems_port_speed_bytes", "The port's current speed as "
+                                  "the switch reports it, in bytes per second (ports that "
+                                  "report none are absent)", labels=["dpid", "port"])
+        for (dpid, port_no), bps in sorted(dict(self.metrics._speeds).items()):  # pylint: disable=protected-access
+            speed.add_metric([f"{dpid:016x}", str(port_no)], bps / 8)
+        yield speed
 
 
 class KpiCollector:
@@ -133,25 +224,53 @@ class KpiCollector:
             for health in probes:
                 family.add_metric([health.probe_id], getattr(health, name))
             yield family
+        totals = sorted(dict(self.kpis.service_totals).items())
+        for i, (name, text) in enumerate(_KPI_COUNTERS):
+            family = CounterMetricFamily(name, text, labels=["service"])
+            for service, values in totals:
+                family.add_metric([service], values[i])
+            yield family
         summary = summarise_by_service(self.kpis.latest())
         flows = GaugeMetricFamily("cems_kpi_flows", "Flows with a probe record, per service",
                                   labels=["service"])
-        rate = GaugeMetricFamily("cems_kpi_throughput_bits_per_second",
-                                 "Total throughput of the probed flows, per service",
-                                 labels=["service"])
-        kpi = GaugeMetricFamily("cems_kpi", "Probe KPI per service over each flow's latest "
-                                "record: mean and worst", labels=["service", "kpi", "stat"])
+        gauges = {key: GaugeMetricFamily(name, text + " per service over each flow's latest "
+                                         "record: mean and worst (stat)",
+                                         labels=["service", "stat"])
+                  for key, (name, _scale, text) in _KPI_GAUGES.items()}
         for service, entry in sorted(summary.items()):
             flows.add_metric([service], entry["flows"])
-            rate.add_metric([service], entry["throughput_bps"])
-            for key in SUMMARY_KPIS:
+            for key, (_name, scale, _text) in _KPI_GAUGES.items():
                 if key in entry:
                     mean, worst = entry[key]
-                    kpi.add_metric([service, key, "mean"], mean)
-                    kpi.add_metric([service, key, "worst"], worst)
+                    gauges[key].add_metric([service, "mean"], mean * scale)
+                    gauges[key].add_metric([service, "worst"], worst * scale)
         yield flows
-        yield rate
-        yield kpi
+        yield from gauges.values()
+
+
+# Counters summed per service over accepted records: KpiStore.service_totals's columns
+_KPI_COUNTERS = (
+    ("cems_kpi_bytes", "Bytes of the probed flows (what the probes counted)"),
+    ("cems_kpi_packets", "Packets of the probed flows"),
+    ("cems_kpi_rtp_lost_packets", "RTP packets lost"),
+    ("cems_kpi_ts_cc_errors", "MPEG-TS continuity count errors"),
+    ("cems_kpi_tcp_retransmissions", "TCP retransmissions"),
+    ("cems_kpi_stamp_lost_packets", "STAMP test packets lost"))
+assert len(_KPI_COUNTERS) == 2 + len(COUNTED_KPIS)
+
+# SUMMARY_KPIS key -> (metric, scale to its base unit, help): one unit per metric
+_KPI_GAUGES = {
+    "rtp_loss_ratio": ("cems_kpi_rtp_loss_ratio", 1.0, "RTP loss (ratio)"),
+    "rtp_jitter_ms": ("cems_kpi_rtp_jitter_seconds", 1e-3, "RTP interarrival jitter"),
+    "mdi_df_ms": ("cems_kpi_mdi_delay_factor_seconds", 1e-3, "MDI delay factor (RFC 4445)"),
+    "mdi_mlr_pps": ("cems_kpi_mdi_media_loss_rate", 1.0,
+                    "MDI media loss rate, media packets lost per second (RFC 4445's KPI)"),
+    "tcp_rtt_ms": ("cems_kpi_tcp_rtt_seconds", 1e-3, "TCP round-trip time"),
+    "stamp_rtt_ms": ("cems_kpi_stamp_rtt_seconds", 1e-3, "STAMP round-trip time"),
+    "stamp_loss_ratio": ("cems_kpi_stamp_loss_ratio", 1.0, "STAMP loss (ratio)"),
+    "stamp_jitter_ms": ("cems_kpi_stamp_jitter_seconds", 1e-3, "STAMP jitter"),
+}
+assert set(_KPI_GAUGES) <= set(SUMMARY_KPIS)   # event counts are counters instead
 
 
 class GrpcCollector:

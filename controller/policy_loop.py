@@ -63,6 +63,8 @@ class PolicyLoop:
         self.contributor = contributor    # controller.policy.compile.PolicyFlows
         self.on_change = on_change
         self.metrics = metrics
+        if metrics is not None:
+            metrics.policy_max_changes.set(config.policy_max_changes_per_minute)
         self.store = store                # controller.store.Store, or None: memory only
         self._store_failures = 0
         if log is None:
@@ -305,6 +307,8 @@ class PolicyLoop:
                 d.reason)
         if self.metrics is not None:
             self.metrics.policy_decisions.labels(d.kind).inc()
+            if d.kind == REFUSE and d.reason.startswith("cap:"):
+                self.metrics.policy_capped.inc()
         self.state.bus.publish(DecisionMade(time.time(), logged))
 
     def _contract(self, customer_id: str):

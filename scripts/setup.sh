@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv openssl tshark build-essential python3-dev libndpi-dev pkg-config"
+# Installed without their recommendations (which would add node exporter, smartmontools and
+# a desktop's worth of fonts): promtool and a Prometheus server for the rules and dashboard
+# tests, and a headless browser with its driver for the portal's tests.
+DEB_PACKAGES_BARE="prometheus chromium chromium-driver"
 
 say() { printf '== setup: %s\n' "$*"; }
 
@@ -19,11 +23,21 @@ missing=""
 for p in $DEB_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
-  say "installing Debian packages:$missing"
+bare=""
+for p in $DEB_PACKAGES_BARE; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || bare="$bare $p"
+done
+if [ -n "$missing$bare" ]; then
+  say "installing Debian packages:$missing$bare"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q $missing
+  [ -z "$missing" ] || apt-get install -y -q $missing
+  # Debian starts a prometheus service on install where an init system allows it; cems'
+  # tests start their own servers on 127.0.0.1, so a system one is stopped again.
+  [ -z "$bare" ] || apt-get install -y -q --no-install-recommends $bare
+  if [ -n "$bare" ] && command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # Open vSwitch: the kernel here has no openvswitch module, so only the daemons are needed;

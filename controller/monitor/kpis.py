@@ -196,6 +196,8 @@ class KpiStore:
         self.rejected_total = 0
         self.probe_dropped_total = 0
         self.evicted_total = 0
+        # service -> [bytes, packets, then the COUNTED_KPIS], summed over accepted records
+        self.service_totals: dict[str, list[float]] = {}
 
     def set_health(self, health: ProbeHealth) -> None:
         with self._lock:
@@ -283,6 +285,7 @@ class KpiStore:
                 self.bytes_total += weight
                 self._index(key, record.customer_id)
                 self._seen(record)
+                self._count(record)
                 accepted.append(record)
             while self._flows and (len(self._flows) > self.max_flows
                                    or self.bytes_total > self.max_bytes):
@@ -291,6 +294,20 @@ class KpiStore:
             self.accepted_total += len(accepted)
             self.rejected_total += len(problems)
         return accepted, problems
+
+    def _count(self, record: KpiRecord) -> None:
+        service = record.service or "other"
+        totals = self.service_totals.get(service)
+        if totals is None:
+            if len(self.service_totals) >= MAX_COUNTED_SERVICES:
+                service = "other"
+            totals = self.service_totals.setdefault(service, [0.0] * (2 + len(COUNTED_KPIS)))
+        totals[0] += record.bytes
+        totals[1] += record.packets
+        for i, key in enumerate(COUNTED_KPIS, 2):
+            value = record.kpis.get(key)
+            if value is not None and value > 0:   # NaN is not > 0
+                totals[i] += value
 
     def _seen(self, record: KpiRecord) -> None:
         newest, _ = self._probe_time.get(record.probe_id, (record.interval_end_unix_s, 0.0))
@@ -402,6 +419,10 @@ def service_and_method(record: KpiRecord) -> tuple[str, str]:
 
 
 # KPIs summarised per service for Prometheus (each better when smaller)
+# KPIs that count events in a record's interval: summed per service into counters
+COUNTED_KPIS = ("rtp_lost", "ts_cc_errors", "tcp_retransmissions", "stamp_lost")
+MAX_COUNTED_SERVICES = 64     # services with counters of their own; the rest are "other"
+
 SUMMARY_KPIS = ("rtp_loss_ratio", "rtp_jitter_ms", "ts_cc_errors", "mdi_df_ms", "mdi_mlr_pps",
                 "tcp_rtt_ms", "tcp_retransmissions", "stamp_rtt_ms", "stamp_loss_ratio",
                 "stamp_jitter_ms")

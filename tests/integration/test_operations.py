@@ -65,7 +65,16 @@ def test_metrics_meters_and_openflow_errors(controller):
         text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
         assert "cems_switches_connected 2.0" in text
         assert 'cems_flows{dpid="0000000000000001"}' in text
-        assert 'cems_port_rate_per_second{counter="rx_bytes",dpid="0000000000000001",port="1"}' in text
+        assert re.search(r'cems_port_bytes_total\{direction="rx",dpid="0000000000000001",'
+                         r'port="1"\} [1-9]', text), "s1 port 1's received bytes"
+        assert 'cems_switch_connected{dpid="0000000000000002"} 1.0' in text
+        wait_for(lambda: re.search(r'cems_flow_bytes_total\{component="forwarding",'
+                                   r'dpid="0000000000000001"\} [1-9]',
+                                   urllib.request.urlopen(metrics_url, timeout=5).read().decode()),
+                 15, "bytes counted by s1's forwarding flows")
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                              capture_output=True, timeout=30)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
 
         def flow_stats_entries(how: str) -> float:
             page = urllib.request.urlopen(metrics_url, timeout=5).read().decode()

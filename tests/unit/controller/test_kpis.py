@@ -156,10 +156,12 @@ def test_probe_health_travels_alone_and_shows_in_list_watch_metrics_and_cemsctl(
         text = generate_latest(registry).decode()
         assert 'cems_probe_kernel_dropped_total{probe="probe-7"} 10.0' in text
         assert 'cems_kpi_flows{service="voice"} 2.0' in text
-        assert 'cems_kpi{kpi="rtp_loss_ratio",service="voice",stat="worst"} 0.04' in text
-        assert 'cems_kpi{kpi="rtp_loss_ratio",service="voice",stat="mean"} 0.03' in text
+        assert 'cems_kpi_rtp_loss_ratio{service="voice",stat="worst"} 0.04' in text
+        assert 'cems_kpi_rtp_loss_ratio{service="voice",stat="mean"} 0.03' in text
         assert 'cems_probe_records_total{outcome="accepted"} 2.0' in text
-        assert "rtp_jitter_ms" not in text  # unknown everywhere: no sample, not a zero
+        assert 'cems_kpi_bytes_total{service="voice"} 20000.0' in text
+        assert 'cems_kpi_packets_total{service="voice"} 100.0' in text
+        assert "cems_kpi_rtp_jitter_seconds{" not in text  # unknown: no sample, not a zero
         assert cli.main(["--server", f"127.0.0.1:{port}", "--token", served.manager,
                          "kpis"]) == 0
         assert "kernel dropped 10 of 1000" in capsys.readouterr().out
