@@ -162,9 +162,15 @@ class GatedServicer:
         try:
             return self.gate.run(current_principal(), action, customer_id, work, own)
         except rules.Refused as refused:
-            context.abort(getattr(grpc.StatusCode, refused.code), refused.message)
+            refuse(context, refused)
+
+
+RETRY_AFTER_KEY = "cems-retry-after-unix-s"
 
 
 def refuse(context, refused: rules.Refused):
-    """Answer a Refused with its status and message."""
+    """Answer a Refused with its status and message, and when a retry may succeed (unix
+    time, trailing metadata RETRY_AFTER_KEY) if the rule says."""
+    if refused.retry_after_unix_s is not None:
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, f"{refused.retry_after_unix_s:.3f}"),))
     context.abort(getattr(grpc.StatusCode, refused.code), refused.message)

@@ -13,7 +13,8 @@ from cems.v1 import status_pb2 as pb
 
 from controller import validation
 from controller.csm import rules
-from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla, Sls, TokenInfo
+from controller.csm.model import GSB_VARIANTS, ClassBounds, Customer, Role, ServiceClass, Sla, Sls, \
+    TokenInfo
 from controller.csm.report import CustomerReport
 from controller.events import (FlowRates, FlowView, HostLearned, KpiRecords, LinkChanged,
                                MeterStatsView, PortChanged, PortStatsView, SwitchChanged)
@@ -27,10 +28,11 @@ from controller.openflow.messages import format_actions, format_match
 # -- status -------------------------------------------------------------------------------
 
 
-def port_pb(dpid: int, port: PortInfo, edge: bool) -> pb.Port:
+def port_pb(dpid: int, port: PortInfo, edge: bool, capacity_bps: int = 0) -> pb.Port:
     return pb.Port(dpid=dpid, port_no=port.port_no, name=port.name, hw_addr=port.hw_addr,
                    up=port.up, curr_speed_kbps=port.curr_speed_kbps,
-                   max_speed_kbps=port.max_speed_kbps, edge=edge)
+                   max_speed_kbps=port.max_speed_kbps, edge=edge,
+                   capacity_bps=capacity_bps or port.curr_speed_kbps * 1000)
 
 
 def link_pb(link: LinkKey) -> pb.Link:
@@ -42,12 +44,16 @@ def host_pb(host: HostInfo) -> pb.Host:
     return pb.Host(mac=host.mac, ipv4=list(host.ipv4), dpid=host.dpid, port_no=host.port_no)
 
 
-def topology_pb(topology: TopologySnapshot, connected: frozenset[int]) -> pb.GetTopologyResponse:
+def topology_pb(topology: TopologySnapshot, connected: frozenset[int],
+                capacities=None) -> pb.GetTopologyResponse:
+    """`capacities`: {(dpid, port): bit/s} configured, overriding the ports' speeds."""
+    capacities = capacities or {}
     link_ports = {(l.src_dpid, l.src_port) for l in topology.links}
     link_ports |= {(l.dst_dpid, l.dst_port) for l in topology.links}
     switches = [pb.Switch(dpid=s.dpid, dpid_hex=f"{s.dpid:016x}", connected=s.dpid in connected,
                           address=s.address,
-                          ports=[port_pb(s.dpid, p, (s.dpid, p.port_no) not in link_ports)
+                          ports=[port_pb(s.dpid, p, (s.dpid, p.port_no) not in link_ports,
+                                         int(capacities.get((s.dpid, p.port_no), 0)))
                                  for p in s.ports])
                 for s in topology.switches]
     return pb.GetTopologyResponse(switches=switches, links=[link_pb(l) for l in topology.links],
@@ -227,10 +233,15 @@ def customer_from_pb(m: customer_pb2.Customer) -> Customer:
 
 
 def sla_pb(s: Sla) -> customer_pb2.Sla:
+    variant = GSB_VARIANTS.get(s.variant)
+    included = variant.included_hours if variant else {}
+    prices = variant.price_per_hour if variant else {}
     return customer_pb2.Sla(
         customer_id=s.customer_id, variant=s.variant,
         bounds=[customer_pb2.ClassBounds(service_class=_CLASS_TO_PB[c], min_bps=b.min_bps,
-                                         max_bps=b.max_bps) for c, b in s.bounds.items()],
+                                         max_bps=b.max_bps, included_hours=included.get(c),
+                                         price_per_hour=prices.get(c, 0.0))
+                for c, b in s.bounds.items()],
         availability_target=s.availability_target,
         min_change_interval_s=s.min_change_interval_s)
 
@@ -308,9 +319,11 @@ def quality_pb(q) -> "qoe_pb2.Quality":
         details={k: float(v) for k, v in q.details.items()})
 
 
-def service_experience_pb(e) -> "qoe_pb2.ServiceExperience":
+def service_experience_pb(e, history=()) -> "qoe_pb2.ServiceExperience":
     from cems.v1 import qoe_pb2  # pylint: disable=import-outside-toplevel
     return qoe_pb2.ServiceExperience(
+        history=[qoe_pb2.HistoryPoint(start_unix_s=h.start_unix_s, mean=h.mean, worst=h.worst,
+                                      samples=h.samples) for h in history],
         customer_id=e.customer_id, service=e.service, service_class=e.service_class,
         segment=e.segment, status=e.status.status, status_since_unix_s=e.status.since_unix_s,
         status_reason=e.status.reason, target=e.target.minimum,

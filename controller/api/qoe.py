@@ -17,6 +17,7 @@ from controller.api.auth import current_principal, refuse
 from controller.csm import rules
 from controller.csm.model import Role
 from controller.monitor.assess import SessionReport
+from controller.monitor.experience import HISTORY_MINUTES
 from controller.monitor.scope import Scope
 
 MAX_LIST = 1000
@@ -66,13 +67,19 @@ class QoeServicer:
         zoom = self.experience.zooms().get(customer_id)
         return pb.CustomerExperience(
             customer_id=customer_id,
-            services=[convert.service_experience_pb(e)
+            services=[convert.service_experience_pb(e, self._history(e, now, request.history_s))
                       for e in self.experience.book.of_customer(customer_id, now)],
             service_class=sls.service_class.value, sls_rate_bps=sls.rate_bps,
             meter_passed_bps=passed, meter_policed_ratio=policed, flows_bps=flows,
             one_way_delay_ms=delay.one_way_ms if delay else math.nan,
             delay_source=delay.source if delay else "",
             zoom=[zoom.reason] if zoom else [])
+
+    def _history(self, e, now: float, history_s: float):
+        if not history_s > 0:   # also NaN
+            return ()
+        return self.experience.book.history(e.customer_id, e.service, now,
+                                            min(history_s, HISTORY_MINUTES * 60.0))
 
     def ListExperience(self, request, context):
         principal = current_principal()

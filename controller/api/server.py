@@ -140,7 +140,7 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
     def scope_for(principal):
         return scope_of(principal, directory.state)
 
-    services = [(StatusServicer(state, stop_event, scope_for),
+    services = [(StatusServicer(state, stop_event, scope_for, capacities),
                  pb.DESCRIPTOR.services_by_name["StatusService"], pb)]
     if kpis is not None:
         services.append((ProbeServicer(kpis, state.bus, active, stop_event, scope_for,

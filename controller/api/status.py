@@ -13,6 +13,7 @@ from cems.v1 import status_pb2_grpc as pb_grpc
 from controller import __version__
 from controller.api import convert
 from controller.api.auth import current_principal
+from controller.csm.model import Role
 from controller.monitor.scope import Scope
 from controller.openflow.pipeline import Component
 from controller.state import PublishedState
@@ -22,8 +23,10 @@ MAX_LIMIT = 1_000_000
 
 
 class StatusServicer(pb_grpc.StatusServiceServicer):
-    def __init__(self, state: PublishedState, stop_event=None, scope_of=lambda principal: Scope()):
+    def __init__(self, state: PublishedState, stop_event=None, scope_of=lambda principal: Scope(),
+                 capacities=None):
         self._state = state
+        self._capacities = dict(capacities or {})  # {(dpid, port): bit/s} configured
         self._stop = stop_event
         self._scope_of = scope_of  # principal -> Scope
 
@@ -49,7 +52,11 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
     def GetStatus(self, request, context):
         state = self._state
         topo = state.topology
+        caller = current_principal()
         return pb.GetStatusResponse(
+            caller_role=caller.role.value if caller else "",
+            caller_id=(caller.probe_id if caller.role == Role.PROBE else caller.customer_id)
+            if caller else "",
             version=__version__, uptime_s=time.monotonic() - state.started_monotonic,
             switches_connected=len(state.connected), switches_ready=len(state.ready),
             links=len(topo.links),
@@ -64,7 +71,7 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
 
     def GetTopology(self, request, context):
         return convert.topology_pb(self._scope().topology(self._state.topology),
-                                   self._state.connected)
+                                   self._state.connected, self._capacities)
 
     def ListFlows(self, request, context):
         if request.component and request.component not in _COMPONENTS:

@@ -16,6 +16,7 @@ Targets are per service and class, configurable; the defaults say their source.
 Thread-safe: probes' records arrive on gRPC threads, a ticker evaluates.
 """
 
+import array
 import collections
 import dataclasses
 import threading
@@ -125,6 +126,32 @@ class _Pair:
     status: Status
     latest: object = None
     samples: collections.deque = dataclasses.field(default_factory=collections.deque)
+    # the last HISTORY_MINUTES minutes with known samples: [minute, sum, count, worst] * n
+    history: array.array = dataclasses.field(default_factory=lambda: array.array("d"))
+
+
+HISTORY_MINUTES = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryPoint:
+    """One minute of a pair's known quality samples."""
+    start_unix_s: float
+    mean: float
+    worst: float
+    samples: int
+
+
+def _remember(history: array.array, now: float, score: float) -> None:
+    minute = float(now // 60)
+    if not history or minute > history[-4]:
+        history.extend((minute, 0.0, 0.0, score))
+        if len(history) > 4 * HISTORY_MINUTES:
+            del history[:4]
+    # a clock that went back adds to the newest minute rather than rewriting the past
+    history[-3] += score
+    history[-2] += 1
+    history[-1] = min(history[-1], score)
 
 
 class ExperienceBook:
@@ -167,6 +194,8 @@ class ExperienceBook:
                     pair.segment = segment
                 pair.latest = quality
                 pair.samples.append((now, score, duration_s))
+                if score == score:
+                    _remember(pair.history, now, score)
 
     def forget(self, customer_id: str) -> None:
         with self._lock:
@@ -236,6 +265,17 @@ class ExperienceBook:
         target = target_for(self.targets, key[1], pair.service_class)
         return ServiceExperience(key[0], key[1], pair.service_class, pair.segment, pair.status,
                                  target, pair.latest, self._figures(pair, target, now))
+
+    def history(self, customer_id: str, service: str, now: float, span_s: float = 3600.0
+                ) -> tuple[HistoryPoint, ...]:
+        """The pair's minutes with known samples that started within `span_s` of `now`
+        (at most the last HISTORY_MINUTES), oldest first."""
+        with self._lock:
+            pair = self._pairs.get((customer_id, service))
+            rows = pair.history.tolist() if pair is not None else []
+        return tuple(HistoryPoint(rows[i] * 60, rows[i + 1] / rows[i + 2], rows[i + 3],
+                                  int(rows[i + 2]))
+                     for i in range(0, len(rows), 4) if rows[i] * 60 >= now - span_s - 60)
 
     def of_customer(self, customer_id: str, now: float) -> list[ServiceExperience]:
         with self._lock:

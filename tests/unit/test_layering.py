@@ -46,7 +46,7 @@ def module_name(path: pathlib.Path) -> str:
 
 def all_modules() -> dict[str, pathlib.Path]:
     found = {}
-    for top in ("controller", "probes", "qoe", "lab", "mininet_topos", "client"):
+    for top in ("controller", "probes", "qoe", "lab", "mininet_topos", "client", "portal"):
         for path in (ROOT / top).rglob("*.py"):
             found[module_name(path)] = path
     return found
@@ -122,6 +122,7 @@ def test_the_controller_imports_no_mininet_and_no_lab_code():
 
 
 def test_qoe_imports_nothing_of_cems_and_probes_and_clients_nothing_of_the_controller():
+    assert {"portal.views", "portal.sessions", "portal.app"} <= set(MODULES)
     for name in MODULES:
         for target, path in reaches(name).items():
             if within(name, ("qoe",)):
@@ -130,6 +131,11 @@ def test_qoe_imports_nothing_of_cems_and_probes_and_clients_nothing_of_the_contr
                 assert not within(target, ("controller", "lab")), path
             if within(name, ("client",)):
                 assert not within(target, ("controller", "probes", "lab")), path
+            if within(name, ("portal",)):   # a gRPC client that may run on another machine
+                assert not within(target, ("controller", "probes", "qoe", "lab")), path
+            if name in ("portal.views", "portal.sessions"):   # the portal's cores
+                assert not within(target, ("grpc", "cems", "fastapi", "starlette",
+                                           "portal.backend", "portal.app")), path
 
 
 def test_importing_every_core_loads_no_application_grpc_sqlite_or_netlink():

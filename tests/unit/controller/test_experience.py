@@ -78,3 +78,24 @@ def test_summary_per_service_class_and_segment_counts_statuses_and_customers_bel
     assert bronze.below_target == 0 and bronze.statuses[OK] == 1  # 3.8 is above Bronze's 3.6
     assert groups[("voice", "gold", "business")].below_target == 1
     assert book.summary(now + 100)[0].figures.count == 0  # nothing in the window: no figures
+
+
+def test_an_hour_of_history_minute_by_minute_and_no_more():
+    book = ExperienceBook()
+    for minute in range(70):               # 70 minutes, one sample every 20 s
+        for second in (0, 20, 40):
+            score = 4.4 if minute % 2 else (2.0 if second == 0 else 4.0)
+            book.add("c1", "voice", q(score), minute * 60.0 + second, 20.0, "gold")
+        book.add("c1", "voice", q(math.nan), minute * 60.0 + 50, 10.0, "gold")  # unknown
+    now = 70 * 60.0
+    points = book.history("c1", "voice", now)
+    assert len(points) == 60 and points[0].start_unix_s == 10 * 60.0
+    even, odd = points[0], points[1]       # minute 10 (even) and 11
+    assert (even.samples, even.mean, even.worst) == (3, (2.0 + 4.0 + 4.0) / 3, 2.0)
+    assert (odd.samples, odd.mean, odd.worst) == (3, 4.4, 4.4)
+    assert [p.start_unix_s for p in book.history("c1", "voice", now, span_s=300)] == \
+        [m * 60.0 for m in range(64, 70)]
+    assert book.history("c1", "iptv", now) == () and book.history("c2", "voice", now) == ()
+    # a clock that goes back adds to the newest minute
+    book.add("c1", "voice", q(1.0), 5.0, 1.0, "gold")
+    assert book.history("c1", "voice", now)[-1].worst == 1.0

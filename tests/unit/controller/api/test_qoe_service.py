@@ -86,6 +86,10 @@ def test_voice_records_become_quality_statuses_zooms_and_a_finding(world):
     assert service.latest.bound == "upper" and "one_way_delay_ms" in service.latest.missing
     assert "G.107" in service.latest.model and service.target == pytest.approx(4.03)
     assert alice.zoom and "voice degraded" in alice.zoom[0]
+    assert not service.history   # asked for none
+    (service,) = stub.GetExperience(qoe_pb2.GetExperienceRequest(customer_id="alice",
+                                                                 history_s=3600)).services
+    assert sum(p.samples for p in service.history) == 12 and service.history[-1].worst < 4.03
     assert ("alice", "") in {r.key for r in mirror.rules()}  # zoomed in: all her traffic
     listed = stub.ListExperience(qoe_pb2.ListExperienceRequest()).experience
     assert [(e.customer_id, e.status) for e in listed] == [("alice", "degraded"), ("bob", "ok")]

@@ -91,6 +91,8 @@ def test_customer_lifecycle_and_self_service(env):
                       metadata=auth(token))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "one change every 60 s, next at unix time" in err.value.details()
+    retry = dict(err.value.trailing_metadata())["cems-retry-after-unix-s"]
+    assert float(retry) == pytest.approx(changed.next_change_allowed_unix_s, abs=0.01)
 
 
 def test_out_of_bounds_and_other_customers_and_no_token(env):

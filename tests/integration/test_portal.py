@@ -1,0 +1,242 @@
+"""The portal in a real browser (Debian's headless Chromium through Selenium), against a real
+controller on an emulated network: a customer signs in, changes its SLS and the switch's
+meter follows (ovs-ofctl), an out-of-bounds change is refused in the controller's words, the
+experience chart is drawn, another customer's page is refused (403), a form without its
+CSRF token is refused; the operator sees the network picture and a root-cause finding.
+Screenshots of the main pages are saved in artifacts/portal/ (kept after the test)."""
+
+import contextlib
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
+from cems.v1 import customer_pb2 as pb
+from cems.v1 import customer_pb2_grpc as pb_grpc
+from cems.v1 import probe_pb2, probe_pb2_grpc
+
+from client.channel import connect
+from lab.emulation import REPO, free_port, wait_for
+from mininet_topos import DumbbellTopo
+
+from tests.integration.conftest import running_network
+
+M = 1_000_000
+ARTIFACTS = pathlib.Path(REPO) / "artifacts" / "portal"
+
+
+def ofctl(*args: str) -> str:
+    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", *args], check=True,
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+@contextlib.contextmanager
+def portal_process(controller_address: str):
+    port = free_port()
+    log = open(ARTIFACTS / "portal.log", "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen([sys.executable, "-m", "portal.main", "--controller",
+                             controller_address, "--listen", f"127.0.0.1:{port}",
+                             "--log-level", "warning"], cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        import urllib.request  # pylint: disable=import-outside-toplevel
+
+        def up():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
+                                              timeout=1).read() == b"ok"
+            except OSError:
+                return False
+        wait_for(up, 20, "the portal to answer")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def browser():
+    from selenium import webdriver  # pylint: disable=import-outside-toplevel
+    from selenium.webdriver.chrome.service import Service  # pylint: disable=import-outside-toplevel
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1200,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.set_page_load_timeout(30)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def sign_in(driver, base: str, token: str) -> None:
+    from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+    driver.get(f"{base}/signin")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "signin").click()
+    shown(driver, "#signed-in-as, #signin-problem, #error-message, #network")
+
+
+def shown(driver, css: str):
+    """The first element `css` selects, once the page shows it (a click that submits a form
+    returns before the next page has loaded)."""
+    from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+    return wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, css), 15,
+                    f"{css} on the page")[0]
+
+
+def page_shot(driver, name: str) -> None:
+    """A screenshot of the whole page (its full height)."""
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1200, min(4000, max(900, height + 40)))
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+class VoiceFeed:
+    """RTP records of a call to alice, as a probe would export them once a second (10 %
+    loss: her voice is degraded), over the controller's real ExportRecords."""
+
+    def __init__(self, address: str, token: str, src: str, dst: str):
+        self.channel = connect(address, token)
+        self.export = probe_pb2_grpc.ProbeServiceStub(self.channel).ExportRecords
+        self.src, self.dst = src, dst
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+
+    def _run(self):
+        while not self.stop.is_set():
+            now = time.time()
+            record = probe_pb2.FlowRecord(
+                src=self.src, dst=self.dst, proto=17, sport=40000, dport=5004, kind="rtp",
+                interval_start_unix_s=now - 1, interval_end_unix_s=now, packets=50,
+                bytes=10_000, throughput_bps=80_000, dscp=46, kpis={
+                    "rtp_loss_ratio": 0.10, "rtp_jitter_max_ms": 2.0, "rtp_jitter_ms": 1.0,
+                    "rtp_payload_type": 0.0, "rtp_mean_burst_packets": 1.0,
+                    "rtp_expected": 50.0, "rtp_lost": 5.0})
+            self.export(iter([probe_pb2.ExportRecordsRequest(records=[record])]), timeout=5)
+            self.sent += 1
+            self.stop.wait(1.0)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        self.channel.close()
+
+
+def test_customer_and_operator_in_a_real_browser(controller):
+    from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), controller, 64) as net:
+        assert net.pingAll(timeout=1) == 0.0
+        l1, l2, r1, s1 = net.get("l1", "l2", "r1", "s1")
+        manager = controller.token
+        channel = controller.channel()
+        sla_stub = pb_grpc.SlaServiceStub(channel)
+        tokens = {}
+        for customer_id, host in (("alice", l1), ("bob", l2)):
+            port = s1.ports[host.defaultIntf().link.intf2]
+            sla_stub.CreateCustomer(pb.CreateCustomerRequest(
+                customer=pb.Customer(customer_id=customer_id, name=customer_id.title(),
+                                     segment="soho", access_dpid=1, access_port=port,
+                                     hosts=[host.MAC()]),
+                sla=pb.Sla(customer_id=customer_id, variant="gsb-economy",
+                           min_change_interval_s=1,
+                           bounds=[pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE,
+                                                  min_bps=2 * M, max_bps=4 * M),
+                                   pb.ClassBounds(service_class=pb.SERVICE_CLASS_GOLD,
+                                                  min_bps=2 * M, max_bps=8 * M)])))
+            tokens[customer_id] = sla_stub.CreateToken(pb.CreateTokenRequest(
+                role=pb.ROLE_CUSTOMER, customer_id=customer_id)).token
+        channel.close()
+        wait_for(lambda: ofctl("dump-meters", "s1").count("rate=2000") == 2, 15,
+                 "both customers' 2 Mbit/s meters")
+        feed = VoiceFeed(controller.grpc_address, controller.probe_token("core-probe"),
+                         r1.IP(), l1.IP())
+        with feed, portal_process(controller.grpc_address) as base, browser() as driver:
+            # -- the customer ------------------------------------------------------------
+            sign_in(driver, base, tokens["alice"])
+            assert driver.current_url == f"{base}/customer/alice"
+            assert driver.find_element(By.ID, "signed-in-as").text == "alice"
+            assert tokens["alice"] not in driver.page_source
+            cookie = driver.get_cookie("cems_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+            rate = driver.find_element(By.ID, "sls-rate-input")
+            rate.clear()
+            rate.send_keys("6")
+            driver.find_element(By.CSS_SELECTOR, "#sls-class-input option[value=gold]").click()
+            driver.find_element(By.ID, "sls-submit").click()
+            assert "your SLS is now gold at 6 Mbit/s" in shown(driver, ".flash.ok").text
+            assert driver.find_element(By.ID, "sls-rate").text == "6 Mbit/s"
+            wait_for(lambda: "rate=6000" in ofctl("dump-meters", "s1"), 15,
+                     "alice's meter at 6 Mbit/s on s1")
+
+            time.sleep(1.1)   # the SLA allows one change a second
+            rate = driver.find_element(By.ID, "sls-rate-input")
+            rate.clear()
+            rate.send_keys("50")
+            driver.find_element(By.ID, "sls-submit").click()
+            refusal = shown(driver, ".flash.error").text
+            assert "is outside your gold bounds 2 Mbit/s to 8 Mbit/s" in refusal, refusal
+            assert "rate=6000" in ofctl("dump-meters", "s1")
+
+            # experience: degraded voice with a chart of the last hour and its target
+            def degraded():
+                driver.get(f"{base}/customer/alice")
+                rows = driver.find_elements(By.CSS_SELECTOR, "#experience tr.status-degraded")
+                return rows and driver.find_elements(By.CSS_SELECTOR,
+                                                     "#experience svg.chart circle")
+            wait_for(degraded, 60, "alice's degraded voice and its chart in the portal")
+            chart = driver.find_element(By.CSS_SELECTOR, "#experience svg.chart")
+            assert chart.find_elements(By.CSS_SELECTOR, "line.target")
+            assert chart.find_elements(By.CSS_SELECTOR, "circle.point.below")
+            page_shot(driver, "customer")
+
+            # another customer's page, and a form whose CSRF token was taken out
+            driver.get(f"{base}/customer/bob")
+            assert "is not yours to see" in shown(driver, "#error-message").text
+            assert "Not yours" in driver.title
+            driver.get(f"{base}/customer/alice")
+            driver.execute_script(
+                "document.querySelector('#sls-form input[name=csrf]').remove()")
+            driver.find_element(By.ID, "sls-submit").click()
+            assert "CSRF token is missing or wrong" in shown(driver, "#error-message").text
+            driver.get(f"{base}/customer/alice")
+            driver.find_element(By.ID, "signout").click()
+            shown(driver, "#token")
+            assert driver.current_url == f"{base}/signin"
+
+            # -- the operator ------------------------------------------------------------
+            sign_in(driver, base, manager)
+            assert driver.current_url == f"{base}/operator"
+            network = driver.find_element(By.CSS_SELECTOR, "#network svg.network")
+            assert len(network.find_elements(By.CSS_SELECTOR, "g.switch")) == 2
+            assert len(network.find_elements(By.CSS_SELECTOR, "line.link")) == 2
+            assert "alice" in network.get_attribute("innerHTML")
+
+            def finding():
+                driver.get(f"{base}/operator")
+                return driver.find_elements(By.CSS_SELECTOR, "#findings li.finding")
+            found = wait_for(finding, 60, "a root-cause finding on the operator's page")
+            assert "alice" in found[0].text
+            assert "alice" in driver.find_element(By.ID, "worst").text
+            page_shot(driver, "operator")
+            driver.get(f"{base}/signin")
+            page_shot(driver, "signin")
+        assert feed.sent > 5
