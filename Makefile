@@ -8,7 +8,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m lab.demo
+	$(PY) -m lab.demo $(ARGS)
 
 test: setup
 	$(PY) -m pytest -v tests

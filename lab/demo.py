@@ -20,6 +20,12 @@ experience degrades, the policy engine meters c2's traffic across the link on s1
 enters), c1 recovers while the download goes on, and when it ends the meter is taken back
 and s1's flows and meters are again what they were. The demo prints the timeline and the
 decisions and writes them, with c1's quality before, during and after, to loop-report.json.
+
+The portal (cems-portal) runs from the start on http://127.0.0.1:8080/ (--portal-port);
+the tokens to sign in with (the domain manager's, and each customer's once it exists) are
+written to portal-tokens.txt in the controller's work directory, readable by root only. At
+the end the demo keeps the network, the controller and the portal up until Ctrl-C when it
+runs in a terminal (--keep / --no-keep decide otherwise), so that the pages can be looked at.
 Everything is torn down, also on failure or Ctrl-C.
 """
 
@@ -392,10 +398,66 @@ def stop(procs: list) -> None:
                 proc.wait(timeout=10)
 
 
+def start_portal(controller: ControllerProcess, port: int, procs: list) -> str:
+    """cems-portal for the controller on 127.0.0.1:`port` (a free one if it is taken);
+    returns its address once it answers."""
+    import socket  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+    from lab.emulation import free_port  # pylint: disable=import-outside-toplevel
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            port = free_port()
+    log = open(os.path.join(controller.workdir, "portal.log"), "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "portal.main", "--controller", controller.grpc_address,
+         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=REPO, stdout=log,
+        stderr=subprocess.STDOUT))
+    address = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return urllib.request.urlopen(f"{address}/healthz", timeout=1).read() == b"ok"
+        except OSError:
+            return False
+    wait_for(up, 20, "the portal to answer")
+    return address
+
+
+def write_tokens(controller: ControllerProcess, customers=()) -> str:
+    """The tokens to sign in to the portal with, in a file only root reads."""
+    path = os.path.join(controller.workdir, "portal-tokens.txt")
+    lines = [f"domain manager: {controller.token}"]
+    lines += [f"customer {c}: {controller._make_token('customer', c)}"  # pylint: disable=protected-access
+              for c in customers]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write("\n".join(lines) + "\n")
+    return path
+
+
+def keep_until_interrupted(portal: str, tokens: str) -> None:
+    banner("the network, the controller and the portal stay up until Ctrl-C")
+    print(f"portal on {portal}/ (sign in with a token from {tokens})", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cems-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=12, help="how long traffic runs")
+    parser.add_argument("--portal-port", type=int, default=8080,
+                        help="where the portal listens on 127.0.0.1 (default 8080; a free "
+                             "port if it is taken)")
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument("--keep", dest="keep", action="store_true", default=None,
+                      help="at the end, keep everything up until Ctrl-C (the default in a "
+                           "terminal)")
+    keep.add_argument("--no-keep", dest="keep", action="store_false",
+                      help="tear down at the end (the default without a terminal)")
     args = parser.parse_args(argv)
+    if args.keep is None:
+        args.keep = sys.stdin.isatty() and sys.stdout.isatty()
     from mininet.log import setLogLevel  # pylint: disable=import-outside-toplevel
     from mininet_topos import AccessTopo  # pylint: disable=import-outside-toplevel
     setLogLevel("error")
@@ -410,12 +472,16 @@ def main(argv=None) -> int:
     network_lock = contextlib.ExitStack()
     procs: list = []
     probes: list = []
+    portal_procs: list = []
     try:
         banner("starting the cems controller")
         controller.start()
         print(f"gRPC on {controller.grpc_address}, OpenFlow on 127.0.0.1:{controller.openflow_port}, "
               f"metrics on http://127.0.0.1:{controller.metrics_port}/metrics")
         print(f"log: {controller.log_path}")
+        portal = start_portal(controller, args.portal_port, portal_procs)
+        tokens = write_tokens(controller)
+        print(f"portal on {portal}/ (sign in with a token from {tokens})")
 
         banner("building the access network (6 switches, 16 hosts, userspace Open vSwitch, "
                "30 Mbit/s aggregation links, 50 Mbit/s customer lines)")
@@ -495,12 +561,17 @@ def main(argv=None) -> int:
         loop_act(net, controller, procs)
         banner("controller status")
         cemsctl(controller, "status")
+        tokens = write_tokens(controller, customers=("c1", "c2", "c3"))
+        print(f"portal on {portal}/: customers c1, c2 and c3 and the domain manager sign in "
+              f"with the tokens in {tokens}")
+        if args.keep:
+            keep_until_interrupted(portal, tokens)
         return 0 if loss == 0 else 1
     except KeyboardInterrupt:
         return 130
     finally:
         banner("tearing down")
-        stop(procs + probes)
+        stop(procs + probes + portal_procs)
         if net is not None:
             net.stop()
         network_lock.close()

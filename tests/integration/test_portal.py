@@ -10,20 +10,15 @@ import os
 import pathlib
 import subprocess
 import sys
-import threading
 import time
 
-from cems.v1 import customer_pb2 as pb
-from cems.v1 import customer_pb2_grpc as pb_grpc
-from cems.v1 import probe_pb2, probe_pb2_grpc
 
-from client.channel import connect
 from lab.emulation import REPO, free_port, wait_for
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network
+from tests.integration.feeds import VoiceFeed, create_customers
 
-M = 1_000_000
 ARTIFACTS = pathlib.Path(REPO) / "artifacts" / "portal"
 
 
@@ -103,42 +98,6 @@ def page_shot(driver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-class VoiceFeed:
-    """RTP records of a call to alice, as a probe would export them once a second (10 %
-    loss: her voice is degraded), over the controller's real ExportRecords."""
-
-    def __init__(self, address: str, token: str, src: str, dst: str):
-        self.channel = connect(address, token)
-        self.export = probe_pb2_grpc.ProbeServiceStub(self.channel).ExportRecords
-        self.src, self.dst = src, dst
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-
-    def _run(self):
-        while not self.stop.is_set():
-            now = time.time()
-            record = probe_pb2.FlowRecord(
-                src=self.src, dst=self.dst, proto=17, sport=40000, dport=5004, kind="rtp",
-                interval_start_unix_s=now - 1, interval_end_unix_s=now, packets=50,
-                bytes=10_000, throughput_bps=80_000, dscp=46, kpis={
-                    "rtp_loss_ratio": 0.10, "rtp_jitter_max_ms": 2.0, "rtp_jitter_ms": 1.0,
-                    "rtp_payload_type": 0.0, "rtp_mean_burst_packets": 1.0,
-                    "rtp_expected": 50.0, "rtp_lost": 5.0})
-            self.export(iter([probe_pb2.ExportRecordsRequest(records=[record])]), timeout=5)
-            self.sent += 1
-            self.stop.wait(1.0)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
-        self.channel.close()
-
-
 def test_customer_and_operator_in_a_real_browser(controller):
     from selenium.webdriver.common.by import By  # pylint: disable=import-outside-toplevel
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -146,24 +105,7 @@ def test_customer_and_operator_in_a_real_browser(controller):
         assert net.pingAll(timeout=1) == 0.0
         l1, l2, r1, s1 = net.get("l1", "l2", "r1", "s1")
         manager = controller.token
-        channel = controller.channel()
-        sla_stub = pb_grpc.SlaServiceStub(channel)
-        tokens = {}
-        for customer_id, host in (("alice", l1), ("bob", l2)):
-            port = s1.ports[host.defaultIntf().link.intf2]
-            sla_stub.CreateCustomer(pb.CreateCustomerRequest(
-                customer=pb.Customer(customer_id=customer_id, name=customer_id.title(),
-                                     segment="soho", access_dpid=1, access_port=port,
-                                     hosts=[host.MAC()]),
-                sla=pb.Sla(customer_id=customer_id, variant="gsb-economy",
-                           min_change_interval_s=1,
-                           bounds=[pb.ClassBounds(service_class=pb.SERVICE_CLASS_BRONZE,
-                                                  min_bps=2 * M, max_bps=4 * M),
-                                   pb.ClassBounds(service_class=pb.SERVICE_CLASS_GOLD,
-                                                  min_bps=2 * M, max_bps=8 * M)])))
-            tokens[customer_id] = sla_stub.CreateToken(pb.CreateTokenRequest(
-                role=pb.ROLE_CUSTOMER, customer_id=customer_id)).token
-        channel.close()
+        tokens = create_customers(controller, s1, {"alice": l1, "bob": l2})
         wait_for(lambda: ofctl("dump-meters", "s1").count("rate=2000") == 2, 15,
                  "both customers' 2 Mbit/s meters")
         feed = VoiceFeed(controller.grpc_address, controller.probe_token("core-probe"),

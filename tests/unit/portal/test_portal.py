@@ -166,3 +166,15 @@ def test_sessions_expire_when_idle():
     assert sessions.get(second.session_id) is None and len(sessions) == 2
     now[0] = 200.0
     assert sessions.get(fourth.session_id) is None and time.time() > 0
+
+
+def test_over_tls_the_session_cookie_is_secure_and_no_log_line_holds_a_token(portal, caplog):
+    client, tokens = portal
+    secure = TestClient(create_app(client.app.state.controller, secure_cookies=True),
+                        base_url="https://127.0.0.1")
+    caplog.set_level("DEBUG")
+    signed = sign_in(secure, tokens["alice"])
+    assert signed.status_code == 303 and "Secure" in signed.headers["set-cookie"]
+    sign_in(secure, "cems_00000000_not-a-real-token")
+    assert caplog.records and not any(
+        t in r.getMessage() for r in caplog.records for t in (tokens["alice"], "not-a-real"))
