@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from portal import views
 from portal.backend import Controller, Refusal
-from portal.sessions import Session, Sessions
+from portal.sessions import Session, Sessions, SignInLimiter
 
 LOG = logging.getLogger("cems.portal")
 HERE = pathlib.Path(__file__).resolve().parent
@@ -46,7 +46,8 @@ class Forbidden(Exception):
 
 
 def create_app(controller: Controller, secure_cookies: bool = False,
-               sessions: Sessions | None = None) -> FastAPI:
+               sessions: Sessions | None = None, limiter: SignInLimiter | None = None
+               ) -> FastAPI:
     """The portal for `controller`; `secure_cookies` when it is served over TLS."""
     app = FastAPI(title="cems portal", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -54,6 +55,7 @@ def create_app(controller: Controller, secure_cookies: bool = False,
     templates.env.globals.update(mbps=views.mbps, when=views.when, score=views.score,
                                  class_name=lambda c: CLASS_NAME.get(c, "unknown"))
     sessions = sessions or Sessions()
+    limiter = limiter or SignInLimiter()
     app.state.sessions = sessions
     app.state.controller = controller
 
@@ -140,11 +142,17 @@ def create_app(controller: Controller, secure_cookies: bool = False,
             return response
         if not token:
             return again("enter the token you were given", 400)
+        client = request.client.host if request.client else ""
+        wait = limiter.wait_s(client)
+        if wait > 0:
+            return again(f"too many failed sign-ins from your address; try again in "
+                         f"{math.ceil(wait)} s", 429)
         try:
             role, subject = controller.whoami(token)
         except Refusal as refusal:
             LOG.info("sign-in refused: %s", refusal.code)   # never the token
             if refusal.code == "UNAUTHENTICATED":
+                limiter.failed(client)
                 return again("the controller does not know this token (mistyped, expired "
                              "or revoked)", 401)
             return again(refusal.message, 503 if refusal.code == "UNAVAILABLE" else 403)

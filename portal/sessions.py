@@ -75,3 +75,41 @@ class Sessions:
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+
+class SignInLimiter:
+    """At most `max_failures` failed sign-ins per client address within `window_s`: guessing
+    tokens through the portal is slowed to a crawl (the tokens themselves are 192 random
+    bits), and a flood of guesses does not become a flood of calls to the controller."""
+
+    def __init__(self, max_failures: int = 10, window_s: float = 60.0,
+                 max_clients: int = 10_000, clock=time.monotonic):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failures: collections.OrderedDict[str, collections.deque] = \
+            collections.OrderedDict()
+
+    def wait_s(self, client: str) -> float:
+        """0 when `client` may try now, else the seconds until it may."""
+        now = self.clock()
+        with self._lock:
+            times = self._failures.get(client)
+            if not times:
+                return 0.0
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if len(times) < self.max_failures:
+                return 0.0
+            return times[0] + self.window_s - now
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            times = self._failures.setdefault(client, collections.deque(
+                maxlen=self.max_failures))
+            times.append(self.clock())
+            self._failures.move_to_end(client)
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)

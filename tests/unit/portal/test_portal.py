@@ -178,3 +178,33 @@ def test_over_tls_the_session_cookie_is_secure_and_no_log_line_holds_a_token(por
     sign_in(secure, "cems_00000000_not-a-real-token")
     assert caplog.records and not any(
         t in r.getMessage() for r in caplog.records for t in (tokens["alice"], "not-a-real"))
+
+
+def test_guessing_tokens_is_slowed_down_per_address(portal):
+    client, tokens = portal
+    for _ in range(10):
+        assert sign_in(client, "cems_00000000_guess").status_code == 401
+    slowed = sign_in(client, tokens["alice"])   # even the right token waits now
+    assert slowed.status_code == 429 and "too many failed sign-ins" in slowed.text
+
+
+def test_names_in_addresses_are_escaped_on_pages(portal):
+    client, tokens = portal
+    sign_in(client, tokens["alice"])
+    page = client.get("/customer/<script>alert(1)<%2Fscript>")
+    assert page.status_code in (403, 404) and "<script>alert(1)" not in page.text
+
+
+def test_the_sign_in_limit_lifts_after_its_window():
+    from portal.sessions import SignInLimiter   # pylint: disable=import-outside-toplevel
+    now = [0.0]
+    limiter = SignInLimiter(max_failures=3, window_s=60, max_clients=2, clock=lambda: now[0])
+    for second in (0, 10, 20):
+        now[0] = second
+        limiter.failed("a")
+    assert limiter.wait_s("a") == 40 and limiter.wait_s("b") == 0
+    now[0] = 60.5
+    assert limiter.wait_s("a") == 0          # the first failure left the window
+    limiter.failed("b")
+    limiter.failed("c")                      # at most two addresses are remembered
+    assert limiter.wait_s("a") == 0
