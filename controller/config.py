@@ -77,6 +77,7 @@ class ControllerConfig:
     poll_interval_s: float = 1.0
     rate_window: int = 60
     store_path: str = "/var/lib/cems/cems.sqlite"
+    store_url: str = ""   # postgresql://...: a PostgreSQL store shared by instances
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     settle_s: float = 2.5
@@ -97,6 +98,11 @@ class ControllerConfig:
     policy_revert_s: float = 20.0
     policy_admission_utilisation: float = 0.9   # new sessions refused above this
     policy_advice_floor_bps: int = 300_000      # no video is advised below this
+
+    @property
+    def store_location(self) -> str:
+        """Where the store is: store.url when set (PostgreSQL), else store.path (SQLite)."""
+        return self.store_url or self.store_path
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -144,6 +150,17 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
             raise ConfigError(key, f"must be one of {', '.join(options)}; got {value!r}")
         return value
     return check
+
+
+def _store_url(key: str, value: Any) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not value.startswith(("postgresql://", "postgres://")) \
+            or len(value) > 2000:
+        raise ConfigError(key, "must be a PostgreSQL URL, for example "
+                          "\"postgresql://cems@db.example.net:5432/cems\" (or \"\" for the "
+                          "SQLite file of store.path)")
+    return value
 
 
 def _path(key: str, value: Any) -> str:
@@ -317,6 +334,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "stats.poll_interval_s": ("poll_interval_s", _number(0.1, 3600)),
     "stats.rate_window": ("rate_window", _integer(2, 3600)),
     "store.path": ("store_path", _path),
+    "store.url": ("store_url", _store_url),
     "discovery.lldp_interval_s": ("lldp_interval_s", _number(0.1, 60)),
     "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
     "discovery.settle_s": ("settle_s", _number(0, 600)),

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
                         help="statistics poll interval (default 1)")
     parser.add_argument("--store", metavar="PATH",
-                        help="SQLite store path (default /var/lib/cems/cems.sqlite)")
+                        help="SQLite store path (default /var/lib/cems/cems.sqlite), or a "
+                             "postgresql:// URL")
     parser.add_argument("--log-level", help="debug, info, warning or error (default info)")
     parser.add_argument("--grpc-port-file", metavar="PATH",
                         help="write the bound gRPC port here once serving (for scripts)")
@@ -53,7 +54,7 @@ def create_token(config, spec: str) -> int:
         return 2
     role = roles[role_text]
     try:
-        token_id, token = CsmStore(Store(config.store_path)).create_token(
+        token_id, token = CsmStore(Store(config.store_location)).create_token(
             role, "" if role == Role.PROBE else customer_id,
             probe_id=customer_id if role == Role.PROBE else "")
     except (Refused, StoreError) as err:

@@ -75,7 +75,7 @@ class Runtime:
         registry = CollectorRegistry()
         kpis = KpiStore(max_bytes=config.kpi_max_bytes, max_age_s=config.kpi_max_age_s)
         registry.register(KpiCollector(kpis))
-        store = Store(config.store_path)
+        store = Store(config.store_location)
         configured = tuple(MirrorRule(c, origin="config") for c in config.mirror_customers)
         mirror = MirrorRules(store, configured + config.mirror_rules, config.mirror_probe)
         runtime = Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),

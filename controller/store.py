@@ -1,13 +1,21 @@
-"""SQLite persistence of what the controller must remember across restarts (shell).
+"""Persistence of what the controller must remember across restarts (shell): SQLite by
+default, PostgreSQL when `store.url` names one (several controller instances share it).
 
 Learned hosts (so that a restarted controller computes the same desired flows and
-reconciliation leaves forwarding untouched) and the customer service management tables
-(controller/csm/store.py). WAL mode; the schema is versioned and migrated forward in order
-(user_version); writes go through transaction().
+reconciliation leaves forwarding untouched), the customer service management tables
+(controller/csm/store.py), mirror rules, meter readings and the policy engine's decisions
+and memory (controller/policy_store.py). The schema is versioned and migrated forward in
+order, the same migrations on both engines (SQLite's user_version; PostgreSQL's
+cems_schema table, with the few additions its dialect needs in _PG_EXTRA); every write goes
+through transaction(), one transaction per change. On SQLite that is BEGIN IMMEDIATE in WAL
+mode; on PostgreSQL a transaction that first takes one advisory lock, so that writers of
+all instances take turns exactly as SQLite's do, and no change interleaves with another.
+Callers write SQLite's dialect with ? placeholders; the PostgreSQL connection translates.
 """
 
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 
@@ -130,6 +138,81 @@ _MIGRATIONS = (
 )
 
 
+# What PostgreSQL needs beside migration N: the insertion order SQLite keeps as rowid, and
+# SQLite's instr().
+_PG_EXTRA = {
+    2: ("ALTER TABLE sls_history ADD COLUMN rowid BIGSERIAL",
+        "ALTER TABLE audit ADD COLUMN rowid BIGSERIAL",
+        "CREATE OR REPLACE FUNCTION instr(text, text) RETURNS integer "
+        "AS 'SELECT strpos($1, $2)' LANGUAGE SQL IMMUTABLE"),
+    3: ("ALTER TABLE availability_events ADD COLUMN rowid BIGSERIAL",),
+}
+_PG_LOCK = 0x63656D73   # "cems": the advisory lock every write transaction takes
+
+
+def _pg_ddl(sql: str) -> str:
+    """A migration in PostgreSQL's types: 64-bit integers and doubles, as SQLite has."""
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", re.sub(r"\bINTEGER\b", "BIGINT", sql))
+
+
+class _PgConnection:
+    """A psycopg connection that speaks to callers as a sqlite3 connection does: execute()
+    and executemany() with ? placeholders, returning a cursor (fetchone, fetchall,
+    rowcount)."""
+
+    def __init__(self, url: str):
+        import psycopg  # pylint: disable=import-outside-toplevel
+        self._psycopg = psycopg
+        self.url = url
+        self._closed = False
+        self._db = self._connect()
+
+    def _connect(self):
+        from psycopg.adapt import Loader  # pylint: disable=import-outside-toplevel
+
+        class _Number(Loader):
+            """NUMERIC (what SUM() of BIGINT gives) as SQLite gives it: int or float."""
+            def load(self, data):
+                text = bytes(data).decode()
+                return float(text) if "." in text or "e" in text.lower() else int(text)
+        db = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        db.adapters.register_loader("numeric", _Number)
+        return db
+
+    @staticmethod
+    def _sql(sql: str, params) -> str:
+        return sql.replace("%", "%%").replace("?", "%s") if params else sql
+
+    def reconnect_if_broken(self) -> None:
+        """A connection the server or the network broke is made again (the transaction it
+        was in was rolled back by the server); one this side closed stays closed."""
+        if not self._closed and (self._db.closed or self._db.broken):
+            self._db = self._connect()
+
+    def execute(self, sql: str, params=()):
+        return self._db.execute(self._sql(sql, params), tuple(params) or None)
+
+    def executemany(self, sql: str, rows):
+        rows = [tuple(r) for r in rows]
+        cursor = self._db.cursor()
+        if rows:
+            cursor.executemany(self._sql(sql, rows[0]), rows)
+        return cursor
+
+    def close(self) -> None:
+        self._closed = True
+        self._db.close()
+
+
+def is_url(where: str) -> bool:
+    return where.startswith(("postgresql://", "postgres://"))
+
+
+def describe(where: str) -> str:
+    """A store's address without its password, for messages."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", where)
+
+
 def _private(path: str) -> None:
     """The store holds token hashes and customers' data: readable by its owner only. SQLite
     gives its -wal and -shm files the database file's permissions."""
@@ -152,10 +235,15 @@ class StoreError(RuntimeError):
 
 
 class Store:
-    """The controller's SQLite database. Methods are safe to call from any thread."""
+    """The controller's database: a SQLite file, or the PostgreSQL server a
+    postgresql:// URL names. Methods are safe to call from any thread."""
 
     def __init__(self, path: str):
         self.path = path
+        self.engine = "postgresql" if is_url(path) else "sqlite"
+        if self.engine == "postgresql":
+            self._open_postgresql(path)
+            return
         if path != ":memory:":
             directory = os.path.dirname(os.path.abspath(path))
             try:
@@ -173,24 +261,63 @@ class Store:
         except sqlite3.Error as err:
             raise StoreError(f"cannot open store {path}: {err}") from None
 
+    def _open_postgresql(self, url: str) -> None:
+        try:
+            import psycopg  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            raise StoreError("store.url names PostgreSQL but psycopg is not installed; "
+                             "scripts/setup.sh installs it") from None
+        try:
+            self._db = _PgConnection(url)
+            self._lock = threading.Lock()
+            self._migrate()
+        except psycopg.Error as err:
+            raise StoreError(f"cannot open store {describe(url)}: "
+                             f"{str(err).strip() or type(err).__name__}") from None
+
+    def _version(self) -> int:
+        if self.engine == "sqlite":
+            return self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._db.execute("CREATE TABLE IF NOT EXISTS cems_schema (id BIGINT PRIMARY KEY "
+                         "CHECK (id = 1), version BIGINT NOT NULL)")
+        row = self._db.execute("SELECT version FROM cems_schema WHERE id = 1").fetchone()
+        return row[0] if row else 0
+
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        with self.transaction():   # instances starting together migrate one after another
+            version = self._version()
         if version > len(_MIGRATIONS):
-            raise StoreError(f"store {self.path} has schema version {version}, newer than this "
+            raise StoreError(f"store {describe(self.path)} has schema version {version}, newer than this "
                              f"cems knows ({len(_MIGRATIONS)}); upgrade cems or use another file")
         for number, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
             with self.transaction() as db:
-                for statement in sql.split(";"):
+                if self._version() >= number:
+                    continue    # another instance migrated it meanwhile
+                if self.engine == "postgresql":
+                    statements = [_pg_ddl(s) for s in sql.split(";")] + \
+                        list(_PG_EXTRA.get(number, ()))
+                else:
+                    statements = sql.split(";")
+                for statement in statements:
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version={number}")
+                if self.engine == "postgresql":
+                    db.execute("INSERT INTO cems_schema (id, version) VALUES (1, ?) ON CONFLICT "
+                               "(id) DO UPDATE SET version = excluded.version", (number,))
+                else:
+                    db.execute(f"PRAGMA user_version={number}")
 
     @contextlib.contextmanager
     def transaction(self):
         """One write transaction (BEGIN IMMEDIATE): commits on success, rolls back on any
         exception, so a failed request leaves nothing half-written."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if self.engine == "postgresql":
+                self._db.reconnect_if_broken()
+                self._db.execute("BEGIN")
+                self._db.execute(f"SELECT pg_advisory_xact_lock({_PG_LOCK})")
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
@@ -202,6 +329,8 @@ class Store:
     def reading(self):
         """The connection for reads that need not be atomic with a write."""
         with self._lock:
+            if self.engine == "postgresql":
+                self._db.reconnect_if_broken()
             yield self._db
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -223,8 +352,8 @@ class Store:
             "time_unix_s < ? ORDER BY time_unix_s, rowid", (dpid, port_no, end_unix_s))]
 
     def save_host(self, host: HostInfo, now_unix_s: float) -> None:
-        with self._lock:
-            self._db.execute(
+        with self.reading() as db:   # one statement: atomic on its own
+            db.execute(
                 "INSERT INTO hosts (mac, dpid, port_no, ipv4, updated_unix_s) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(mac) DO UPDATE SET dpid=excluded.dpid, port_no=excluded.port_no, "
                 "ipv4=excluded.ipv4, updated_unix_s=excluded.updated_unix_s",
@@ -260,8 +389,8 @@ class Store:
             db.execute("DELETE FROM hosts WHERE mac=?", (mac,))
 
     def load_hosts(self) -> list[HostInfo]:
-        with self._lock:
-            rows = self._db.execute(
+        with self.reading() as db:
+            rows = db.execute(
                 "SELECT mac, dpid, port_no, ipv4 FROM hosts ORDER BY mac").fetchall()
         return [HostInfo(mac, dpid, port_no, tuple(a for a in ipv4.split(",") if a))
                 for mac, dpid, port_no, ipv4 in rows]

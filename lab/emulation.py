@@ -65,15 +65,17 @@ class ControllerProcess:
 
     def __init__(self, workdir: str | None = None, poll_interval_s: float = 1.0,
                  runtime: str = "os_ken", extra_args: tuple[str, ...] = (),
-                 extra_config: str = "", unix_socket: str = "", env: dict | None = None):
+                 extra_config: str = "", unix_socket: str = "", env: dict | None = None,
+                 store_url: str = "", openflow_port: int = 0):
         if runtime not in ("os_ken", "ryu"):
             raise ValueError(f"runtime must be 'os_ken' or 'ryu', got {runtime!r}")
         self.workdir = workdir or tempfile.mkdtemp(prefix="cems-")
         self.runtime = runtime
-        self.openflow_port = free_port()
+        self.openflow_port = openflow_port or free_port()
         self.grpc_port = free_port()
         self.metrics_port = free_port()
         self.store_path = os.path.join(self.workdir, "cems.sqlite")
+        self.store_url = store_url        # postgresql://...: the store instead of the file
         self.log_path = os.path.join(self.workdir, "controller.log")
         self.config_path = os.path.join(self.workdir, "cems.toml")
         self.poll_interval_s = poll_interval_s
@@ -97,7 +99,9 @@ class ControllerProcess:
                 + (f'unix_socket = "{self.unix_socket}"\n' if self.unix_socket else "") +
                 f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n'
                 f'[stats]\npoll_interval_s = {self.poll_interval_s}\n'
-                f'[store]\npath = "{self.store_path}"\n{self.extra_config}')
+                f'[store]\npath = "{self.store_path}"\n'
+                + (f'url = "{self.store_url}"\n' if self.store_url else "")
+                + self.extra_config)
 
     def _command(self) -> list[str]:
         if self.runtime == "ryu":
@@ -112,7 +116,7 @@ class ControllerProcess:
         from controller.csm.model import Role  # pylint: disable=import-outside-toplevel
         from controller.csm.store import CsmStore  # pylint: disable=import-outside-toplevel
         from controller.store import Store  # pylint: disable=import-outside-toplevel
-        store = Store(self.store_path)
+        store = Store(self.store_url or self.store_path)
         try:
             role = Role(role)
             csm = CsmStore(store)

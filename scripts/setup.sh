@@ -9,8 +9,9 @@ VENV="$ROOT/.venv"
 DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping iproute2 python3-venv openssl tshark build-essential python3-dev libndpi-dev pkg-config"
 # Installed without their recommendations (which would add node exporter, smartmontools and
 # a desktop's worth of fonts): promtool and a Prometheus server for the rules and dashboard
-# tests, and a headless browser with its driver for the portal's tests.
-DEB_PACKAGES_BARE="prometheus chromium chromium-driver"
+# tests, a headless browser with its driver for the portal's tests, and PostgreSQL for the
+# shared store (tests start their own servers, as the postgres user, on free ports).
+DEB_PACKAGES_BARE="prometheus chromium chromium-driver postgresql"
 
 say() { printf '== setup: %s\n' "$*"; }
 
@@ -32,12 +33,14 @@ if [ -n "$missing$bare" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   [ -z "$missing" ] || apt-get install -y -q $missing
-  # Debian starts a prometheus service on install where an init system allows it; cems'
-  # tests start their own servers on 127.0.0.1, so a system one is stopped again.
+  # Debian starts prometheus and postgresql services on install where an init system allows
+  # it; cems' tests start their own servers on 127.0.0.1, so system ones are stopped again.
   [ -z "$bare" ] || apt-get install -y -q --no-install-recommends $bare
-  if [ -n "$bare" ] && command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
-    systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
+  for service in prometheus postgresql; do
+    if [ -n "$bare" ] && command -v systemctl >/dev/null && systemctl is-active -q "$service" 2>/dev/null; then
+      systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # Open vSwitch: the kernel here has no openvswitch module, so only the daemons are needed;

@@ -117,7 +117,8 @@ class CsmStore:
 
     def audit_log(self, customer_id: str = "", limit: int = 100) -> list[tuple]:
         where, params = ("WHERE customer_id=?", (customer_id,)) if customer_id else ("", ())
-        return self.store.query(f"SELECT * FROM audit {where} ORDER BY rowid DESC LIMIT ?",
+        return self.store.query("SELECT time_unix_s, principal, action, customer_id, outcome, "
+                                f"detail FROM audit {where} ORDER BY rowid DESC LIMIT ?",
                                 params + (limit,))
 
     # -- customers and SLAs -------------------------------------------------------------

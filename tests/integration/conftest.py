@@ -50,7 +50,9 @@ def make_controller(request, tmp_path):
     started = []
 
     def make(**options) -> ControllerProcess:
-        proc = ControllerProcess(workdir=str(tmp_path), **options)
+        options.setdefault("workdir", str(tmp_path))
+        os.makedirs(options["workdir"], exist_ok=True)
+        proc = ControllerProcess(**options)
         started.append(proc)
         proc.start()
         return proc

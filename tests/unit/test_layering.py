@@ -27,7 +27,7 @@ CORE_MODULES = ("controller.csm.model", "controller.csm.rules", "controller.csm.
 SHELLS = ("controller.app", "controller.main", "controller.runtime", "controller.api",
           "controller.cli", "controller.store", "controller.csm.store", "controller.edge",
           "controller.metrics", "controller.ryu_launcher", "lab")
-FORBIDDEN_THIRD_PARTY = ("grpc", "grpc_health", "grpc_reflection", "cems", "sqlite3",
+FORBIDDEN_THIRD_PARTY = ("grpc", "grpc_health", "grpc_reflection", "cems", "sqlite3", "psycopg",
                          "pyroute2", "mininet", "prometheus_client")
 # The framework door is for the one message builder and the packet codecs only.
 COMPAT_ALLOWED = {"controller.openflow.messages", "controller.openflow.wire_stats",

@@ -24,8 +24,8 @@ def _decision(i, customer="z", for_customers=("g",), kind="act"):
                     {"load_bps": 1.0 * i}, for_customers=for_customers)
 
 
-def test_numbering_goes_on_and_old_decisions_are_read_from_the_store(tmp_path):
-    path = str(tmp_path / "cems.db")
+def test_numbering_goes_on_and_old_decisions_are_read_from_the_store(store_where):
+    path = store_where
     store = Store(path)
     log = DecisionLog(capacity=5, store=DecisionStore(store))
     log.add(_decision(i) for i in range(1, 13))
@@ -46,8 +46,8 @@ def test_numbering_goes_on_and_old_decisions_are_read_from_the_store(tmp_path):
     store.close()
 
 
-def test_old_decisions_are_pruned_beyond_what_is_kept(tmp_path):
-    store = Store(str(tmp_path / "cems.db"))
+def test_old_decisions_are_pruned_beyond_what_is_kept(store_where):
+    store = Store(store_where)
     decisions = DecisionStore(store, keep=50)
     log = DecisionLog(capacity=10, store=decisions)
     log.add(_decision(i) for i in range(1, 1001))
@@ -56,8 +56,8 @@ def test_old_decisions_are_pruned_beyond_what_is_kept(tmp_path):
     store.close()
 
 
-def test_a_store_that_fails_keeps_the_decision_in_memory_and_says_so(tmp_path):
-    store = Store(str(tmp_path / "cems.db"))
+def test_a_store_that_fails_keeps_the_decision_in_memory_and_says_so(store_where):
+    store = Store(store_where)
     failures = []
     log = DecisionLog(store=DecisionStore(store), store_failed=failures.append)
     store.close()   # every write now fails
@@ -74,8 +74,8 @@ def _loop(store, mode="act"):
     return loop, flows
 
 
-def test_a_restarted_controller_keeps_the_actions_in_force_and_hands_them_over(tmp_path):
-    path = str(tmp_path / "cems.db")
+def test_a_restarted_controller_keeps_the_actions_in_force_and_hands_them_over(store_where):
+    path = store_where
     store = Store(path)
     loop, _ = _loop(store)
     evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig())
@@ -100,8 +100,8 @@ def test_a_restarted_controller_keeps_the_actions_in_force_and_hands_them_over(t
     store.close()
 
 
-def test_a_restart_never_makes_the_engine_bolder_than_the_operator_or_the_config(tmp_path):
-    path = str(tmp_path / "cems.db")
+def test_a_restart_never_makes_the_engine_bolder_than_the_operator_or_the_config(store_where):
+    path = store_where
     store = Store(path)
     loop, _ = _loop(store)
     loop.set_mode("off", "domain manager alice")
@@ -116,8 +116,8 @@ def test_a_restart_never_makes_the_engine_bolder_than_the_operator_or_the_config
     store.close()
 
 
-def test_an_unreadable_memory_is_logged_and_the_engine_starts_afresh(tmp_path, caplog):
-    store = Store(str(tmp_path / "cems.db"))
+def test_an_unreadable_memory_is_logged_and_the_engine_starts_afresh(store_where, caplog):
+    store = Store(store_where)
     save_memory(store, PolicyMemory())
     with store.transaction() as db:
         db.execute("UPDATE policy_state SET memory = '{\"format\": 7}'")
@@ -127,8 +127,8 @@ def test_an_unreadable_memory_is_logged_and_the_engine_starts_afresh(tmp_path, c
     store.close()
 
 
-def test_saving_is_skipped_when_nothing_changed(tmp_path):
-    store = Store(str(tmp_path / "cems.db"))
+def test_saving_is_skipped_when_nothing_changed(store_where):
+    store = Store(store_where)
     loop, _ = _loop(store)
     with loop._lock:   # pylint: disable=protected-access
         loop._save()   # pylint: disable=protected-access
@@ -140,8 +140,8 @@ def test_saving_is_skipped_when_nothing_changed(tmp_path):
     store.close()
 
 
-def test_what_a_dry_run_decided_before_a_restart_is_forgotten_when_the_engine_acts(tmp_path):
-    path = str(tmp_path / "cems.db")
+def test_what_a_dry_run_decided_before_a_restart_is_forgotten_when_the_engine_acts(store_where):
+    path = store_where
     store = Store(path)
     loop, _ = _loop(store, "dry-run")
     evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig(dry_run=True))

@@ -6,8 +6,8 @@ from controller.network.topology import HostInfo
 from controller.store import Store, StoreError
 
 
-def test_hosts_survive_reopening(tmp_path):
-    path = str(tmp_path / "sub" / "cems.sqlite")
+def test_hosts_survive_reopening(store_where):
+    path = store_where
     store = Store(path)
     store.save_host(HostInfo("00:00:00:00:00:01", 1, 1, ("10.0.0.1",)), 1.0)
     store.save_host(HostInfo("00:00:00:00:00:01", 2, 3, ("10.0.0.1", "10.0.0.9")), 2.0)
@@ -60,3 +60,91 @@ def test_a_tls_key_others_can_read_is_refused_with_the_fix(tmp_path):
     config = parse_config({"grpc": {"tls_cert": str(cert), "tls_key": str(key)}})
     with pytest.raises(ValueError, match="chmod 600"):
         check_tls(config)
+
+
+def test_what_else_the_store_keeps_reads_back_the_same_on_both_engines(store_where):
+    store = Store(store_where)
+    for t, up in ((1.0, True), (5.0, False), (5.0, True), (9.0, False)):
+        store.record_availability(7, 2, up, t)    # two events at 5.0: kept in their order
+    assert store.availability_events(7, 2, 8.0) == [(1.0, True), (5.0, False), (5.0, True)]
+    store.save_mirror_rule("c1", "voice", 50)
+    store.save_mirror_rule("c1", "voice", 25)
+    assert store.mirror_rules() == [("c1", "voice", 25)]
+    assert store.delete_mirror_rule("c1", "voice") and not store.delete_mirror_rule("c1", "x")
+    store.save_meter_readings([(1, 65536, 100.0, 10, 1000, 1, 100),
+                               (1, 65536, 200.0, 20, 2000, 2, 200)])
+    assert store.meter_reading(1, 65536, 150.0) == (100.0, 10, 1000, 1, 100)
+    assert store.meter_reading(1, 65536, 50.0) == (100.0, 10, 1000, 1, 100)
+    assert (1 << 63) - 1 == store.query("SELECT ? + 0", ((1 << 63) - 1,))[0][0]
+    store.close()
+
+
+def test_postgresql_newer_schema_and_errors_say_where_without_the_password(pg_where):
+    import psycopg
+    from controller.store import _MIGRATIONS
+    postgres_url = pg_where
+    store = Store(postgres_url)
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE cems_schema SET version = 99")
+    try:
+        with pytest.raises(StoreError, match="schema version 99"):
+            Store(postgres_url)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("UPDATE cems_schema SET version = %s", (len(_MIGRATIONS),))
+    wrong = postgres_url.replace("postgres@", "postgres:secret@").rsplit(":", 1)[0] + ":1/cems"
+    with pytest.raises(StoreError, match="cannot open store postgresql://postgres:\\*\\*\\*@") \
+            as err:
+        Store(wrong)
+    assert "secret" not in str(err.value)
+
+
+def test_postgresql_instances_migrate_and_write_one_at_a_time(pg_where):
+    """Several controllers starting on one database migrate it once; their writes (each
+    one transaction under one advisory lock) interleave without losing any."""
+    import threading
+    store_where = pg_where
+    stores, errors = [], []
+
+    def start():
+        try:
+            stores.append(Store(store_where))
+        except Exception as err:  # pylint: disable=broad-except
+            errors.append(err)
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors and len(stores) == 4
+
+    def count_up(store):
+        for _ in range(25):
+            with store.transaction() as db:
+                (n,) = db.execute("SELECT COALESCE(MAX(sample_percent), 0) FROM mirror_rules "
+                                  "WHERE customer_id = 'counter'").fetchone()
+                db.execute("DELETE FROM mirror_rules WHERE customer_id = 'counter'")
+                db.execute("INSERT INTO mirror_rules VALUES ('counter', '', ?)", (n + 1,))
+    threads = [threading.Thread(target=count_up, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert stores[0].mirror_rules() == [("counter", "", 100)]   # 4 x 25, none lost
+    for store in stores:
+        store.close()
+
+
+def test_postgresql_a_broken_connection_is_made_again(pg_where):
+    import psycopg
+    store_where = pg_where
+    store = Store(store_where)
+    (pid,) = store.query("SELECT pg_backend_pid()")[0]
+    with psycopg.connect(store_where, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        store.save_mirror_rule("c1", "", 100)     # the request that met the break fails
+    store.save_mirror_rule("c1", "", 100)         # the next one reconnects
+    assert store.mirror_rules() == [("c1", "", 100)]
+    store.close()

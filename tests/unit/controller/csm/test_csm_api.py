@@ -21,12 +21,12 @@ M = 1_000_000
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(store_where):
     # Access switch 5 (customers on ports 3..), uplinks 5:1 -> 3 -> 2 (gateway).
     topology = build_topology({2: 2, 3: 2, 5: 8}, [(5, 1, 3, 1), (3, 2, 2, 1)])
     state = PublishedState(1.0, "os_ken")
     state.topology = topology.snapshot()
-    store = Store(str(tmp_path / "cems.sqlite"))
+    store = Store(store_where)
     csm = CsmStore(store)
     capacities = {(5, 3): 20 * M, (5, 4): 20 * M, (5, 1): 25 * M, (3, 2): 1000 * M}
     changed = []
@@ -35,6 +35,7 @@ def env(tmp_path):
     _, manager_token = csm.create_token(Role.DOMAIN_MANAGER)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield {"channel": channel, "csm": csm, "manager": manager_token, "port": port,
+           "where": store_where,
            "changed": changed, "store": store, "state": state}
     channel.close()
     server.stop(0)
@@ -159,10 +160,10 @@ def test_sla_update_clamps_the_current_sls(env):
     assert (reply.sls.service_class, reply.sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 4 * M)
 
 
-def test_restart_keeps_everything(env, tmp_path):
+def test_restart_keeps_everything(env):
     create(env, "alice", 3)
     env["store"].close()
-    again = CsmStore(Store(str(tmp_path / "cems.sqlite")))
+    again = CsmStore(Store(env["where"]))
     assert again.customer("alice").hosts == ("00:00:00:00:00:0a",)
     assert again.current_sls("alice").rate_bps == 2 * M
     assert [c.customer_id for c, _, _ in again.all_current_sls()] == ["alice"]

@@ -17,8 +17,8 @@ MANAGER = Principal(Role.DOMAIN_MANAGER, "", "t0")
 
 
 @pytest.fixture
-def service():
-    csm = CsmStore(Store(":memory:"))
+def service(store_where):
+    csm = CsmStore(Store(store_where))
     snapshot = build_topology({5: 4}, []).snapshot()
     changes = []
     yield CustomerService(csm, lambda: snapshot, capacities={(5, 3): 20 * M},

@@ -1,0 +1,69 @@
+"""Servers that tests and examples start themselves, on 127.0.0.1 and free ports, and stop
+by their own process id (shell): PostgreSQL (Debian's postgresql 15).
+
+No system service is used or touched: each server has its own data directory, made fresh.
+"""
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+
+from lab.emulation import free_port, wait_for
+
+
+def _postgres_bin() -> str:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (Debian's postgresql package); "
+                           "scripts/setup.sh installs it")
+    return os.path.dirname(found[-1])
+
+
+@contextlib.contextmanager
+def postgres(database: str = "cems"):
+    """A PostgreSQL server of its own; yields its URL (postgresql://postgres@127.0.0.1:PORT/
+    DATABASE, trust authentication on 127.0.0.1 only). PostgreSQL refuses to run as root, so
+    it runs as the postgres user that Debian's package creates (started as that user
+directly, so that its process id is the server's own)."""
+    bindir = _postgres_bin()
+    user = pwd.getpwnam("postgres")
+    work = tempfile.mkdtemp(prefix="cems-pg-")
+    os.chown(work, user.pw_uid, user.pw_gid)
+    data = os.path.join(work, "data")
+    port = free_port()
+    as_postgres = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    proc = None
+    try:
+        subprocess.run([f"{bindir}/initdb", "-D", data, "-A", "trust", "--no-sync",
+                        "-U", "postgres"], check=True, capture_output=True, timeout=60,
+                       cwd=work, **as_postgres)
+        log = os.path.join(work, "postgres.log")
+        with open(log, "w", encoding="utf-8") as stream:
+            os.chown(log, user.pw_uid, user.pw_gid)
+            proc = subprocess.Popen([f"{bindir}/postgres", "-D", data, "-p", str(port),
+                                     "-c", "listen_addresses=127.0.0.1", "-k", work,
+                                     "-c", "fsync=off", "-c", "max_connections=200"],
+                                    stdout=stream, stderr=subprocess.STDOUT, cwd=work,
+                                    **as_postgres)
+
+        def accepting():
+            return subprocess.run([f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                                  capture_output=True).returncode == 0
+        wait_for(accepting, 30, "PostgreSQL to accept connections")
+        subprocess.run([f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U",
+                        "postgres", database], check=True, capture_output=True, timeout=30,
+                       cwd=work, **as_postgres)
+        yield f"postgresql://postgres@127.0.0.1:{port}/{database}"
+    finally:
+        if proc is not None:
+            proc.send_signal(2)   # SIGINT: PostgreSQL's "fast" shutdown
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""The PostgreSQL store end to end: a controller whose store is a PostgreSQL server (started
+by the test, on 127.0.0.1) applies an SLS change to the switch; killed with SIGKILL, it is
+replaced by a new controller process with an empty work directory of its own and the same
+store.url, which puts back exactly the same meters and customer flows, and knows the
+customer, its SLS and its token."""
+
+from cems.v1 import customer_pb2 as pb
+from cems.v1 import customer_pb2_grpc as pb_grpc
+
+from lab.emulation import wait_for
+from lab.servers import postgres
+from mininet_topos import DumbbellTopo
+
+from tests.integration.conftest import running_network
+from tests.integration.feeds import create_customers
+from tests.integration.test_customer_service import meters_and_customer_flows, ofctl
+
+M = 1_000_000
+
+
+def test_a_new_instance_on_the_same_postgresql_store_puts_back_every_sls(make_controller,
+                                                                         tmp_path):
+    with postgres() as url:
+        first = make_controller(store_url=url)
+        with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), first, 64) as net:
+            assert net.pingAll(timeout=1) == 0.0
+            l1, l2, s1 = net.get("l1", "l2", "s1")
+            tokens = create_customers(first, s1, {"alice": l1, "bob": l2})
+            with first.channel() as channel:
+                pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+                    service_class=pb.SERVICE_CLASS_GOLD, rate_bps=8 * M),
+                    metadata=(("authorization", f"Bearer {tokens['alice']}"),))
+            wait_for(lambda: "rate=8000" in ofctl("dump-meters", "s1"), 15,
+                     "alice's 8 Mbit/s meter on s1")
+            before = meters_and_customer_flows("s1")
+            assert len(before[0]) == 2 and len(before[1]) == 4
+            first.stop(kill=True)
+
+            # another process, another directory: only the PostgreSQL store is shared
+            second = make_controller(store_url=url, workdir=str(tmp_path / "second"),
+                                     openflow_port=first.openflow_port)  # where switches are
+            wait_for(lambda: second.status().switches_ready == 2, 30,
+                     "the switches ready with the second controller")
+            wait_for(lambda: meters_and_customer_flows("s1") == before, 30,
+                     "the same meters and customer flows from the second controller")
+            with second.channel() as channel:
+                sls = pb_grpc.SlsServiceStub(channel).GetSls(
+                    pb.GetSlsRequest(), metadata=(("authorization",
+                                                   f"Bearer {tokens['alice']}"),)).sls
+                customers = pb_grpc.SlaServiceStub(channel).ListCustomers(
+                    pb.ListCustomersRequest()).customers
+            assert (sls.service_class, sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
+            assert sorted(c.customer_id for c in customers) == ["alice", "bob"]
+            assert not (tmp_path / "second" / "cems.sqlite").exists()
