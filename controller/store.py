@@ -14,12 +14,16 @@ Callers write SQLite's dialect with ? placeholders; the PostgreSQL connection tr
 """
 
 import contextlib
+import logging
 import os
 import re
+import secrets
 import sqlite3
 import threading
 
 from controller.network.topology import HostInfo
+
+LOG = logging.getLogger("cems.store")
 
 _MIGRATIONS = (
     # 1: hosts learned from traffic
@@ -241,6 +245,9 @@ class Store:
     def __init__(self, path: str):
         self.path = path
         self.engine = "postgresql" if is_url(path) else "sqlite"
+        self.instance_id = secrets.token_hex(6)   # names this process in notifications
+        self._listeners: list[threading.Thread] = []
+        self._stopping = threading.Event()
         if self.engine == "postgresql":
             self._open_postgresql(path)
             return
@@ -414,6 +421,62 @@ class Store:
         return self.query("SELECT customer_id, service, sample_percent FROM mirror_rules "
                           "ORDER BY customer_id, service")
 
+    # -- changes between instances (PostgreSQL) ------------------------------------------
+    def notify(self, db, channel: str, subject: str) -> None:
+        """Inside a transaction: tell the other instances on this store that `subject` changed
+        (delivered when the transaction commits, never if it rolls back). SQLite has no other
+        instances: nothing to do."""
+        if self.engine == "postgresql":
+            db.execute("SELECT pg_notify(?, ?)", (channel, f"{self.instance_id} {subject}"))
+
+    def listen(self, channel: str, changed, resync, retry_s: float = 1.0) -> None:
+        """Call `changed(subject)` for every change another instance notifies on `channel`,
+        from a thread of its own with a connection of its own. Once listening, it calls
+        `resync(missed)` first: `missed` is False when listening began at the first try,
+        True after a connection was lost or refused (notifications sent meanwhile are gone).
+        A callback that raises is logged and listening goes on. SQLite: nothing."""
+        if self.engine != "postgresql":
+            return
+        thread = threading.Thread(target=self._listen, args=(channel, changed, resync, retry_s),
+                                  name=f"cems-listen-{channel}", daemon=True)
+        self._listeners.append(thread)
+        thread.start()
+
+    def _listen(self, channel, changed, resync, retry_s) -> None:
+        import psycopg  # pylint: disable=import-outside-toplevel
+        broken = missed = False
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.path, autocommit=True, connect_timeout=10) as db:
+                    db.execute(f"LISTEN {channel}")
+                    if broken:
+                        LOG.warning("store %s: listening for changes again; re-reading them",
+                                    describe(self.path))
+                    self._call(resync, missed)
+                    broken = False
+                    while not self._stopping.is_set():
+                        for note in db.notifies(timeout=0.5):
+                            sender, _, subject = note.payload.partition(" ")
+                            if sender != self.instance_id:
+                                self._call(changed, subject)
+            except psycopg.Error as err:
+                if not broken:
+                    LOG.error("store %s: lost the connection that hears other instances' "
+                              "changes (%s); retrying every %g s", describe(self.path),
+                              str(err).strip() or type(err).__name__, retry_s)
+                broken = missed = True
+                self._stopping.wait(retry_s)
+
+    @staticmethod
+    def _call(callback, *args) -> None:
+        try:
+            callback(*args)
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception("store: handling a change from another instance failed (%s)", args)
+
     def close(self) -> None:
+        self._stopping.set()
+        for thread in self._listeners:
+            thread.join(5)
         with self._lock:
             self._db.close()

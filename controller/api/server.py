@@ -24,7 +24,7 @@ from controller.api.qoe import QoeServicer
 from controller.api.probe import ProbeServicer
 from controller.api.status import StatusServicer
 from controller.config import Address
-from controller.csm.service import CustomerService, Gate
+from controller.csm.service import CustomerChanged, CustomerService, Gate
 from controller.monitor.directory import CustomerDirectory
 from controller.monitor.scope import scope_of
 from controller.csm.store import CsmStore
@@ -153,6 +153,10 @@ def serve_grpc(state: PublishedState, address: Address, csm: CsmStore | None = N
         def changed(change):
             for listener in listeners:
                 listener(change)
+        # what other instances on a shared (PostgreSQL) store change reaches the same
+        # listeners as a change made here: the directory, and the switches through on_change
+        csm.watch_other_instances(
+            lambda customer_id, state: changed(CustomerChanged(customer_id, state)))
         gate = Gate(csm)
         measurements = None
         if kpis is not None and experience is not None:

@@ -22,6 +22,8 @@ from controller.store import Store
 
 
 AUDIT_ID_CHARS = 64
+CUSTOMERS_CHANNEL = "cems_customers"   # notifications of customer changes between instances
+EVERYONE = "*"                         # ... of a change to many customers at once (import)
 AUDIT_DETAIL_CHARS = 500
 
 
@@ -140,6 +142,7 @@ class CsmStore:
                         customer.access_dpid, customer.access_port, ",".join(customer.hosts)))
             self._write_sla(db, sla)
             self._write_sls(db, first_sls)
+            self.store.notify(db, CUSTOMERS_CHANNEL, customer.customer_id)
             return self._state(db, customer.customer_id)
 
     def import_customers(self, rows: Iterable[tuple[Customer, Sla, Sls]],
@@ -172,6 +175,7 @@ class CsmStore:
                 db.executemany("INSERT INTO sls_history VALUES (?,?,?,?,?)", [
                     (l.customer_id, l.changed_unix_s, l.service_class.value, l.rate_bps, l.source)
                     for _, _, l in chunk])
+                self.store.notify(db, CUSTOMERS_CHANNEL, EVERYONE)
             count += len(chunk)
             encoded.clear()
 
@@ -188,6 +192,7 @@ class CsmStore:
             fixed = fix_sls(sla, self._current_sls(db, sla.customer_id))
             if fixed is not None:
                 self._write_sls(db, fixed)
+            self.store.notify(db, CUSTOMERS_CHANNEL, sla.customer_id)
             return self._state(db, sla.customer_id)
 
     def delete_customer(self, customer_id: str) -> None:
@@ -196,6 +201,7 @@ class CsmStore:
                           (customer_id,)).rowcount == 0:
                 raise Refused("NOT_FOUND", f"no customer {customer_id!r}")
             db.execute("DELETE FROM tokens WHERE customer_id=?", (customer_id,))
+            self.store.notify(db, CUSTOMERS_CHANNEL, customer_id)
 
     def change_sls(self, customer_id: str, decide: Callable[[Sla, float | None], Sls]
                    ) -> CustomerState:
@@ -207,6 +213,7 @@ class CsmStore:
                               "AND source='customer'", (customer_id,)).fetchone()[0]
             new = decide(sla, last)
             self._write_sls(db, new)
+            self.store.notify(db, CUSTOMERS_CHANNEL, customer_id)
             return self._state(db, customer_id)
 
     def customer(self, customer_id: str) -> Customer:
@@ -222,6 +229,37 @@ class CsmStore:
                 return self._state(db, customer_id)
             except Refused:
                 return None
+
+    def watch_other_instances(self, changed: Callable[[str, CustomerState | None], None]
+                              ) -> None:
+        """Call `changed(customer_id, state or None if deleted)` for every customer change
+        that another instance on this store commits (PostgreSQL; nothing on SQLite), and
+        for every customer after notifications could have been missed, when the listening
+        connection was lost or refused (deletions then too). At the start it only learns
+        who exists: the caller has just loaded every customer (a change another instance
+        commits in the milliseconds between that load and LISTEN is the one gap)."""
+        known: set[str] = set()
+
+        def one(customer_id: str) -> None:
+            if customer_id == EVERYONE:
+                everyone()
+                return
+            state = self.customer_state(customer_id)
+            (known.add if state is not None else known.discard)(customer_id)
+            changed(customer_id, state)
+
+        def everyone(missed: bool = True) -> None:
+            states = {s.customer.customer_id: s for s in self.all_current_sls()}
+            if not missed:
+                known.update(states)
+                return
+            for customer_id in sorted(known - states.keys()):
+                changed(customer_id, None)
+            for customer_id, state in sorted(states.items()):
+                changed(customer_id, state)
+            known.clear()
+            known.update(states)
+        self.store.listen(CUSTOMERS_CHANNEL, one, everyone)
 
     def committed_by_access(self) -> dict[int, int]:
         with self.store.reading() as db:

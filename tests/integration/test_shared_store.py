@@ -52,3 +52,32 @@ def test_a_new_instance_on_the_same_postgresql_store_puts_back_every_sls(make_co
             assert (sls.service_class, sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
             assert sorted(c.customer_id for c in customers) == ["alice", "bob"]
             assert not (tmp_path / "second" / "cems.sqlite").exists()
+
+
+def test_a_change_made_through_one_instance_is_applied_by_the_one_the_switches_use(
+        make_controller, tmp_path):
+    """Instance A has no switch (its configuration knows the access ports' capacities, so it
+    can take the customer); the switches are connected to instance B. A customer created and
+    its SLS changed through A's gRPC reach B through the store, and B puts the meter on s1."""
+    with postgres() as url:
+        capacities = ", ".join(f'"1:{port}" = 100000000' for port in (2, 3))
+        front = make_controller(store_url=url, workdir=str(tmp_path / "a"),
+                                extra_config=f"[csm]\nlink_capacity_bps = {{ {capacities} }}\n")
+        switches = make_controller(store_url=url, workdir=str(tmp_path / "b"))
+        with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), switches, 64) as net:
+            assert net.pingAll(timeout=1) == 0.0
+            l1, s1 = net.get("l1", "s1")
+            tokens = create_customers(front, s1, {"alice": l1})
+            wait_for(lambda: "rate=2000" in ofctl("dump-meters", "s1"), 15,
+                     "alice's first meter, put on s1 by the instance the switch uses")
+            with front.channel() as channel:
+                pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+                    service_class=pb.SERVICE_CLASS_GOLD, rate_bps=6 * M),
+                    metadata=(("authorization", f"Bearer {tokens['alice']}"),))
+            wait_for(lambda: "rate=6000" in ofctl("dump-meters", "s1"), 15,
+                     "the 6 Mbit/s meter after the change made through the other instance")
+            with switches.channel() as channel:
+                sls = pb_grpc.SlsServiceStub(channel).GetSls(
+                    pb.GetSlsRequest(customer_id="alice")).sls
+            assert sls.rate_bps == 6 * M
+            assert front.status().switches_connected == 0

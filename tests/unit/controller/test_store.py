@@ -148,3 +148,68 @@ def test_postgresql_a_broken_connection_is_made_again(pg_where):
     store.save_mirror_rule("c1", "", 100)         # the next one reconnects
     assert store.mirror_rules() == [("c1", "", 100)]
     store.close()
+
+
+def test_postgresql_a_change_made_through_one_instance_reaches_the_others(pg_where):
+    """Two instances on one database: what A commits reaches B's listener (and not A's own),
+    a rolled-back change reaches nobody, and after B's listening connection was killed, B
+    re-reads everyone, deletions included."""
+    import queue
+    import time
+
+    import psycopg
+
+    from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla, Sls
+    from controller.csm.rules import Refused, initial_sls
+    from controller.csm.store import CsmStore
+    a, b = CsmStore(Store(pg_where)), CsmStore(Store(pg_where))
+    heard_a, heard_b = queue.Queue(), queue.Queue()
+    a.watch_other_instances(lambda c, s: heard_a.put((c, s)))
+    b.watch_other_instances(lambda c, s: heard_b.put((c, s)))
+    (listener,) = b.store._listeners   # pylint: disable=protected-access
+    deadline = time.time() + 10
+    while time.time() < deadline and b.store.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND "
+            "state = 'idle'")[0][0] < 2:     # both instances listening
+        time.sleep(0.05)
+
+    def sla_of(customer_id):
+        return Sla(customer_id, "gsb-business", {ServiceClass.GOLD: ClassBounds(1, 10 ** 7),
+                                                 ServiceClass.SILVER: ClassBounds(1, 10 ** 7)})
+    for customer_id in ("alice", "bob"):
+        a.create_customer(Customer(customer_id, customer_id), sla_of(customer_id),
+                          initial_sls(sla_of(customer_id), 0.0), lambda committed: None)
+    assert [heard_b.get(timeout=5)[0] for _ in range(2)] == ["alice", "bob"]
+    a.change_sls("alice", lambda sla, last: Sls("alice", ServiceClass.GOLD, 5_000_000, 1.0))
+    customer_id, state = heard_b.get(timeout=5)
+    assert (customer_id, state.sls.service_class, state.sls.rate_bps) == \
+        ("alice", ServiceClass.GOLD, 5_000_000)
+
+    def refuse(sla, last):
+        raise Refused("RESOURCE_EXHAUSTED", "too soon")
+    with pytest.raises(Refused):
+        a.change_sls("alice", refuse)      # rolled back: nobody hears of it
+    a.delete_customer("bob")
+    assert heard_b.get(timeout=5) == ("bob", None)
+    assert heard_a.empty() and heard_b.empty()
+
+    # B's listening connection dies; meanwhile A deletes alice and creates carol
+    with psycopg.connect(pg_where, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query "
+                      "LIKE 'LISTEN%%'")
+        a.delete_customer("alice")
+        a.create_customer(Customer("carol", "carol"), sla_of("carol"),
+                          initial_sls(sla_of("carol"), 0.0), lambda committed: None)
+    heard = {}
+    deadline = time.time() + 15
+    while time.time() < deadline and set(heard) != {"alice", "carol"}:
+        try:
+            customer_id, state = heard_b.get(timeout=1)
+        except queue.Empty:
+            continue
+        heard[customer_id] = state
+    assert heard["alice"] is None and heard["carol"].customer.customer_id == "carol"
+    assert listener.is_alive()
+    a.store.close()
+    b.store.close()
+    assert not listener.is_alive()
