@@ -17,7 +17,7 @@ from controller import compat
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
 from controller.experience_loop import ExperienceLoop
-from controller.health import judge_loop
+from controller.health import Health, judge_loop
 from controller.monitor.active import ActiveTests
 from controller.monitor.assess import Assessor
 from controller.monitor.engine import Experience, ExperienceEngine
@@ -141,6 +141,8 @@ class Runtime:
         state = self.state
         health = judge_loop(now, state.started_monotonic, state.loop_progress,
                             state.poll_interval_s, _alive(state.loop_thread))
+        if self.store.listening_problem:   # a shared store whose changes this one misses
+            health = Health(False, health.problems + (self.store.listening_problem,))
         changed = health.serving != state.health.serving
         state.health = health  # the problems' text stays current (how long it has stalled)
         if not changed:
@@ -149,7 +151,8 @@ class Runtime:
         if self.grpc_server is not None:
             self.grpc_server.set_serving(health.serving)
         if health.serving:
-            LOG.warning("serving again: the OpenFlow event loop makes progress")
+            LOG.warning("serving again: the OpenFlow event loop makes progress and the store "
+                        "is heard")
         else:
             LOG.error("NOT SERVING: %s", "; ".join(health.problems))
 

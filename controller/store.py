@@ -20,6 +20,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 
 from controller.network.topology import HostInfo
 
@@ -248,6 +249,7 @@ class Store:
         self.instance_id = secrets.token_hex(6)   # names this process in notifications
         self._listeners: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self.listening_problem = ""   # why other instances' changes are not heard now
         if self.engine == "postgresql":
             self._open_postgresql(path)
             return
@@ -454,6 +456,7 @@ class Store:
                                     describe(self.path))
                     self._call(resync, missed)
                     broken = False
+                    self.listening_problem = ""
                     while not self._stopping.is_set():
                         for note in db.notifies(timeout=0.5):
                             sender, _, subject = note.payload.partition(" ")
@@ -461,9 +464,15 @@ class Store:
                                 self._call(changed, subject)
             except psycopg.Error as err:
                 if not broken:
+                    why = str(err).strip().splitlines()[0] if str(err).strip() else \
+                        type(err).__name__
                     LOG.error("store %s: lost the connection that hears other instances' "
-                              "changes (%s); retrying every %g s", describe(self.path),
-                              str(err).strip() or type(err).__name__, retry_s)
+                              "changes (%s); retrying every %g s", describe(self.path), why,
+                              retry_s)
+                    self.listening_problem = (
+                        f"not hearing the changes other instances make in the store "
+                        f"{describe(self.path)} since {time.strftime('%H:%M:%S')} ({why}): "
+                        f"customers changed through them are not applied here")
                 broken = missed = True
                 self._stopping.wait(retry_s)
 

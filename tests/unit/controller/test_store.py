@@ -194,9 +194,14 @@ def test_postgresql_a_change_made_through_one_instance_reaches_the_others(pg_whe
     assert heard_a.empty() and heard_b.empty()
 
     # B's listening connection dies; meanwhile A deletes alice and creates carol
+    assert b.store.listening_problem == ""
     with psycopg.connect(pg_where, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query "
                       "LIKE 'LISTEN%%'")
+        deadline = time.time() + 5
+        while time.time() < deadline and not b.store.listening_problem:
+            time.sleep(0.02)
+        assert "not hearing the changes other instances make" in b.store.listening_problem
         a.delete_customer("alice")
         a.create_customer(Customer("carol", "carol"), sla_of("carol"),
                           initial_sls(sla_of("carol"), 0.0), lambda committed: None)
@@ -209,6 +214,7 @@ def test_postgresql_a_change_made_through_one_instance_reaches_the_others(pg_whe
             continue
         heard[customer_id] = state
     assert heard["alice"] is None and heard["carol"].customer.customer_id == "carol"
+    assert b.store.listening_problem == ""     # heard again: health is whole
     assert listener.is_alive()
     a.store.close()
     b.store.close()
