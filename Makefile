@@ -27,6 +27,7 @@ bench: setup
 	$(PY) bench/bench_stats.py
 	$(PY) bench/bench_qoe.py
 	$(PY) bench/bench_csm.py
+	$(PY) bench/bench_store.py
 	$(PY) bench/bench_probe.py
 	$(PY) bench/bench_grpc.py
 	$(PY) bench/bench_experience.py
