@@ -33,7 +33,7 @@ from controller.metrics import ControllerMetrics, ExperienceCollector, GrpcColle
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
-from controller.store import Store
+from controller.store import MIRROR_CHANNEL, Store
 
 LOG = logging.getLogger("cems.runtime")
 
@@ -78,6 +78,9 @@ class Runtime:
         store = Store(config.store_location)
         configured = tuple(MirrorRule(c, origin="config") for c in config.mirror_customers)
         mirror = MirrorRules(store, configured + config.mirror_rules, config.mirror_probe)
+        # mirror rules another instance on a shared store sets or removes (PostgreSQL)
+        store.listen(MIRROR_CHANNEL, lambda _subject: mirror.reload(),
+                     lambda missed: mirror.reload() if missed else None)
         runtime = Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
                           ControllerMetrics(registry), store, kpis=kpis, mirror=mirror,
                           experience=build_experience(config, kpis), active=ActiveTests())

@@ -152,6 +152,7 @@ _PG_EXTRA = {
         "AS 'SELECT strpos($1, $2)' LANGUAGE SQL IMMUTABLE"),
     3: ("ALTER TABLE availability_events ADD COLUMN rowid BIGSERIAL",),
 }
+MIRROR_CHANNEL = "cems_mirror"   # notifications that the stored mirror rules changed
 _PG_LOCK = 0x63656D73   # "cems": the advisory lock every write transaction takes
 
 
@@ -249,7 +250,7 @@ class Store:
         self.instance_id = secrets.token_hex(6)   # names this process in notifications
         self._listeners: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self.listening_problem = ""   # why other instances' changes are not heard now
+        self._listen_problems: dict[str, str] = {}   # channel -> why it is not heard now
         if self.engine == "postgresql":
             self._open_postgresql(path)
             return
@@ -413,11 +414,14 @@ class Store:
                        "VALUES (?,?,?) ON CONFLICT(customer_id, service) DO UPDATE SET "
                        "sample_percent=excluded.sample_percent",
                        (customer_id, service, sample_percent))
+            self.notify(db, MIRROR_CHANNEL, "rules")
 
     def delete_mirror_rule(self, customer_id: str, service: str) -> bool:
         with self.transaction() as db:
-            return db.execute("DELETE FROM mirror_rules WHERE customer_id=? AND service=?",
-                              (customer_id, service)).rowcount > 0
+            deleted = db.execute("DELETE FROM mirror_rules WHERE customer_id=? AND service=?",
+                                 (customer_id, service)).rowcount > 0
+            self.notify(db, MIRROR_CHANNEL, "rules")
+            return deleted
 
     def mirror_rules(self) -> list[tuple[str, str, int]]:
         return self.query("SELECT customer_id, service, sample_percent FROM mirror_rules "
@@ -456,7 +460,7 @@ class Store:
                                     describe(self.path))
                     self._call(resync, missed)
                     broken = False
-                    self.listening_problem = ""
+                    self._listen_problems.pop(channel, None)
                     while not self._stopping.is_set():
                         for note in db.notifies(timeout=0.5):
                             sender, _, subject = note.payload.partition(" ")
@@ -469,12 +473,17 @@ class Store:
                     LOG.error("store %s: lost the connection that hears other instances' "
                               "changes (%s); retrying every %g s", describe(self.path), why,
                               retry_s)
-                    self.listening_problem = (
-                        f"not hearing the changes other instances make in the store "
-                        f"{describe(self.path)} since {time.strftime('%H:%M:%S')} ({why}): "
-                        f"customers changed through them are not applied here")
+                    self._listen_problems[channel] = (
+                        f"not hearing the changes ({channel}) other instances make in the "
+                        f"store {describe(self.path)} since {time.strftime('%H:%M:%S')} "
+                        f"({why}): what they change is not applied here")
                 broken = missed = True
                 self._stopping.wait(retry_s)
+
+    @property
+    def listening_problem(self) -> str:
+        """Why changes other instances make are not heard now ("" when they are)."""
+        return "; ".join(sorted(dict(self._listen_problems).values()))
 
     @staticmethod
     def _call(callback, *args) -> None:

@@ -6,7 +6,8 @@ traffic; the config file's rules are fixed while the controller runs and cannot 
 over gRPC. A rule set over gRPC for the same customer and service as a config rule
 replaces it (for example to change the sample share) until it is removed again.
 
-Nobody outside changes the rules but through set() and remove(); after each change every
+Nobody outside changes the rules but through set() and remove(), and reload() when another
+controller instance on a shared store changed the stored ones; after each change every
 listener hears the rules now in force (the app turns them into a mirror plan).
 """
 
@@ -76,6 +77,17 @@ class MirrorRules:
             self._api[rule.key] = rule
         self._changed()
         return rule
+
+    def reload(self) -> bool:
+        """The stored rules again (another instance on a shared store changed them); True
+        and the listeners told if that changed the rules in force."""
+        stored = {(c, s): MirrorRule(c, s, p, "api") for c, s, p in self.store.mirror_rules()}
+        with self._lock:
+            if stored == self._api:
+                return False
+            self._api = stored
+        self._changed()
+        return True
 
     def remove(self, customer_id: str, service: str) -> None:
         key = (customer_id, service)

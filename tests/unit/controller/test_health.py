@@ -84,11 +84,12 @@ def test_the_runtime_switches_health_on_transitions_only():
     assert runtime.grpc_server.calls == [False, True]
     assert runtime.state.health.serving
     # a shared store whose listening connection is lost: not serving, and it says why
-    runtime.store.listening_problem = "not hearing the changes other instances make (test)"
+    problems = runtime.store._listen_problems   # pylint: disable=protected-access
+    problems["cems_customers"] = "not hearing the changes other instances make (test)"
     runtime.check_health(start + 63)
     assert not runtime.state.health.serving and runtime.grpc_server.calls[-1] is False
     assert "not hearing the changes" in runtime.state.health.problems[-1]
-    runtime.store.listening_problem = ""
+    problems.clear()
     runtime.check_health(start + 64)
     assert runtime.state.health.serving and runtime.grpc_server.calls[-1] is True
     runtime.store.close()

@@ -201,7 +201,7 @@ def test_postgresql_a_change_made_through_one_instance_reaches_the_others(pg_whe
         deadline = time.time() + 5
         while time.time() < deadline and not b.store.listening_problem:
             time.sleep(0.02)
-        assert "not hearing the changes other instances make" in b.store.listening_problem
+        assert "not hearing the changes (cems_customers)" in b.store.listening_problem
         a.delete_customer("alice")
         a.create_customer(Customer("carol", "carol"), sla_of("carol"),
                           initial_sls(sla_of("carol"), 0.0), lambda committed: None)
@@ -219,3 +219,36 @@ def test_postgresql_a_change_made_through_one_instance_reaches_the_others(pg_whe
     a.store.close()
     b.store.close()
     assert not listener.is_alive()
+
+
+def test_postgresql_mirror_rules_set_through_one_instance_reach_the_others(pg_where):
+    import time
+
+    from controller.monitor.mirror import MirrorRule
+    from controller.monitor.mirror_rules import MirrorRules
+    from controller.store import MIRROR_CHANNEL
+    from controller.csm.model import ClassBounds, Customer, ServiceClass, Sla
+    from controller.csm.rules import initial_sls
+    from controller.csm.store import CsmStore
+    a, b = Store(pg_where), Store(pg_where)
+    sla = Sla("c1", "gsb-business", {ServiceClass.SILVER: ClassBounds(1, 10 ** 7)})
+    CsmStore(a).create_customer(Customer("c1", "c1"), sla, initial_sls(sla, 0.0),
+                                lambda committed: None)
+    rules_a, rules_b = MirrorRules(a, probe=(1, 9)), MirrorRules(b, probe=(1, 9))
+    heard = []
+    rules_b.listeners.append(heard.append)
+    b.listen(MIRROR_CHANNEL, lambda _: rules_b.reload(),
+             lambda missed: rules_b.reload() if missed else None)
+    time.sleep(0.5)   # B listening
+    rules_a.set(MirrorRule("c1", "voice", 50))
+    deadline = time.time() + 5
+    while time.time() < deadline and not heard:
+        time.sleep(0.02)
+    assert [r.key for r in rules_b.rules()] == [("c1", "voice")] and len(heard) == 1
+    rules_a.remove("c1", "voice")
+    deadline = time.time() + 5
+    while time.time() < deadline and len(heard) < 2:
+        time.sleep(0.02)
+    assert rules_b.rules() == () and not rules_b.reload()   # nothing more to learn
+    a.close()
+    b.close()
