@@ -33,7 +33,7 @@ from controller.metrics import ControllerMetrics, ExperienceCollector, GrpcColle
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
-from controller.store import MIRROR_CHANNEL, Store
+from controller.store import MIRROR_CHANNEL, Store, describe
 
 LOG = logging.getLogger("cems.runtime")
 
@@ -84,6 +84,7 @@ class Runtime:
         runtime = Runtime(config, PublishedState(config.poll_interval_s, compat.RUNTIME),
                           ControllerMetrics(registry), store, kpis=kpis, mirror=mirror,
                           experience=build_experience(config, kpis), active=ActiveTests())
+        runtime.state.store = f"{store.engine} {describe(store.path)}"
         registry.register(ExperienceCollector(runtime.experience, kpis.directory))
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(

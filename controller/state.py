@@ -31,6 +31,7 @@ class PublishedState:
         self.started_monotonic = time.monotonic()
         self.poll_interval_s = poll_interval_s
         self.runtime = runtime
+        self.store = ""   # where the store is, as GetStatus shows the domain manager
         self.bus = bus or EventBus()
         self.topology = TopologySnapshot()
         self.connected: frozenset[int] = frozenset()

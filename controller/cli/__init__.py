@@ -61,6 +61,8 @@ def show_status(stub, args) -> str:
         ["packet-ins", f"{r.packet_in_total} ({r.packet_in_malformed_total} malformed)"],
         ["handler errors", r.handler_errors_total], ["send errors", r.send_errors_total],
         ["poll interval", f"{r.poll_interval_s:g} s"]]
+    if r.store:
+        rows.append(["store", r.store])
     rows += [["problem", problem] for problem in r.problems]
     return _table(["field", "value"], rows)
 

@@ -52,6 +52,7 @@ def test_a_new_instance_on_the_same_postgresql_store_puts_back_every_sls(make_co
             assert (sls.service_class, sls.rate_bps) == (pb.SERVICE_CLASS_GOLD, 8 * M)
             assert sorted(c.customer_id for c in customers) == ["alice", "bob"]
             assert not (tmp_path / "second" / "cems.sqlite").exists()
+            assert second.status().store == f"postgresql {url}"   # no password in this URL
 
 
 def test_a_change_made_through_one_instance_is_applied_by_the_one_the_switches_use(

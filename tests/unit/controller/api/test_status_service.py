@@ -26,17 +26,19 @@ def test_status_says_who_the_caller_is(state):
     # pylint: disable=import-outside-toplevel
     from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla
     from controller.csm.rules import initial_sls
+    state.store = "postgresql postgresql://cems:***@db/cems"
     served = Served(state)
     sla = Sla("alice", "gsb-business", {ServiceClass.SILVER: ClassBounds(1, 10 ** 7)})
     served.csm.create_customer(Customer("alice", "alice"), sla, initial_sls(sla, 0.0),
                                lambda committed: None)
     try:
-        assert pb_grpc.StatusServiceStub(served.channel).GetStatus(
-            pb.GetStatusRequest()).caller_role == "domain-manager"
+        status = pb_grpc.StatusServiceStub(served.channel).GetStatus(pb.GetStatusRequest())
+        assert status.caller_role == "domain-manager" and status.store.startswith("postgresql")
         for role, subject in ((Role.CUSTOMER, "alice"), (Role.PROBE, "edge-1")):
             with served.connect(served.token(role, subject)) as channel:
                 status = pb_grpc.StatusServiceStub(channel).GetStatus(pb.GetStatusRequest())
             assert (status.caller_role, status.caller_id) == (role.value, subject)
+            assert status.store == ""   # where the store is: the domain manager's business
     finally:
         served.close()
 
