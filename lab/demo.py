@@ -402,24 +402,13 @@ def start_portal(controller: ControllerProcess, port: int, procs: list) -> str:
     """cems-portal for the controller on 127.0.0.1:`port` (a free one if it is taken);
     returns its address once it answers."""
     import socket  # pylint: disable=import-outside-toplevel
-    import urllib.request  # pylint: disable=import-outside-toplevel
-    from lab.emulation import free_port  # pylint: disable=import-outside-toplevel
+    from lab import servers  # pylint: disable=import-outside-toplevel
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
-            port = free_port()
-    log = open(os.path.join(controller.workdir, "portal.log"), "w", encoding="utf-8")  # pylint: disable=consider-using-with
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "portal.main", "--controller", controller.grpc_address,
-         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=REPO, stdout=log,
-        stderr=subprocess.STDOUT))
-    address = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return urllib.request.urlopen(f"{address}/healthz", timeout=1).read() == b"ok"
-        except OSError:
-            return False
-    wait_for(up, 20, "the portal to answer")
+            port = 0
+    proc, address = servers.start_portal(controller.grpc_address,
+                                         os.path.join(controller.workdir, "portal.log"), port)
+    procs.append(proc)
     return address
 
 

@@ -1,5 +1,6 @@
 """Servers that tests and examples start themselves, on 127.0.0.1 and free ports, and stop
-by their own process id (shell): PostgreSQL (Debian's postgresql 15).
+by their own process id (shell): PostgreSQL (Debian's postgresql 15) and cems-portal, and
+the two helpers every such server needs (answers, stop).
 
 No system service is used or touched: each server has its own data directory, made fresh.
 """
@@ -10,9 +11,50 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
+import urllib.request
 
-from lab.emulation import free_port, wait_for
+from lab.emulation import REPO, free_port, wait_for
+
+
+def answers(url: str, body: bytes | None = None) -> bool:
+    """True when GET `url` answers 200 (and, if given, exactly `body`)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200 and (body is None or reply.read() == body)
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 10.0, sig: int = 15) -> None:
+    """Stop a process by its own id: `sig` (SIGTERM), then SIGKILL after `timeout_s`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_portal(controller_address: str, log_path: str, port: int = 0
+                 ) -> tuple[subprocess.Popen, str]:
+    """cems-portal for the controller on 127.0.0.1:`port` (a free one for 0), once it
+    answers: (its process, its address). Its output goes to `log_path`."""
+    port = port or free_port()
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "portal.main", "--controller",
+                                 controller_address, "--listen", f"127.0.0.1:{port}",
+                                 "--log-level", "warning"], cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(f"{address}/healthz", b"ok"), 20, "the portal to answer")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, address
 
 
 def _postgres_bin() -> str:
@@ -60,10 +102,5 @@ directly, so that its process id is the server's own)."""
         yield f"postgresql://postgres@127.0.0.1:{port}/{database}"
     finally:
         if proc is not None:
-            proc.send_signal(2)   # SIGINT: PostgreSQL's "fast" shutdown
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 20, sig=2)   # SIGINT: PostgreSQL's "fast" shutdown
         shutil.rmtree(work, ignore_errors=True)

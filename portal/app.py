@@ -234,18 +234,27 @@ def create_app(controller: Controller, secure_cookies: bool = False,
                     may_change=session.role in ("customer", "peer-domain"),
                     start=start, end=end, window=_window)
 
-    @app.post("/customer/{customer_id}/sls")
-    async def change_sls(request: Request, customer_id: str):
+    async def customer_form(request: Request, customer_id: str, not_done: str):
+        """((session, form), None) for a form posted about `customer_id` by someone who may,
+        with its CSRF token right; else (None, the response that refuses it)."""
         session = current(request)
         if session is None:
-            return to_signin()
+            return None, to_signin()
         try:
             form = await form_of(request, session)
         except Forbidden as err:
-            return error(request, session, 403, "Not changed", str(err))
+            return None, error(request, session, 403, not_done, str(err))
         if not may_see(session, customer_id):
-            return error(request, session, 403, "Not yours",
-                         f"customer {customer_id}'s SLS is not yours to change")
+            return None, error(request, session, 403, "Not yours",
+                               f"customer {customer_id} is not yours to change")
+        return (session, form), None
+
+    @app.post("/customer/{customer_id}/sls")
+    async def change_sls(request: Request, customer_id: str):
+        got, refused = await customer_form(request, customer_id, "Not changed")
+        if refused is not None:
+            return refused
+        session, form = got
         back = RedirectResponse(f"/customer/{customer_id}", status_code=303)
         service_class = CLASS_PB.get(form.get("service_class", ""))
         if service_class is None:
@@ -271,15 +280,10 @@ def create_app(controller: Controller, secure_cookies: bool = False,
 
     @app.post("/customer/{customer_id}/zoom")
     async def something_is_wrong(request: Request, customer_id: str):
-        session = current(request)
-        if session is None:
-            return to_signin()
-        try:
-            form = await form_of(request, session)
-        except Forbidden as err:
-            return error(request, session, 403, "Not sent", str(err))
-        if not may_see(session, customer_id):
-            return error(request, session, 403, "Not yours", "not your page")
+        got, refused = await customer_form(request, customer_id, "Not sent")
+        if refused is not None:
+            return refused
+        session, form = got
         what = form.get("what", "").strip()[:200]
         reason = "the customer says something is wrong (portal)" + (f": {what}" if what else "")
         try:

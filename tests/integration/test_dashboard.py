@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 
 from lab.emulation import REPO, free_port, wait_for
+from lab.servers import answers, stop
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network
@@ -49,21 +50,10 @@ def prometheus(metrics_port: int):
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
-
-            def ready():
-                try:
-                    return urllib.request.urlopen(f"{base}/-/ready", timeout=1).status == 200
-                except OSError:
-                    return False
-            wait_for(ready, 30, "Prometheus to be ready")
+            wait_for(lambda: answers(f"{base}/-/ready"), 30, "Prometheus to be ready")
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 15)
             log.close()
 
 

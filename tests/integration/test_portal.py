@@ -9,11 +9,11 @@ import contextlib
 import os
 import pathlib
 import subprocess
-import sys
 import time
 
 
-from lab.emulation import REPO, free_port, wait_for
+from lab.emulation import REPO, wait_for
+from lab.servers import start_portal, stop
 from mininet_topos import DumbbellTopo
 
 from tests.integration.conftest import running_network
@@ -29,31 +29,11 @@ def ofctl(*args: str) -> str:
 
 @contextlib.contextmanager
 def portal_process(controller_address: str):
-    port = free_port()
-    log = open(ARTIFACTS / "portal.log", "w", encoding="utf-8")  # pylint: disable=consider-using-with
-    proc = subprocess.Popen([sys.executable, "-m", "portal.main", "--controller",
-                             controller_address, "--listen", f"127.0.0.1:{port}",
-                             "--log-level", "warning"], cwd=REPO, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc, address = start_portal(controller_address, str(ARTIFACTS / "portal.log"))
     try:
-        import urllib.request  # pylint: disable=import-outside-toplevel
-
-        def up():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
-                                              timeout=1).read() == b"ok"
-            except OSError:
-                return False
-        wait_for(up, 20, "the portal to answer")
-        yield f"http://127.0.0.1:{port}"
+        yield address
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop(proc)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,14 @@ from tests.integration.test_customer_service import meters_and_customer_flows, o
 M = 1_000_000
 
 
+def change_sls(controller, token: str, rate_bps: int) -> None:
+    """The customer whose token it is asks `controller` for gold at `rate_bps`."""
+    with controller.channel() as channel:
+        pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+            service_class=pb.SERVICE_CLASS_GOLD, rate_bps=rate_bps),
+            metadata=(("authorization", f"Bearer {token}"),))
+
+
 def test_a_new_instance_on_the_same_postgresql_store_puts_back_every_sls(make_controller,
                                                                          tmp_path):
     with postgres() as url:
@@ -26,10 +34,7 @@ def test_a_new_instance_on_the_same_postgresql_store_puts_back_every_sls(make_co
             assert net.pingAll(timeout=1) == 0.0
             l1, l2, s1 = net.get("l1", "l2", "s1")
             tokens = create_customers(first, s1, {"alice": l1, "bob": l2})
-            with first.channel() as channel:
-                pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
-                    service_class=pb.SERVICE_CLASS_GOLD, rate_bps=8 * M),
-                    metadata=(("authorization", f"Bearer {tokens['alice']}"),))
+            change_sls(first, tokens["alice"], 8 * M)
             wait_for(lambda: "rate=8000" in ofctl("dump-meters", "s1"), 15,
                      "alice's 8 Mbit/s meter on s1")
             before = meters_and_customer_flows("s1")
@@ -71,10 +76,7 @@ def test_a_change_made_through_one_instance_is_applied_by_the_one_the_switches_u
             tokens = create_customers(front, s1, {"alice": l1})
             wait_for(lambda: "rate=2000" in ofctl("dump-meters", "s1"), 15,
                      "alice's first meter, put on s1 by the instance the switch uses")
-            with front.channel() as channel:
-                pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
-                    service_class=pb.SERVICE_CLASS_GOLD, rate_bps=6 * M),
-                    metadata=(("authorization", f"Bearer {tokens['alice']}"),))
+            change_sls(front, tokens["alice"], 6 * M)
             wait_for(lambda: "rate=6000" in ofctl("dump-meters", "s1"), 15,
                      "the 6 Mbit/s meter after the change made through the other instance")
             with switches.channel() as channel:
