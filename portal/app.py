@@ -234,9 +234,10 @@ def create_app(controller: Controller, secure_cookies: bool = False,
                     may_change=session.role in ("customer", "peer-domain"),
                     start=start, end=end, window=_window)
 
-    async def customer_form(request: Request, customer_id: str, not_done: str):
-        """((session, form), None) for a form posted about `customer_id` by someone who may,
-        with its CSRF token right; else (None, the response that refuses it)."""
+    async def posted_form(request: Request, not_done: str, refusal):
+        """((session, form), None) for a form whose CSRF token is right, posted by someone
+        `refusal(session)` lets through (it returns None, or the (title, text) of a 403);
+        else (None, the response that refuses it)."""
         session = current(request)
         if session is None:
             return None, to_signin()
@@ -244,10 +245,15 @@ def create_app(controller: Controller, secure_cookies: bool = False,
             form = await form_of(request, session)
         except Forbidden as err:
             return None, error(request, session, 403, not_done, str(err))
-        if not may_see(session, customer_id):
-            return None, error(request, session, 403, "Not yours",
-                               f"customer {customer_id} is not yours to change")
+        refused = refusal(session)
+        if refused is not None:
+            return None, error(request, session, 403, *refused)
         return (session, form), None
+
+    async def customer_form(request: Request, customer_id: str, not_done: str):
+        return await posted_form(request, not_done, lambda session: None if may_see(
+            session, customer_id) else ("Not yours", f"customer {customer_id} is not yours "
+                                                     "to change"))
 
     @app.post("/customer/{customer_id}/sls")
     async def change_sls(request: Request, customer_id: str):
@@ -355,17 +361,9 @@ def create_app(controller: Controller, secure_cookies: bool = False,
                                 min_change_interval_s=interval)
 
     async def operator_form(request: Request):
-        session = current(request)
-        if session is None:
-            return None, to_signin()
-        try:
-            form = await form_of(request, session)
-        except Forbidden as err:
-            return None, error(request, session, 403, "Not done", str(err))
-        if session.role != "domain-manager":
-            return None, error(request, session, 403, "Operators only",
-                               "only the domain manager manages customers")
-        return (session, form), None
+        return await posted_form(request, "Not done", lambda session: None if session.role
+                                 == "domain-manager" else ("Operators only", "only the domain "
+                                                           "manager manages customers"))
 
     @app.post("/operator/customers")
     async def create_customer(request: Request):

@@ -92,6 +92,9 @@ def test_a_customer_signs_in_sees_its_own_page_and_no_one_elses(portal):
     assert tokens["alice"] not in page.text
     assert client.get("/customer/bob").status_code == 403
     assert client.get("/operator").status_code == 403
+    made = client.post("/operator/customers", data={"customer_id": "mallory",
+                                                    "csrf": csrf_of(page.text)})
+    assert made.status_code == 403 and "only the domain manager" in made.text
 
 
 def test_sls_changes_and_refusals_in_the_controllers_words(portal):
