@@ -67,8 +67,11 @@ def test_a_change_made_through_one_instance_is_applied_by_the_one_the_switches_u
     its SLS changed through A's gRPC reach B through the store, and B puts the meter on s1."""
     with postgres() as url:
         capacities = ", ".join(f'"1:{port}" = 100000000' for port in (2, 3))
+        # the front end's policy engine is off: only the instance with the switches may act
+        # on them and keep the engine's memory in the shared store (README)
         front = make_controller(store_url=url, workdir=str(tmp_path / "a"),
-                                extra_config=f"[csm]\nlink_capacity_bps = {{ {capacities} }}\n")
+                                extra_config=f"[csm]\nlink_capacity_bps = {{ {capacities} }}\n"
+                                             '[policy]\nmode = "off"\n')
         switches = make_controller(store_url=url, workdir=str(tmp_path / "b"))
         with running_network(DumbbellTopo(n=2, bottleneck_mbps=20), switches, 64) as net:
             assert net.pingAll(timeout=1) == 0.0
