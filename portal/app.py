@@ -54,8 +54,8 @@ def create_app(controller: Controller, secure_cookies: bool = False,
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(mbps=views.mbps, when=views.when, score=views.score,
                                  class_name=lambda c: CLASS_NAME.get(c, "unknown"))
-    sessions = sessions or Sessions()
-    limiter = limiter or SignInLimiter()
+    sessions = Sessions() if sessions is None else sessions
+    limiter = SignInLimiter() if limiter is None else limiter
     app.state.sessions = sessions
     app.state.controller = controller
 

@@ -211,3 +211,24 @@ def test_the_sign_in_limit_lifts_after_its_window():
     limiter.failed("b")
     limiter.failed("c")                      # at most two addresses are remembered
     assert limiter.wait_s("a") == 0
+
+
+def test_a_controller_that_does_not_answer_is_said_so_not_a_crash():
+    from portal.sessions import Sessions   # pylint: disable=import-outside-toplevel
+    from lab.emulation import free_port    # pylint: disable=import-outside-toplevel
+    controller = Controller(f"127.0.0.1:{free_port()}", timeout_s=0.5)   # nobody there
+    sessions = Sessions()
+    client = TestClient(create_app(controller, sessions=sessions), base_url="http://127.0.0.1")
+    try:
+        refused = sign_in(client, "cems_00000000_whatever")
+        assert refused.status_code == 503 and "does not answer" in refused.text
+        session = sessions.create("cems_00000000_x", "customer", "alice")
+        page = client.get("/customer/alice",
+                          headers={"cookie": f"{SESSION_COOKIE}={session.session_id}"})
+        assert page.status_code == 502 and "does not answer" in page.text
+        operator = sessions.create("cems_00000000_y", "domain-manager", "")
+        view = client.get("/operator",
+                          headers={"cookie": f"{SESSION_COOKIE}={operator.session_id}"})
+        assert view.status_code == 200 and "network: the controller at" in view.text
+    finally:
+        controller.close()
