@@ -107,6 +107,16 @@ class EventPolicyChanged(compat.event.EventBase):
     """Posted after the policy engine's actions in force changed (the contributor has them)."""
 
 
+class EventLeadership(compat.event.EventBase):
+    """Posted when this instance became master of the switches, or stopped being it
+    (controller.cluster.leader)."""
+
+    def __init__(self, leader: bool, generation: int):
+        super().__init__()
+        self.leader = leader
+        self.generation = generation
+
+
 def port_info_from_ofp(port) -> PortInfo:
     """OFPPort -> PortInfo."""
     name = port.name.decode(errors="replace") if isinstance(port.name, bytes) else str(port.name)
@@ -118,7 +128,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
               else compat.app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
     _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged, EventMirrorChanged,
-               EventForgetHost, EventPolicyChanged]
+               EventForgetHost, EventPolicyChanged, EventLeadership]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -159,12 +169,23 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._stop = threading.Event()
         self._timer = None
         self._failures: set[tuple] = set()
+        # With a cluster (cluster.etcd), only the leader is master of the switches: the
+        # others keep their connections as SLAVE, in `standby`, and touch nothing.
+        self.leadership = self.runtime.leadership
+        self.leader = self.leadership is None
+        self.generation = 0
+        self.standby: dict[int, object] = {}
+        if self.leadership is not None:
+            self.leadership.on_change = lambda leader, generation: self.send_event(
+                self.name, EventLeadership(leader, generation))
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self):
         super().start()
         self.state.loop_thread = self.threads[0] if self.threads else None  # for the watchdog
         self._timer = compat.hub.spawn(self._post_ticks)
+        if self.leadership is not None:
+            self.leadership.start()
 
     def _failed(self, where: str, what: str, context, err: Exception) -> None:
         """A handler raised, or a message could not be built or sent: logged in full the
@@ -196,6 +217,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     def stop(self):
         self._stop.set()
+        if self.leadership is not None:
+            self.leadership.stop()
         super().stop()
 
     def _post_ticks(self):
@@ -296,6 +319,48 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _switch_features(self, ev):
         datapath = ev.msg.datapath
+        if not self.leader:
+            self.standby[datapath.id] = datapath
+            self._role(datapath, master=False)
+            LOG.info("switch %016x connected; this instance is not master: SLAVE",
+                     datapath.id)
+            return
+        if self.leadership is not None:
+            self._role(datapath, master=True)
+        self._attach(datapath)
+
+    def _mine(self, datapath) -> bool:
+        """Whether this connection is one this instance masters (or, alone, simply has)."""
+        return self.datapaths.get(datapath.id) is datapath
+
+    def _role(self, datapath, master: bool) -> None:
+        """An OpenFlow role request for this instance on the switch (with a cluster)."""
+        msg = messages.build_role_request(master, self.generation)
+        msg.datapath = datapath
+        datapath.set_xid(msg)
+        msg.serialize()
+        datapath.send(msg.buf)
+
+    @set_ev_cls(EventLeadership)
+    @guarded
+    def _leadership(self, ev):
+        self.generation = ev.generation
+        if ev.leader and not self.leader:
+            self.leader = True
+            for datapath in list(self.standby.values()):
+                self._role(datapath, master=True)
+                self._attach(datapath)
+            self.standby.clear()
+        elif not ev.leader and self.leader:
+            self.leader = False
+            for datapath in list(self.datapaths.values()):
+                self._role(datapath, master=False)
+                self._detach(datapath, gone=False)
+                self.standby[datapath.id] = datapath
+        self.state.leader = self.leader
+
+    def _attach(self, datapath):
+        """A switch this instance is master of: learn it, read it, reconcile it."""
         now = time.monotonic()
         address = "%s:%s" % datapath.address if datapath.address else ""
         self.datapaths[datapath.id] = datapath
@@ -316,16 +381,26 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         datapath = ev.datapath
         if ev.state != DEAD_DISPATCHER or datapath.id is None:
             return
+        if self.standby.get(datapath.id) is datapath:
+            del self.standby[datapath.id]
+            return
         if self.datapaths.get(datapath.id) is not datapath:
             return  # an older connection of a switch that has already reconnected
+        self._detach(datapath, gone=True)
+
+    def _detach(self, datapath, gone: bool) -> None:
+        """A switch this instance no longer masters: disconnected (`gone`), or another
+        instance is master now (its availability is not this instance's to record)."""
         del self.datapaths[datapath.id]
         self.reconciler.disconnect(datapath.id)
         lost = self.topology.remove_switch(datapath.id)
         self.state.drop_switch(datapath.id)
         self.metrics.forget_switch(datapath.id)
-        LOG.warning("switch %016x disconnected; %d links lost", datapath.id, len(lost))
+        LOG.warning("switch %016x %s; %d links lost", datapath.id,
+                    "disconnected" if gone else "left to the new master", len(lost))
         now_unix = time.time()
-        self.runtime.store.record_availability(datapath.id, 0, False, now_unix)
+        if gone:
+            self.runtime.store.record_availability(datapath.id, 0, False, now_unix)
         self._publish(SwitchChanged(now_unix, datapath.id, False))
         for link in lost:
             self._publish(LinkChanged(now_unix, link, False))
@@ -335,6 +410,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded
     def _port_desc(self, ev):
+        if not self._mine(ev.msg.datapath):
+            return
         dpid = ev.msg.datapath.id
         ports = [port_info_from_ofp(p) for p in ev.msg.body if p.port_no <= ofp.OFPP_MAX]
         lost = self.topology.set_ports(dpid, ports)
@@ -349,6 +426,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _port_status(self, ev):
         msg = ev.msg
+        if not self._mine(msg.datapath):
+            return   # a switch another instance masters tells its slaves too
         dpid = msg.datapath.id
         port = port_info_from_ofp(msg.desc)
         if port.port_no > ofp.OFPP_MAX:

@@ -78,6 +78,9 @@ class ControllerConfig:
     rate_window: int = 60
     store_path: str = "/var/lib/cems/cems.sqlite"
     store_url: str = ""   # postgresql://...: a PostgreSQL store shared by instances
+    cluster_etcd: str = ""       # http://HOST:PORT of etcd: instances elect the switches' master
+    cluster_lease_s: float = 3.0
+    cluster_key: str = "/cems/master"
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     settle_s: float = 2.5
@@ -160,6 +163,23 @@ def _store_url(key: str, value: Any) -> str:
         raise ConfigError(key, "must be a PostgreSQL URL, for example "
                           "\"postgresql://cems@db.example.net:5432/cems\" (or \"\" for the "
                           "SQLite file of store.path)")
+    return value
+
+
+def _etcd_url(key: str, value: Any) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")) or \
+            len(value) > 500:
+        raise ConfigError(key, "must be etcd's client URL, for example \"http://127.0.0.1:2379\" "
+                          "(or \"\" for one instance without a cluster)")
+    return value
+
+
+def _etcd_key(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 200:
+        raise ConfigError(key, "must be a key path such as \"/cems/master\" (one per network "
+                          "the instances share)")
     return value
 
 
@@ -335,6 +355,9 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "stats.rate_window": ("rate_window", _integer(2, 3600)),
     "store.path": ("store_path", _path),
     "store.url": ("store_url", _store_url),
+    "cluster.etcd": ("cluster_etcd", _etcd_url),
+    "cluster.lease_s": ("cluster_lease_s", _number(1, 60)),
+    "cluster.key": ("cluster_key", _etcd_key),
     "discovery.lldp_interval_s": ("lldp_interval_s", _number(0.1, 60)),
     "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
     "discovery.settle_s": ("settle_s", _number(0, 600)),

@@ -76,6 +76,7 @@ class PolicyLoop:
         if store is not None:
             self._restore()
         self._saved = self.memory
+        self._standby = False             # another instance was master (controller/cluster)
         self._lock = threading.Lock()
         self._slas: dict[str, object] = {}
         self._in_force_ids = tuple(a.action_id for a in self.memory.in_force())
@@ -182,8 +183,27 @@ class PolicyLoop:
         self._slas.pop(change.customer_id, None)
 
     # -- the tick ---------------------------------------------------------------------------
+    def master_now(self) -> bool:
+        """Whether this instance's engine may act (it is master of the switches, or there is
+        no cluster). When it has just become master, it first takes up what the last master
+        stored: the actions in force, and the decisions with their numbering, rather than
+        what it read when it started."""
+        if not self.state.leader:
+            self._standby = True
+            return False
+        if self._standby and self.store is not None:
+            self._standby = False
+            with self._lock:
+                self._restore()
+                self._saved = self.memory
+            self.log.resume()
+            self._hand_over()
+        return True
+
     def tick(self, facts) -> None:
         now = time.time()
+        if not self.master_now():
+            return   # another instance is master of the switches: its engine acts
         with self._lock:
             self._facts = facts
             if not self.memory.actions and not self.experience.book.degraded():

@@ -58,6 +58,7 @@ class Runtime:
     experience_loop: object = None
     policy_flows: PolicyFlows = dataclasses.field(default_factory=PolicyFlows)
     policy: object = None              # controller.policy_loop.PolicyLoop
+    leadership: object = None          # controller.cluster.leader.Leadership, with a cluster
     # called (from the experience ticker) after the policy's actions in force changed
     policy_changed: list = dataclasses.field(default_factory=list)
     _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -85,6 +86,12 @@ class Runtime:
                           ControllerMetrics(registry), store, kpis=kpis, mirror=mirror,
                           experience=build_experience(config, kpis), active=ActiveTests())
         runtime.state.store = f"{store.engine} {describe(store.path)}"
+        if config.cluster_etcd:
+            from controller.cluster.etcd import Etcd  # pylint: disable=import-outside-toplevel
+            from controller.cluster.leader import Leadership, instance_name  # pylint: disable=import-outside-toplevel
+            runtime.leadership = Leadership(Etcd(config.cluster_etcd), config.cluster_key,
+                                            instance_name(), config.cluster_lease_s)
+            runtime.state.leader = False
         registry.register(ExperienceCollector(runtime.experience, kpis.directory))
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(
@@ -147,6 +154,10 @@ class Runtime:
                             state.poll_interval_s, _alive(state.loop_thread))
         if self.store.listening_problem:   # a shared store whose changes this one misses
             health = Health(False, health.problems + (self.store.listening_problem,))
+        if self.leadership is not None and self.leadership.problem:   # no say in mastership
+            health = Health(False, health.problems + (
+                f"{self.leadership.problem}: this instance can neither stay nor become "
+                f"master of the switches",))
         changed = health.serving != state.health.serving
         state.health = health  # the problems' text stays current (how long it has stalled)
         if not changed:

@@ -32,6 +32,7 @@ class PublishedState:
         self.poll_interval_s = poll_interval_s
         self.runtime = runtime
         self.store = ""   # where the store is, as GetStatus shows the domain manager
+        self.leader = True   # master of the switches (always, without a cluster)
         self.bus = bus or EventBus()
         self.topology = TopologySnapshot()
         self.connected: frozenset[int] = frozenset()

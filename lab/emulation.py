@@ -234,8 +234,9 @@ def _lock_holder(lock) -> str:
     return lock.read().strip() or "unknown"
 
 
-def build_network(topo, openflow_port: int):
-    """Mininet network of `topo` on userspace-datapath OVS, controlled at 127.0.0.1:port.
+def build_network(topo, openflow_port):
+    """Mininet network of `topo` on userspace-datapath OVS, controlled at 127.0.0.1:port
+    (a list of ports: every switch connects to every one of those controllers).
 
     The caller starts it (start_network(net)) and must stop it (net.stop()), also on failure.
     Host MACs are 00:00:00:00:00:01, ... in host order.
@@ -255,8 +256,9 @@ def build_network(topo, openflow_port: int):
 
     net = Mininet(topo=topo, switch=partial(OVSSwitch, datapath="user", protocols="OpenFlow13"),
                   link=TCLink, controller=None, autoSetMacs=True, build=False)
-    net.addController("c0", controller=ListeningController, ip="127.0.0.1",
-                      port=openflow_port)
+    ports = openflow_port if isinstance(openflow_port, (list, tuple)) else [openflow_port]
+    for i, port in enumerate(ports):
+        net.addController(f"c{i}", controller=ListeningController, ip="127.0.0.1", port=port)
     net.build()
     return net
 

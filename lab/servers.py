@@ -104,3 +104,29 @@ directly, so that its process id is the server's own)."""
         if proc is not None:
             stop(proc, 20, sig=2)   # SIGINT: PostgreSQL's "fast" shutdown
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def etcd():
+    """An etcd server of its own (Debian's etcd-server 3.4) on free ports of 127.0.0.1, with
+    a fresh data directory; yields its client URL (the v3 JSON gateway is on it)."""
+    work = tempfile.mkdtemp(prefix="cems-etcd-")
+    client, peer = free_port(), free_port()
+    proc = None
+    try:
+        with open(os.path.join(work, "etcd.log"), "w", encoding="utf-8") as log:
+            proc = subprocess.Popen([
+                "etcd", "--name", "cems-test", "--data-dir", os.path.join(work, "data"),
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", f"cems-test=http://127.0.0.1:{peer}"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=work)
+        url = f"http://127.0.0.1:{client}"
+        wait_for(lambda: answers(f"{url}/health"), 30, "etcd to be healthy")
+        yield url
+    finally:
+        if proc is not None:
+            stop(proc, 10)
+        shutil.rmtree(work, ignore_errors=True)

@@ -58,6 +58,7 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             caller_id=(caller.probe_id if caller.role == Role.PROBE else caller.customer_id)
             if caller else "",
             store=state.store if caller and caller.role == Role.DOMAIN_MANAGER else "",
+            master=state.leader,
             version=__version__, uptime_s=time.monotonic() - state.started_monotonic,
             switches_connected=len(state.connected), switches_ready=len(state.ready),
             links=len(topo.links),

@@ -63,6 +63,8 @@ def show_status(stub, args) -> str:
         ["poll interval", f"{r.poll_interval_s:g} s"]]
     if r.store:
         rows.append(["store", r.store])
+    if not r.master:
+        rows.append(["role", "standby: another instance is master of the switches"])
     rows += [["problem", problem] for problem in r.problems]
     return _table(["field", "value"], rows)
 

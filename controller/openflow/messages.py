@@ -86,6 +86,14 @@ def build_port_desc_request():
     return parser.OFPPortDescStatsRequest(datapath=None)
 
 
+def build_role_request(master: bool, generation: int):
+    """This controller's role on the switch: MASTER or SLAVE, with the cluster's generation
+    id (a switch refuses a request whose generation is older than one it has seen)."""
+    role = ofp.OFPCR_ROLE_MASTER if master else ofp.OFPCR_ROLE_SLAVE
+    return parser.OFPRoleRequest(datapath=None, role=role,
+                                 generation_id=generation & 0xFFFFFFFFFFFFFFFF)
+
+
 def build_barrier_request():
     return parser.OFPBarrierRequest(datapath=None)
 

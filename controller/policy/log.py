@@ -35,8 +35,15 @@ class DecisionLog:
         self.store = store
         self.store_failed = store_failed
         if store is not None:
-            self._items.extend(store.newest(capacity))
-            self._next = store.last_seq() + 1
+            self.resume()
+
+    def resume(self) -> None:
+        """Read the newest decisions and the numbering from the store again (another
+        instance, master until now, went on writing them)."""
+        with self._lock:
+            self._items.clear()
+            self._items.extend(self.store.newest(self._items.maxlen))
+            self._next = max(self._next, self.store.last_seq() + 1)
 
     def add(self, decisions: Iterable[Decision]) -> list[Logged]:
         with self._lock:

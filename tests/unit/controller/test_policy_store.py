@@ -153,3 +153,27 @@ def test_what_a_dry_run_decided_before_a_restart_is_forgotten_when_the_engine_ac
     assert acting.memory.actions == () and flows.actions == ()
     assert acting.memory.last_change == ()   # its cooldowns were about changes not made
     store.close()
+
+
+def test_a_standby_that_becomes_master_takes_up_what_the_last_master_stored(store_where):
+    """Two instances on one store: B starts first (empty), A decides and stores; when B
+    becomes master it has A's actions in force and numbers its decisions after A's."""
+    store_b = Store(store_where)
+    standby, flows_b = _loop(store_b)
+    standby.state.leader = False
+    store_a = Store(store_where)
+    master, _ = _loop(store_a)
+    evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig())
+    with master._lock:   # pylint: disable=protected-access
+        master.memory = evaluation.memory
+        master._save()   # pylint: disable=protected-access
+    master.log.add(evaluation.decisions)
+    standby.tick(None)                 # still standby: nothing
+    assert flows_b.actions == () and standby.log.last_seq() == 0
+    standby.state.leader = True        # A died; B is master now
+    assert standby.master_now()        # what every tick asks first
+    assert standby.memory == evaluation.memory
+    assert [a.intent.kind for a in flows_b.actions] == ["meter"]
+    assert standby.log.last_seq() == master.log.last_seq() > 0
+    store_a.close()
+    store_b.close()

@@ -1,0 +1,76 @@
+"""Leadership over a real etcd (started by the test on 127.0.0.1): one leader at a time, a
+new one with a larger generation when the old one leaves or its lease expires, and a leader
+cut off from etcd steps down before anyone else can take over."""
+
+import pytest
+
+from controller.cluster.etcd import Etcd, EtcdError
+from controller.cluster.leader import Leadership
+
+
+@pytest.fixture(scope="module")
+def etcd_url():
+    from lab.servers import etcd  # pylint: disable=import-outside-toplevel
+    with etcd() as url:
+        yield url
+
+
+def test_one_leader_and_a_larger_generation_after_it_leaves(etcd_url):
+    heard = []
+    a = Leadership(Etcd(etcd_url), "/t1/master", "a", 2,
+                   on_change=lambda leader, gen: heard.append(("a", leader, gen)))
+    b = Leadership(Etcd(etcd_url), "/t1/master", "b", 2,
+                   on_change=lambda leader, gen: heard.append(("b", leader, gen)))
+    a.step()
+    b.step()
+    assert a.leader and not b.leader and b.holder == "a"
+    first = a.generation
+    a.step()
+    assert heard == [("a", True, first)]   # renewing changes nothing
+    a.stop()                               # revokes its lease: the key goes at once
+    b.step()
+    assert b.leader and b.generation > first
+    assert heard[-1] == ("b", True, b.generation)
+    b.stop()
+
+
+def test_a_dead_leaders_lease_expires_and_another_takes_over(etcd_url):
+    import time
+    a = Leadership(Etcd(etcd_url), "/t2/master", "a", 1)
+    b = Leadership(Etcd(etcd_url), "/t2/master", "b", 1)
+    a.step()
+    assert a.leader
+    deadline = time.monotonic() + 10        # a is "killed": it renews no more
+    while time.monotonic() < deadline and not b.leader:
+        b.step()
+        time.sleep(0.2)
+    assert b.leader and b.generation > a.generation
+    b.stop()
+
+
+def test_a_leader_cut_off_from_etcd_steps_down_before_its_lease_ends(etcd_url):
+    now = [0.0]
+    heard = []
+    leadership = Leadership(Etcd(etcd_url), "/t3/master", "a", 3, clock=lambda: now[0],
+                            on_change=lambda leader, gen: heard.append(leader))
+    leadership.step()
+    assert leadership.leader
+    leadership.etcd = Etcd("http://127.0.0.1:1", timeout_s=0.2)   # the network is cut
+    now[0] = 1.0
+    leadership.step()
+    assert leadership.leader and "cannot reach etcd" in leadership.problem
+    now[0] = 2.1                           # more than 2/3 of the 3 s lease without renewal
+    leadership.step()
+    assert not leadership.leader and heard == [True, False]
+    with pytest.raises(EtcdError, match="lease/grant"):
+        Etcd("http://127.0.0.1:1", timeout_s=0.2).grant(1)
+
+
+def test_cluster_configuration_is_checked():
+    from controller.config import ConfigError, parse_config  # pylint: disable=import-outside-toplevel
+    config = parse_config({"cluster": {"etcd": "http://127.0.0.1:2379", "lease_s": 2}})
+    assert (config.cluster_etcd, config.cluster_lease_s, config.cluster_key) == \
+        ("http://127.0.0.1:2379", 2, "/cems/master")
+    for bad in ({"etcd": "127.0.0.1:2379"}, {"lease_s": 0.1}, {"key": "cems"}):
+        with pytest.raises(ConfigError, match="cluster"):
+            parse_config({"cluster": bad})
