@@ -368,6 +368,28 @@ class ExperienceCollector:
                                 value=len(self.experience.findings()))
 
 
+class ClusterCollector:
+    """With a cluster: whether this instance is master of the switches, how many instances
+    hold their etcd lease, and how long ago this one renewed its own."""
+
+    def __init__(self, leadership):
+        self.leadership = leadership  # controller.cluster.leader.Leadership
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        leadership = self.leadership
+        yield GaugeMetricFamily("cems_cluster_master", "1 while this instance is master of the "
+                                "switches", value=1.0 if leadership.leader else 0.0)
+        yield GaugeMetricFamily("cems_cluster_instances", "Instances holding their etcd "
+                                "lease, as this one last saw", value=len(leadership.members))
+        age = leadership.lease_age_s()
+        if age == age:
+            yield GaugeMetricFamily("cems_cluster_lease_age_seconds", "Seconds since this "
+                                    "instance last renewed its etcd lease", value=age)
+
+
 def serve_metrics(registry: CollectorRegistry, address: Address):
     """Start the HTTP exporter; returns (server, thread) so the caller can shut it down."""
     return start_http_server(address.port, addr=address.host, registry=registry)

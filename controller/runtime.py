@@ -28,8 +28,8 @@ from controller.policy.compile import PolicyFlows
 from controller.policy_loop import PolicyLoop
 from qoe.web import G1030_FIG_II4, WebAnchors
 from controller.monitor.kpis import KpiStore
-from controller.metrics import ControllerMetrics, ExperienceCollector, GrpcCollector, KpiCollector, \
-    serve_metrics
+from controller.metrics import ClusterCollector, ControllerMetrics, ExperienceCollector, \
+    GrpcCollector, KpiCollector, serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
@@ -89,9 +89,13 @@ class Runtime:
         if config.cluster_etcd:
             from controller.cluster.etcd import Etcd  # pylint: disable=import-outside-toplevel
             from controller.cluster.leader import Leadership, instance_name  # pylint: disable=import-outside-toplevel
-            runtime.leadership = Leadership(Etcd(config.cluster_etcd), config.cluster_key,
-                                            instance_name(), config.cluster_lease_s)
+            runtime.leadership = Leadership(
+                Etcd(config.cluster_etcd), config.cluster_key, instance_name(),
+                config.cluster_lease_s,
+                about=f"{config.grpc_listen.host}:{config.grpc_listen.port}")
             runtime.state.leader = False
+            runtime.state.cluster = runtime.leadership
+            registry.register(ClusterCollector(runtime.leadership))
         registry.register(ExperienceCollector(runtime.experience, kpis.directory))
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(

@@ -53,7 +53,12 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         state = self._state
         topo = state.topology
         caller = current_principal()
+        cluster = state.cluster if caller and caller.role == Role.DOMAIN_MANAGER else None
         return pb.GetStatusResponse(
+            instance=cluster.instance if cluster else "",
+            cluster=[pb.ClusterMember(instance=name, about=about, master=name == cluster.holder)
+                     for name, about in cluster.members] if cluster else [],
+            lease_age_s=cluster.lease_age_s() if cluster else 0.0,
             caller_role=caller.role.value if caller else "",
             caller_id=(caller.probe_id if caller.role == Role.PROBE else caller.customer_id)
             if caller else "",

@@ -65,6 +65,10 @@ def show_status(stub, args) -> str:
         rows.append(["store", r.store])
     if not r.master:
         rows.append(["role", "standby: another instance is master of the switches"])
+    if r.instance:
+        rows.append(["instance", f"{r.instance} (lease renewed {r.lease_age_s:.1f} s ago)"])
+        rows += [["cluster", f"{m.instance} at {m.about}" + (" (master)" if m.master else "")]
+                 for m in r.cluster]
     rows += [["problem", problem] for problem in r.problems]
     return _table(["field", "value"], rows)
 

@@ -68,6 +68,16 @@ class Etcd:
         value_now, revision = self.get(key) if created else _first(reply)
         return created, value_now, revision
 
+    def put(self, key: str, value: str, lease: int) -> None:
+        self._call("kv/put", {"key": _b64(key), "value": _b64(value), "lease": str(lease)})
+
+    def prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) of every key that starts with `prefix`, in key order."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        kvs = self._call("kv/range", {"key": _b64(prefix), "range_end": _b64(end)}).get(
+            "kvs", [])
+        return [(_text(kv["key"]), _text(kv.get("value", ""))) for kv in kvs]
+
     def get(self, key: str) -> tuple[str, int]:
         """(value, create revision) of `key`, or ("", 0) when it does not exist."""
         kvs = self._call("kv/range", {"key": _b64(key)}).get("kvs", [])

@@ -27,10 +27,13 @@ def instance_name() -> str:
 
 class Leadership:
     def __init__(self, etcd: Etcd, key: str, instance: str, lease_s: float = 3.0,
-                 on_change=lambda leader, generation: None, clock=time.monotonic):
+                 on_change=lambda leader, generation: None, clock=time.monotonic,
+                 about: str = ""):
         self.etcd = etcd
         self.key = key
         self.instance = instance
+        self.about = about        # what the others see of this instance (its gRPC address)
+        self.members: tuple[tuple[str, str], ...] = ()   # (instance, about) alive, as seen
         self.lease_s = lease_s
         self.on_change = on_change
         self.clock = clock
@@ -68,12 +71,16 @@ class Leadership:
             else:
                 if self._lease is None or self.etcd.keepalive(self._lease) <= 0:
                     self._lease = self.etcd.grant(max(1, round(self.lease_s)))
+                    self.etcd.put(f"{self.key}/instances/{self.instance}", self.about,
+                                  self._lease)
+                self._renewed = now
                 created, holder, revision = self.etcd.create(self.key, self.instance,
                                                              self._lease)
                 self.holder = holder
                 if holder == self.instance:
-                    self._renewed = now
                     self._become(True, revision)
+            members = self.etcd.prefix(f"{self.key}/instances/")
+            self.members = tuple((key.rsplit("/", 1)[-1], about) for key, about in members)
             if self.problem:
                 LOG.warning("etcd %s answers again", self.etcd.url)
             self.problem = ""
@@ -83,6 +90,10 @@ class Leadership:
             self.problem = f"cannot reach etcd {self.etcd.url}: {err}"
             if self.leader and now - self._renewed > self.lease_s * 2 / 3:
                 self._become(False, self.generation)   # before another can take over
+
+    def lease_age_s(self) -> float:
+        """Seconds since this instance last renewed its lease."""
+        return max(0.0, self.clock() - self._renewed) if self._renewed else float("nan")
 
     def start(self) -> "Leadership":
         self._thread = threading.Thread(target=self._run, name="cems-leadership", daemon=True)

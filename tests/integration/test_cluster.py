@@ -7,6 +7,7 @@ the killed instance, restarted, stays standby without disturbing anything."""
 
 import subprocess
 import time
+import urllib.request
 
 from cems.v1 import customer_pb2 as pb
 from cems.v1 import customer_pb2_grpc as pb_grpc
@@ -54,6 +55,11 @@ def test_the_master_dies_another_takes_over_and_forwarding_goes_on(make_controll
                 start_network(net)
                 first = wait_for(lambda: master_of(instances), 40, "one master of both switches")
                 standby = [i for i in instances if i is not first]
+                view = first.status()
+                assert len(view.cluster) == 3 and \
+                    [m.instance for m in view.cluster if m.master] == [view.instance]
+                assert "cems_cluster_master 1.0" in urllib.request.urlopen(
+                    f"http://127.0.0.1:{first.metrics_port}/metrics", timeout=5).read().decode()
                 assert all(not i.status().master and i.status().switches_connected == 0
                            for i in standby)
                 net.pingAll(timeout=1)

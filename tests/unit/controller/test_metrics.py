@@ -129,12 +129,16 @@ def full_registry() -> CollectorRegistry:
         auth=types.SimpleNamespace(refusals=collections.Counter({("UNAUTHENTICATED", "m"): 1})),
         limits=types.SimpleNamespace(open_streams=lambda: 1, refused_total=0))
     registry.register(GrpcCollector(server))
+    from controller.metrics import ClusterCollector  # pylint: disable=import-outside-toplevel
+    registry.register(ClusterCollector(types.SimpleNamespace(
+        leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4)))
     return registry
 
 
 def test_promtool_finds_nothing_to_say_about_any_metric():
     text = generate_latest(full_registry()).decode()
     assert "cems_kpi_rtp_jitter_seconds{" in text and "cems_experience_score{" in text
+    assert "cems_cluster_instances 2.0" in text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
                           capture_output=True, timeout=30, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr

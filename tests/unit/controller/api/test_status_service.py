@@ -22,6 +22,25 @@ def channel(state):
     served.close()
 
 
+def test_status_shows_the_cluster_to_the_domain_manager(state, capsys):
+    import types  # pylint: disable=import-outside-toplevel
+    from controller import cli  # pylint: disable=import-outside-toplevel
+    state.leader = False
+    state.cluster = types.SimpleNamespace(instance="h:2", holder="h:1",
+                                          members=(("h:1", "10.0.0.1:50051"),
+                                                   ("h:2", "10.0.0.2:50051")),
+                                          lease_age_s=lambda: 0.5)
+    served = Served(state)
+    try:
+        assert cli.main(["--server", served.address, "--token", served.manager,
+                         "status"]) == 0
+    finally:
+        served.close()
+    out = capsys.readouterr().out
+    assert "standby: another instance is master" in out
+    assert "h:2 (lease renewed 0.5 s ago)" in out and "h:1 at 10.0.0.1:50051 (master)" in out
+
+
 def test_status_says_who_the_caller_is(state):
     # pylint: disable=import-outside-toplevel
     from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla

@@ -21,9 +21,13 @@ def test_one_leader_and_a_larger_generation_after_it_leaves(etcd_url):
                    on_change=lambda leader, gen: heard.append(("a", leader, gen)))
     b = Leadership(Etcd(etcd_url), "/t1/master", "b", 2,
                    on_change=lambda leader, gen: heard.append(("b", leader, gen)))
+    a.about, b.about = "127.0.0.1:1", "127.0.0.1:2"
     a.step()
     b.step()
     assert a.leader and not b.leader and b.holder == "a"
+    b.step()
+    assert b.members == (("a", "127.0.0.1:1"), ("b", "127.0.0.1:2"))   # both alive
+    assert 0 <= b.lease_age_s() < 1
     first = a.generation
     a.step()
     assert heard == [("a", True, first)]   # renewing changes nothing
