@@ -195,9 +195,10 @@ class _PortCollector:
 
 
 class KpiCollector:
-    """Probe KPIs at scrape time, from the KpiStore: per service the number of flows, their
-    total throughput and the mean and worst of each KPI over each flow's latest record; per
-    probe its own counters (frames, kernel drops, evictions); and the record totals."""
+    """Probe KPIs at scrape time, from the KpiStore: per service the number of flows, the
+    counters of what the probes counted (bytes, packets, losses, errors) and the mean and
+    worst of each KPI over each flow's latest record, in its base unit; per probe its own
+    counters (frames, kernel drops, evictions); and the record totals."""
 
     def __init__(self, kpis: KpiStore):
         self.kpis = kpis

@@ -288,13 +288,14 @@ class Store:
     def _version(self) -> int:
         if self.engine == "sqlite":
             return self._db.execute("PRAGMA user_version").fetchone()[0]
-        self._db.execute("CREATE TABLE IF NOT EXISTS cems_schema (id BIGINT PRIMARY KEY "
-                         "CHECK (id = 1), version BIGINT NOT NULL)")
         row = self._db.execute("SELECT version FROM cems_schema WHERE id = 1").fetchone()
         return row[0] if row else 0
 
     def _migrate(self) -> None:
-        with self.transaction():   # instances starting together migrate one after another
+        with self.transaction() as db:   # instances starting together migrate in turn
+            if self.engine == "postgresql":
+                db.execute("CREATE TABLE IF NOT EXISTS cems_schema (id BIGINT PRIMARY KEY "
+                           "CHECK (id = 1), version BIGINT NOT NULL)")
             version = self._version()
         if version > len(_MIGRATIONS):
             raise StoreError(f"store {describe(self.path)} has schema version {version}, newer than this "

@@ -74,8 +74,7 @@ class Leadership:
                     self.etcd.put(f"{self.key}/instances/{self.instance}", self.about,
                                   self._lease)
                 self._renewed = now
-                created, holder, revision = self.etcd.create(self.key, self.instance,
-                                                             self._lease)
+                _, holder, revision = self.etcd.create(self.key, self.instance, self._lease)
                 self.holder = holder
                 if holder == self.instance:
                     self._become(True, revision)

@@ -74,15 +74,21 @@ def _loop(store, mode="act"):
     return loop, flows
 
 
-def test_a_restarted_controller_keeps_the_actions_in_force_and_hands_them_over(store_where):
-    path = store_where
-    store = Store(path)
-    loop, _ = _loop(store)
+def _acted(loop):
+    """The engine decided on the world's snapshot: its memory and decisions are stored."""
     evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig())
     with loop._lock:   # pylint: disable=protected-access
         loop.memory = evaluation.memory
         loop._save()   # pylint: disable=protected-access
     loop.log.add(evaluation.decisions)
+    return evaluation
+
+
+def test_a_restarted_controller_keeps_the_actions_in_force_and_hands_them_over(store_where):
+    path = store_where
+    store = Store(path)
+    loop, _ = _loop(store)
+    evaluation = _acted(loop)
     store.close()
     store = Store(path)
     restarted, flows = _loop(store)
@@ -163,11 +169,7 @@ def test_a_standby_that_becomes_master_takes_up_what_the_last_master_stored(stor
     standby.state.leader = False
     store_a = Store(store_where)
     master, _ = _loop(store_a)
-    evaluation = decide(snapshot(), PolicyMemory(), PolicyConfig())
-    with master._lock:   # pylint: disable=protected-access
-        master.memory = evaluation.memory
-        master._save()   # pylint: disable=protected-access
-    master.log.add(evaluation.decisions)
+    evaluation = _acted(master)
     standby.tick(None)                 # still standby: nothing
     assert flows_b.actions == () and standby.log.last_seq() == 0
     standby.state.leader = True        # A died; B is master now
