@@ -7,6 +7,7 @@ naming the key (dotted path as in the file) and what would have been allowed.
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -81,6 +82,14 @@ class ControllerConfig:
     cluster_etcd: str = ""       # http://HOST:PORT of etcd: instances elect the switches' master
     cluster_lease_s: float = 3.0
     cluster_key: str = "/cems/master"
+    # probe records from NATS JetStream (controller.stream), beside the gRPC export
+    records_nats: str = ""       # nats://HOST:PORT (tls://... for TLS); "" reads none
+    records_nats_user: str = ""
+    records_nats_password_file: str = ""   # the user's password, alone in a file
+    records_nats_tls_ca: str = ""          # PEM CA that signed the NATS server's certificate
+    records_consumer: str = ""   # the durable consumer's name; "" for cems-HOST-GRPCPORT
+    records_max_age_s: float = 86_400.0    # how long the stream keeps a record (if it makes it)
+    records_max_bytes: int = 1 << 30       # and how much it keeps at most
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     settle_s: float = 2.5
@@ -173,6 +182,41 @@ def _etcd_url(key: str, value: Any) -> str:
             len(value) > 500:
         raise ConfigError(key, "must be etcd's client URL, for example \"http://127.0.0.1:2379\" "
                           "(or \"\" for one instance without a cluster)")
+    return value
+
+
+def _nats_url(key: str, value: Any) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not value.startswith(("nats://", "tls://")) or \
+            len(value) > 500 or "@" in value:
+        raise ConfigError(key, "must be a NATS server URL without credentials, for example "
+                          "\"nats://127.0.0.1:4222\" (the user and password go in "
+                          "records.nats_user and records.nats_password_file; \"\" reads no "
+                          "records from NATS)")
+    return value
+
+
+def _nats_user(key: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 200 or any(c.isspace() for c in value):
+        raise ConfigError(key, f"must be a NATS user name without spaces, got {value!r}")
+    return value
+
+
+def _secret_file(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"must be the path of a file that holds the password, got "
+                          f"{value!r}")
+    if not os.access(value, os.R_OK):
+        raise ConfigError(key, f"{value} is not a readable file")
+    return value
+
+
+def _consumer_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 64 or \
+            (value and not re.fullmatch(r"[A-Za-z0-9_-]+", value)):
+        raise ConfigError(key, "must be a JetStream consumer name: letters, digits, '-' and "
+                          "'_', at most 64 (or \"\" for cems-HOST-GRPCPORT)")
     return value
 
 
@@ -358,6 +402,13 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "cluster.etcd": ("cluster_etcd", _etcd_url),
     "cluster.lease_s": ("cluster_lease_s", _number(1, 60)),
     "cluster.key": ("cluster_key", _etcd_key),
+    "records.nats": ("records_nats", _nats_url),
+    "records.nats_user": ("records_nats_user", _nats_user),
+    "records.nats_password_file": ("records_nats_password_file", _secret_file),
+    "records.nats_tls_ca": ("records_nats_tls_ca", lambda k, v: _readable(k, v)),
+    "records.consumer": ("records_consumer", _consumer_name),
+    "records.max_age_s": ("records_max_age_s", _number(60, 365 * 86_400)),
+    "records.max_bytes": ("records_max_bytes", _integer(1 << 20, 1 << 44)),
     "discovery.lldp_interval_s": ("lldp_interval_s", _number(0.1, 60)),
     "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
     "discovery.settle_s": ("settle_s", _number(0, 600)),
@@ -424,6 +475,15 @@ def parse_config(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = 
         raise ConfigError("grpc.max_streams", f"must be below grpc.max_workers "
                           f"({config.grpc_max_workers}), so that workers are left for unary "
                           f"calls; got {config.grpc_max_streams}")
+    for key, given in (("records.nats_user", config.records_nats_user),
+                       ("records.nats_password_file", config.records_nats_password_file),
+                       ("records.nats_tls_ca", config.records_nats_tls_ca),
+                       ("records.consumer", config.records_consumer)):
+        if given and not config.records_nats:
+            raise ConfigError(key, "needs records.nats (the NATS server's URL)")
+    if bool(config.records_nats_user) != bool(config.records_nats_password_file):
+        raise ConfigError("records.nats_user", "records.nats_user and "
+                          "records.nats_password_file must be given together")
     if config.link_timeout_s <= config.lldp_interval_s:
         raise ConfigError("discovery.link_timeout_s",
                           f"must be greater than discovery.lldp_interval_s "

@@ -391,6 +391,43 @@ class ClusterCollector:
                                     "instance last renewed its etcd lease", value=age)
 
 
+class StreamCollector:
+    """With records.nats: what this instance's consumer of the records stream took, refused
+    and has yet to read (its lag)."""
+
+    def __init__(self, stream):
+        self.stream = stream  # controller.stream.RecordStream
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        stream = self.stream
+        yield GaugeMetricFamily("cems_stream_connected", "1 while this instance reads the "
+                                "probe records stream", value=0.0 if stream.problem else 1.0)
+        messages = CounterMetricFamily("cems_stream_messages", "Messages (batches of "
+                                       "records) of the records stream, by what became of "
+                                       "them", labels=["outcome"])
+        for outcome in ("taken", "duplicate", "rejected", "failed"):
+            messages.add_metric([outcome], stream.messages[outcome])
+        yield messages
+        rejected = CounterMetricFamily("cems_stream_rejected_messages", "Messages of the "
+                                       "records stream refused before anything was taken, "
+                                       "by reason", labels=["reason"])
+        for reason, count in sorted(stream.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        yield CounterMetricFamily("cems_stream_records", "Records taken from the records "
+                                  "stream", value=stream.records_taken)
+        if stream.lag_checked_unix_s:
+            yield GaugeMetricFamily("cems_stream_pending_messages", "Messages in the records "
+                                    "stream not yet delivered to this instance's consumer",
+                                    value=stream.pending)
+            yield GaugeMetricFamily("cems_stream_ack_pending_messages", "Messages delivered "
+                                    "to this instance's consumer, not yet acknowledged",
+                                    value=stream.ack_pending)
+
+
 def serve_metrics(registry: CollectorRegistry, address: Address):
     """Start the HTTP exporter; returns (server, thread) so the caller can shut it down."""
     return start_http_server(address.port, addr=address.host, registry=registry)

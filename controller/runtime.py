@@ -29,7 +29,7 @@ from controller.policy_loop import PolicyLoop
 from qoe.web import G1030_FIG_II4, WebAnchors
 from controller.monitor.kpis import KpiStore
 from controller.metrics import ClusterCollector, ControllerMetrics, ExperienceCollector, \
-    GrpcCollector, KpiCollector, serve_metrics
+    GrpcCollector, KpiCollector, StreamCollector, serve_metrics
 from controller.monitor.mirror_rules import MirrorRules
 from controller.monitor.mirror import MirrorRule
 from controller.state import PublishedState
@@ -59,6 +59,7 @@ class Runtime:
     policy_flows: PolicyFlows = dataclasses.field(default_factory=PolicyFlows)
     policy: object = None              # controller.policy_loop.PolicyLoop
     leadership: object = None          # controller.cluster.leader.Leadership, with a cluster
+    stream: object = None              # controller.stream.RecordStream, with records.nats
     # called (from the experience ticker) after the policy's actions in force changed
     policy_changed: list = dataclasses.field(default_factory=list)
     _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -140,6 +141,33 @@ class Runtime:
         if self.policy is not None:
             self.experience_loop.after_tick.append(("policy", self.policy.tick))
         self.experience_loop.start()
+        if self.config.records_nats:
+            self.stream = self.start_stream()
+
+    def start_stream(self):
+        """The records stream's consumer (controller.stream), taking batches as the gRPC
+        export's are taken, and checking each against the store's probe tokens."""
+        from controller.api.probe import take_records  # pylint: disable=import-outside-toplevel
+        from controller.stream import (ProbeKey, RecordStream,  # pylint: disable=import-outside-toplevel
+                                       default_consumer)
+        from client.stream import read_password  # pylint: disable=import-outside-toplevel
+        config, csm = self.config, CsmStore(self.store)
+        on_records = self.experience.assessor.records if self.experience else None
+
+        def key_of_token(token_id):
+            found = csm.probe_token(token_id)
+            return ProbeKey(found[0], found[1].encode(), found[2]) if found else None
+        stream = RecordStream(
+            config.records_nats, config.records_consumer or default_consumer(self.grpc_port),
+            lambda probe_id, request: take_records(self.kpis, self.state.bus, on_records,
+                                                   probe_id, request),
+            key_of_token, config.records_nats_user,
+            read_password(config.records_nats_password_file), config.records_nats_tls_ca,
+            config.records_max_age_s, config.records_max_bytes, config.kpi_max_age_s)
+        self.state.stream = stream
+        self.metrics.registry.register(StreamCollector(stream))
+        LOG.info("reading probe records from %s (consumer %s)", stream.url, stream.consumer)
+        return stream.start()
 
     def watch(self, interval_s: float = 1.0) -> threading.Thread:
         """Start the watchdog: health follows the app's event loop (controller.health)."""
@@ -162,6 +190,8 @@ class Runtime:
             health = Health(False, health.problems + (
                 f"{self.leadership.problem}: this instance can neither stay nor become "
                 f"master of the switches",))
+        if self.stream is not None and self.stream.problem:   # blind to the probes
+            health = Health(False, health.problems + (f"records stream: {self.stream.problem}",))
         changed = health.serving != state.health.serving
         state.health = health  # the problems' text stays current (how long it has stalled)
         if not changed:
@@ -179,6 +209,8 @@ class Runtime:
         self._watchdog_stop.set()
         if self.experience_loop is not None:
             self.experience_loop.stop()
+        if self.stream is not None:
+            self.stream.stop()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=1.0).wait(2.0)
         if self.metrics_server is not None:

@@ -34,6 +34,7 @@ class PublishedState:
         self.store = ""   # where the store is, as GetStatus shows the domain manager
         self.leader = True   # master of the switches (always, without a cluster)
         self.cluster = None  # controller.cluster.leader.Leadership, with a cluster
+        self.stream = None   # controller.stream.RecordStream, with records.nats
         self.bus = bus or EventBus()
         self.topology = TopologySnapshot()
         self.connected: frozenset[int] = frozenset()

@@ -1,6 +1,6 @@
 """Servers that tests and examples start themselves, on 127.0.0.1 and free ports, and stop
-by their own process id (shell): PostgreSQL (Debian's postgresql 15) and cems-portal, and
-the two helpers every such server needs (answers, stop).
+by their own process id (shell): PostgreSQL (Debian's postgresql 15), etcd, NATS with
+JetStream and cems-portal, and the two helpers every such server needs (answers, stop).
 
 No system service is used or touched: each server has its own data directory, made fresh.
 """
@@ -126,6 +126,54 @@ def etcd():
         url = f"http://127.0.0.1:{client}"
         wait_for(lambda: answers(f"{url}/health"), 30, "etcd to be healthy")
         yield url
+    finally:
+        if proc is not None:
+            stop(proc, 10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def nats_permissions(probe_ids=()) -> dict:
+    """NATS users for the record stream: one controller (`cems`, everything) and one user per
+    probe, who may publish its own records only (and hear the stream's acknowledgements).
+    name -> (password, permissions); the passwords are fresh."""
+    import secrets  # pylint: disable=import-outside-toplevel
+    from client.stream import subject_for  # pylint: disable=import-outside-toplevel
+    users = {"cems": (secrets.token_urlsafe(16), {"publish": ">", "subscribe": ">"})}
+    for probe_id in probe_ids:
+        users[probe_id] = (secrets.token_urlsafe(16), {
+            "publish": {"allow": [subject_for(probe_id)]},
+            "subscribe": {"allow": ["_INBOX.>"]}})
+    return users
+
+
+@contextlib.contextmanager
+def nats(users: dict | None = None, port: int = 0):
+    """A NATS server of its own with JetStream (Debian's nats-server 2.9) on a free port of
+    127.0.0.1 (or `port`, to start one again where it was), with a fresh store directory;
+    `users`: name -> (password, permissions), see nats_permissions (None: no
+    authorization). Yields (its URL, its work directory)."""
+    import json  # pylint: disable=import-outside-toplevel
+    work = tempfile.mkdtemp(prefix="cems-nats-")
+    port, monitor = port or free_port(), free_port()
+    config = {"listen": f"127.0.0.1:{port}", "http": f"127.0.0.1:{monitor}",
+              "jetstream": {"store_dir": os.path.join(work, "js"), "max_memory_store": 64 << 20,
+                            "max_file_store": 1 << 30}}
+    if users:
+        config["authorization"] = {"users": [
+            {"user": name, "password": password, "permissions": permissions}
+            for name, (password, permissions) in users.items()]}
+    path = os.path.join(work, "nats.conf")
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump(config, stream)   # NATS's configuration format reads JSON
+    os.chmod(path, 0o600)
+    proc = None
+    try:
+        with open(os.path.join(work, "nats.log"), "w", encoding="utf-8") as log:
+            proc = subprocess.Popen(["nats-server", "-c", path], stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=work)
+        wait_for(lambda: answers(f"http://127.0.0.1:{monitor}/healthz"), 30,
+                 "NATS to be healthy")
+        yield f"nats://127.0.0.1:{port}", work
     finally:
         if proc is not None:
             stop(proc, 10)

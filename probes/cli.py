@@ -26,9 +26,11 @@ import grpc
 from cems.v1 import probe_pb2
 
 from client.channel import Credentials, TokenError, add_arguments as add_client_arguments
+from client.stream import read_password
 from probes.agent import ProbeAgent
 from probes.capture import CaptureError, open_capture
 from probes.export import RecordExporter
+from probes.stream import StreamExporter
 from probes import hotpath
 from probes.gen import IPTV_BITRATE_BPS, send_iptv, send_voice
 from probes.passive import (ProbeCounters, pcap_frames, run_batches, run_blocks, run_frames,
@@ -66,13 +68,32 @@ PROBE_ID_HELP = ("the probe's id, to check it against the credential (the contro
                  "the probe id from the probe token or certificate; default: that one)")
 
 
+def make_exporter(args):
+    """The records' way out, started: the controller's gRPC, NATS JetStream or none."""
+    if args.controller:
+        return RecordExporter(args.controller, args.probe_id,
+                              credentials=Credentials.from_args(args)).start()
+    if not args.nats:
+        return None
+    if bool(args.nats_user) != bool(args.nats_password_file):
+        raise ValueError("--nats-user and --nats-password-file go together")
+    token = Credentials.from_args(args).token
+    if not token:
+        raise ValueError("--nats needs the probe token ($CEMS_TOKEN or --token-file): "
+                         "every batch is signed with it")
+    return StreamExporter(args.nats, args.probe_id, token, args.nats_user,
+                          read_password(args.nats_password_file), args.nats_tls_ca).start()
+
+
 def run_passive(args) -> int:
     table = hotpath.new_table(max_flows=args.max_flows, ndpi=not args.no_ndpi)
     counters = ProbeCounters()
     to_stdout = write_records(sys.stdout)
-    exporter = RecordExporter(args.controller, args.probe_id,
-                              credentials=Credentials.from_args(args)).start() \
-        if args.controller else None
+    try:
+        exporter = make_exporter(args)
+    except (ValueError, OSError, TokenError) as err:
+        print(f"cems-probe: {err}", file=sys.stderr)
+        return 2
     capture = None
     if args.iface:
         try:
@@ -260,9 +281,19 @@ def main(argv=None) -> int:
                          help="do not run nDPI on each flow's first packets (compiled path)")
     passive.add_argument("--no-ring", action="store_true",
                          help="read with recv_into instead of a TPACKET_V3 ring")
-    passive.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
-                         help="also export the records to the cems controller's gRPC address "
-                              "(with a probe token: $CEMS_TOKEN or --token-file)")
+    export = passive.add_mutually_exclusive_group()
+    export.add_argument("--controller", metavar="HOST:PORT|unix:PATH",
+                        help="also export the records to the cems controller's gRPC address "
+                             "(with a probe token: $CEMS_TOKEN or --token-file)")
+    export.add_argument("--nats", metavar="nats://HOST:PORT",
+                        help="also publish the records on NATS JetStream (the stream "
+                             "CEMS_RECORDS, subject cems.records.PROBE_ID), signed with the "
+                             "probe token; needs --probe-id")
+    passive.add_argument("--nats-user", default="", help="the probe's NATS user")
+    passive.add_argument("--nats-password-file", default="", metavar="PATH",
+                         help="a file that holds the NATS user's password")
+    passive.add_argument("--nats-tls-ca", default="", metavar="PEM",
+                         help="with tls://: the CA that signed the NATS server's certificate")
     passive.add_argument("--probe-id", default="", help=PROBE_ID_HELP)
     add_client_arguments(passive)
     for kind in ("voice", "iptv"):
@@ -330,13 +361,13 @@ def main(argv=None) -> int:
     sender.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        return _run(args)
+        return _run(args, parser)
     except TokenError as err:
         print(f"cems-probe: {err}", file=sys.stderr)
         return 2
 
 
-def _run(args) -> int:
+def _run(args, parser) -> int:
     if args.command in ("gen-voice", "gen-iptv"):
         send = send_voice if args.command == "gen-voice" else send_iptv
         if getattr(args, "controller", None):

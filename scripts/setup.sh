@@ -10,8 +10,9 @@ DEB_PACKAGES="openvswitch-switch mininet iperf3 ethtool tcpdump iputils-ping ipr
 # Installed without their recommendations (which would add node exporter, smartmontools and
 # a desktop's worth of fonts): promtool and a Prometheus server for the rules and dashboard
 # tests, a headless browser with its driver for the portal's tests, and PostgreSQL for the
-# shared store and etcd for mastership (tests start their own servers on free ports).
-DEB_PACKAGES_BARE="prometheus chromium chromium-driver postgresql etcd-server"
+# shared store, etcd for mastership and NATS for the record stream (tests start their own
+# servers on free ports).
+DEB_PACKAGES_BARE="prometheus chromium chromium-driver postgresql etcd-server nats-server"
 
 say() { printf '== setup: %s\n' "$*"; }
 
@@ -36,7 +37,7 @@ if [ -n "$missing$bare" ]; then
   # Debian starts prometheus and postgresql services on install where an init system allows
   # it; cems' tests start their own servers on 127.0.0.1, so system ones are stopped again.
   [ -z "$bare" ] || apt-get install -y -q --no-install-recommends $bare
-  for service in prometheus postgresql etcd; do
+  for service in prometheus postgresql etcd nats-server; do
     if [ -n "$bare" ] && command -v systemctl >/dev/null && systemctl is-active -q "$service" 2>/dev/null; then
       systemctl disable --now "$service" >/dev/null 2>&1 || true
     fi

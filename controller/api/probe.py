@@ -25,6 +25,22 @@ MAX_LIST = 10_000
 MAX_RECORDS_PER_REQUEST = 10_000
 
 
+def take_records(kpis: KpiStore, bus: EventBus, on_records, probe_id: str,
+                 request: pb.ExportRecordsRequest) -> tuple[int, list[str]]:
+    """One batch of a probe's records, however it came (gRPC, or the NATS stream of
+    controller.stream): its health, then the records, which go to the KpiStore, the quality
+    assessor (`on_records`) and the event bus. (records stored, a problem per rejected one)"""
+    if request.HasField("health"):
+        kpis.set_health(convert.health_from_pb(probe_id, request.health))
+    stored, found = kpis.add_records(
+        [convert.record_from_pb(probe_id, m) for m in request.records], request.dropped_records)
+    if stored and on_records is not None:
+        on_records(stored)
+    if stored and len(bus):
+        bus.publish(KpiRecords(time.time(), tuple(stored)))
+    return len(stored), found
+
+
 class ProbeServicer:
     def __init__(self, kpis: KpiStore, bus: EventBus, active: ActiveTests, stop_event=None,
                  scope_of=lambda principal: Scope(), on_records=None):
@@ -48,19 +64,14 @@ class ProbeServicer:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"records: {len(request.records)} in one request, more than "
                               f"{MAX_RECORDS_PER_REQUEST}; send them in batches")
-            if request.HasField("health"):
-                self.kpis.set_health(convert.health_from_pb(probe_id, request.health))
-            stored, found = self.kpis.add_records(
-                [convert.record_from_pb(probe_id, m) for m in request.records],
-                request.dropped_records)
-            accepted += len(stored)
+            stored, found = self.take(probe_id, request)
+            accepted += stored
             rejected += len(found)
             problems.extend(found[:MAX_PROBLEMS - len(problems)])
-            if stored and self.on_records is not None:
-                self.on_records(stored)
-            if stored and len(self.bus):
-                self.bus.publish(KpiRecords(time.time(), tuple(stored)))
         return pb.ExportRecordsResponse(accepted=accepted, rejected=rejected, problems=problems)
+
+    def take(self, probe_id: str, request: pb.ExportRecordsRequest) -> tuple[int, list[str]]:
+        return take_records(self.kpis, self.bus, self.on_records, probe_id, request)
 
     def WatchTasks(self, request, context):
         probe_id = current_principal().probe_id

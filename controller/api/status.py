@@ -54,7 +54,13 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
         topo = state.topology
         caller = current_principal()
         cluster = state.cluster if caller and caller.role == Role.DOMAIN_MANAGER else None
+        stream = state.stream if caller and caller.role == Role.DOMAIN_MANAGER else None
         return pb.GetStatusResponse(
+            stream=pb.StreamStatus(
+                url=stream.url, consumer=stream.consumer, reading=not stream.problem,
+                problem=stream.problem, pending=stream.pending, ack_pending=stream.ack_pending,
+                taken=stream.messages["taken"], rejected=stream.messages["rejected"],
+                records=stream.records_taken) if stream else None,
             instance=cluster.instance if cluster else "",
             cluster=[pb.ClusterMember(instance=name, about=about, master=name == cluster.holder)
                      for name, about in cluster.members] if cluster else [],

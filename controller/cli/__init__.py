@@ -69,6 +69,12 @@ def show_status(stub, args) -> str:
         rows.append(["instance", f"{r.instance} (lease renewed {r.lease_age_s:.1f} s ago)"])
         rows += [["cluster", f"{m.instance} at {m.about}" + (" (master)" if m.master else "")]
                  for m in r.cluster]
+    if r.HasField("stream"):
+        m = r.stream
+        rows.append(["records stream", f"{m.url} consumer {m.consumer}: "
+                     + (f"{m.pending} message(s) behind, {m.ack_pending} unacknowledged"
+                        if m.reading else "NOT READING")
+                     + f"; {m.taken} taken ({m.records} records), {m.rejected} rejected"])
     rows += [["problem", problem] for problem in r.problems]
     return _table(["field", "value"], rows)
 

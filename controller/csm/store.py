@@ -97,6 +97,14 @@ class CsmStore:
             return None
         return Principal(Role(role), customer_id, token_id, probe_id)
 
+    def probe_token(self, token_id: str) -> tuple[str, str, float | None] | None:
+        """(probe id, the token's hex SHA-256, expiry) of a probe token, by its id; None for
+        no such probe token. What a record signed with the token is checked against
+        (controller.stream)."""
+        rows = self.store.query("SELECT probe_id, token_sha256, expires_unix_s FROM tokens "
+                                "WHERE token_id=? AND role=?", (token_id, Role.PROBE.value))
+        return tuple(rows[0]) if rows else None
+
     def tokens(self) -> list[TokenInfo]:
         return [TokenInfo(t, Role(r), c, p, created, expires) for t, r, c, p, created, expires
                 in self.store.query("SELECT token_id, role, customer_id, probe_id, "

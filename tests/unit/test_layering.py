@@ -28,7 +28,7 @@ SHELLS = ("controller.app", "controller.main", "controller.runtime", "controller
           "controller.cli", "controller.store", "controller.csm.store", "controller.edge",
           "controller.metrics", "controller.ryu_launcher", "lab")
 FORBIDDEN_THIRD_PARTY = ("grpc", "grpc_health", "grpc_reflection", "cems", "sqlite3", "psycopg",
-                         "pyroute2", "mininet", "prometheus_client")
+                         "nats", "pyroute2", "mininet", "prometheus_client")
 # The framework door is for the one message builder and the packet codecs only.
 COMPAT_ALLOWED = {"controller.openflow.messages", "controller.openflow.wire_stats",
                   "controller.network.discovery", "controller.network.packet_in"}

@@ -116,3 +116,24 @@ def test_interfaces_edges_and_mirror():
         parse_config({"mirror": {"probe": "2:10", "rules": ["bob:telepathy"]}})
     with pytest.raises(ConfigError, match="needs mirror.probe"):
         parse_config({"mirror": {"rules": ["bob"]}})
+
+
+def test_the_records_stream_needs_a_url_and_a_user_with_a_password_file(tmp_path):
+    password = tmp_path / "nats-password"
+    password.write_text("secret\n")
+    config = parse_config({"records": {"nats": "nats://127.0.0.1:4222", "nats_user": "cems",
+                                       "nats_password_file": str(password),
+                                       "consumer": "cems-a_1"}})
+    assert (config.records_nats, config.records_nats_user, config.records_consumer) == (
+        "nats://127.0.0.1:4222", "cems", "cems-a_1")
+    with pytest.raises(ConfigError, match="records.consumer.*needs records.nats"):
+        parse_config({"records": {"consumer": "x"}})
+    with pytest.raises(ConfigError, match="without credentials"):   # no password in a URL
+        parse_config({"records": {"nats": "nats://cems:secret@127.0.0.1:4222"}})
+    with pytest.raises(ConfigError, match="go.* together|given together"):
+        parse_config({"records": {"nats": "nats://h:1", "nats_user": "cems"}})
+    with pytest.raises(ConfigError, match="consumer name"):
+        parse_config({"records": {"nats": "nats://h:1", "consumer": "a.b"}})
+    with pytest.raises(ConfigError, match="not a readable file"):
+        parse_config({"records": {"nats": "nats://h:1", "nats_user": "cems",
+                                  "nats_password_file": str(tmp_path / "missing")}})

@@ -132,6 +132,11 @@ def full_registry() -> CollectorRegistry:
     from controller.metrics import ClusterCollector  # pylint: disable=import-outside-toplevel
     registry.register(ClusterCollector(types.SimpleNamespace(
         leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4)))
+    from controller.metrics import StreamCollector  # pylint: disable=import-outside-toplevel
+    registry.register(StreamCollector(types.SimpleNamespace(
+        problem="", messages=collections.Counter(taken=5, rejected=1),
+        rejected=collections.Counter({"bad signature": 1}), records_taken=50, pending=3,
+        ack_pending=1, lag_checked_unix_s=1.0)))
     return registry
 
 
@@ -139,6 +144,8 @@ def test_promtool_finds_nothing_to_say_about_any_metric():
     text = generate_latest(full_registry()).decode()
     assert "cems_kpi_rtp_jitter_seconds{" in text and "cems_experience_score{" in text
     assert "cems_cluster_instances 2.0" in text
+    assert 'cems_stream_rejected_messages_total{reason="bad signature"} 1.0' in text
+    assert "cems_stream_pending_messages 3.0" in text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
                           capture_output=True, timeout=30, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr

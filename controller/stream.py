@@ -1,0 +1,325 @@
+"""Probe records from NATS JetStream (shell): one durable consumer per controller instance.
+
+With `records.nats`, the controller reads the stream `CEMS_RECORDS` (client.stream), beside
+the gRPC export that stays the single-instance default. It creates the stream when it is not
+there yet (file storage, `records.max_age_s` and `records.max_bytes`, two minutes of
+duplicate detection by message id) and binds to its own durable pull consumer,
+`records.consumer` (default `cems-HOST-GRPCPORT`). Every instance has its own, so every
+instance sees every record: a standby's experience is as warm as the master's.
+
+Each message is one batch of a probe's records, checked before anything is taken from it
+(check_message): the subject names the probe, the token id header names one of the store's
+probe tokens for that probe (not expired, not revoked), the signature is that token's, and
+the records name no other probe. A message that fails is rejected for good (`term`),
+counted by reason and logged once per reason and probe. What passes goes to the same place
+as the gRPC export's batches (controller.api.probe.take_records), and is acknowledged only
+then: a consumer killed mid-stream leaves the rest, and what it was taking, to the next
+one on the same durable name. A message delivered again to the same process (its
+acknowledgement was lost or late) is recognised by its stream sequence and not taken twice.
+
+A new consumer starts at the records of the last `kpi.max_age_s` seconds: older ones
+describe flows that have ended. While the instance cannot read the stream (no connection,
+no stream, no consumer) it is NOT SERVING and `problem` says why.
+
+nats-py is asyncio: the consumer is one thread that runs its own event loop.
+"""
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import logging
+import socket
+import ssl
+import threading
+import time
+
+from cems.v1 import probe_pb2 as pb
+from google.protobuf.message import DecodeError
+
+from client.stream import (MSG_ID_HEADER, SIGNATURE_HEADER, STREAM, SUBJECTS, TOKEN_ID_HEADER,
+                           probe_of, signed)
+
+LOG = logging.getLogger("cems.stream")
+DUPLICATE_WINDOW_S = 120.0
+TOKEN_CACHE_S = 5.0     # a revoked probe token stops working within this
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason      # a short label: the metric's and the log's
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeKey:
+    probe_id: str
+    key: bytes                    # the token's hex SHA-256, as the store keeps it
+    expires_unix_s: float | None
+
+
+def check_message(subject: str, headers: dict | None, body: bytes, key_of_token,
+                  now_unix_s: float) -> tuple[str, pb.ExportRecordsRequest]:
+    """(probe id, batch) of a record message, or Rejected saying why not.
+    `key_of_token(token_id)`: its ProbeKey, or None for no such probe token."""
+    probe_id = probe_of(subject)
+    if not probe_id:
+        raise Rejected("subject", f"subject {subject!r} is not cems.records.<probe id>")
+    headers = headers or {}
+    token_id = headers.get(TOKEN_ID_HEADER, "")
+    given = headers.get(SIGNATURE_HEADER, "")
+    if not token_id or not given:
+        raise Rejected("unsigned", f"a message on {subject} without {TOKEN_ID_HEADER} and "
+                       f"{SIGNATURE_HEADER}: not from a cems probe")
+    known = key_of_token(token_id) if len(token_id) <= 64 else None
+    if known is None:
+        raise Rejected("unknown token", f"a message on {subject} signed with token "
+                       f"{token_id[:64]!r}, which is no probe token of this controller's "
+                       f"store (revoked, or never made)")
+    if known.probe_id != probe_id:
+        raise Rejected("wrong probe", f"a message on {subject} signed with the token of "
+                       f"probe {known.probe_id!r}")
+    if known.expires_unix_s is not None and now_unix_s >= known.expires_unix_s:
+        raise Rejected("expired token", f"a message on {subject} signed with token "
+                       f"{token_id}, which expired")
+    if not signed(known.key, subject, headers.get(MSG_ID_HEADER, ""), body, given):
+        raise Rejected("bad signature", f"a message on {subject} whose signature is not "
+                       f"token {token_id}'s: changed on the way, or forged")
+    try:
+        request = pb.ExportRecordsRequest.FromString(body)
+    except DecodeError as err:
+        raise Rejected("malformed", f"a message on {subject} that is no ExportRecordsRequest "
+                       f"({err})") from None
+    named = {request.probe_id, request.health.probe_id, *(m.probe_id for m in request.records)}
+    if named - {"", probe_id}:
+        raise Rejected("wrong probe", f"a message on {subject} whose records name probe "
+                       f"{sorted(named - {'', probe_id})[0]!r}")
+    return probe_id, request
+
+
+class Seen:
+    """The stream sequences taken lately (bounded): a message delivered again is not taken
+    twice."""
+
+    def __init__(self, size: int = 1 << 16):
+        self._order: collections.deque = collections.deque()
+        self._set: set[int] = set()
+        self.size = size
+
+    def __contains__(self, sequence: int) -> bool:
+        return sequence in self._set
+
+    def add(self, sequence: int) -> None:
+        if sequence in self._set:
+            return
+        self._order.append(sequence)
+        self._set.add(sequence)
+        while len(self._order) > self.size:
+            self._set.discard(self._order.popleft())
+
+
+def default_consumer(grpc_port: int) -> str:
+    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname())[:40] or "host"
+    return f"cems-{host}-{grpc_port}"
+
+
+class RecordStream:
+    def __init__(self, url: str, consumer: str, take, key_of_token, user: str = "",
+                 password: str = "", tls_ca: str = "", max_age_s: float = 86_400.0,
+                 max_bytes: int = 1 << 30, start_back_s: float = 60.0, batch: int = 64,
+                 ack_wait_s: float = 5.0):
+        self.url = url
+        self.consumer = consumer
+        self.take = take                  # (probe id, ExportRecordsRequest) -> (n, problems)
+        self.key_of_token = key_of_token  # token id -> ProbeKey | None (the store)
+        self.user, self.password, self.tls_ca = user, password, tls_ca
+        self.max_age_s, self.max_bytes = max_age_s, max_bytes
+        self.start_back_s = start_back_s
+        self.batch, self.ack_wait_s = batch, ack_wait_s
+        self.seen = Seen()
+        self.connected = False
+        self.problem = ""                 # why records are not read now ("" when they are)
+        self._why, self._since = "", ""
+        self.messages: collections.Counter = collections.Counter()   # outcome -> count
+        self.rejected: collections.Counter = collections.Counter()   # reason -> count
+        self.records_taken = 0
+        self.records_refused = 0          # records the KpiStore found wrong
+        self.pending = 0                  # in the stream, not yet delivered to this consumer
+        self.ack_pending = 0              # delivered, not yet acknowledged
+        self.lag_checked_unix_s = 0.0
+        self._logged: set[tuple[str, str]] = set()
+        self._keys: dict[str, tuple[float, ProbeKey | None]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cems-stream", daemon=True)
+
+    def start(self) -> "RecordStream":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    # -- what happens to one message (no I/O but the take and the store's token lookup) --
+    def _key(self, token_id: str) -> ProbeKey | None:
+        now = time.monotonic()
+        cached = self._keys.get(token_id)
+        if cached is None or now - cached[0] > TOKEN_CACHE_S:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            cached = (now, self.key_of_token(token_id))
+            self._keys[token_id] = cached
+        return cached[1]
+
+    def handle(self, subject: str, headers, body: bytes, sequence: int) -> str:
+        """Take one message; its outcome: taken, duplicate, rejected or failed."""
+        if sequence in self.seen:
+            self.messages["duplicate"] += 1
+            return "duplicate"
+        try:
+            probe_id, request = check_message(subject, headers, body, self._key, time.time())
+        except Rejected as rejected:
+            self.messages["rejected"] += 1
+            self.rejected[rejected.reason] += 1
+            if (rejected.reason, subject) not in self._logged and len(self._logged) < 1000:
+                self._logged.add((rejected.reason, subject))
+                LOG.warning("records stream: rejected %s (stream sequence %d; further ones "
+                            "like it are counted, not logged)", rejected.detail, sequence)
+            return "rejected"
+        try:
+            taken, problems = self.take(probe_id, request)
+        except Exception:  # pylint: disable=broad-except
+            self.messages["failed"] += 1
+            if ("failed", subject) not in self._logged:
+                self._logged.add(("failed", subject))
+                LOG.exception("records stream: taking a batch of probe %s failed (stream "
+                              "sequence %d); it is dropped, further failures are counted",
+                              probe_id, sequence)
+            return "failed"
+        self.seen.add(sequence)
+        self.messages["taken"] += 1
+        self.records_taken += taken
+        self.records_refused += len(problems)
+        return "taken"
+
+    # -- NATS ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    def _set_problem(self, why: str) -> None:
+        """`why` records are not read now ("" when they are); logged when it starts, when
+        the reason changes and when it ends, not at every retry."""
+        if why and why != self._why:
+            self._since = self._since or time.strftime("%H:%M:%S")
+            LOG.error("records stream %s: %s; probe records are not read (retrying)",
+                      self.url, why)
+        elif not why and self._why:
+            LOG.warning("records stream %s: reading consumer %s again", self.url, self.consumer)
+            self._since = ""
+        self._why = why
+        self.problem = f"{why} since {self._since}; probe records are not read" if why else ""
+
+    async def _connect(self):
+        import nats  # pylint: disable=import-outside-toplevel
+
+        async def error(err):
+            LOG.debug("records stream: NATS says %s", err)
+
+        async def lost():
+            self.connected = False
+            if not self._stop.is_set():
+                self._set_problem(f"lost the connection to NATS at {self.url}")
+
+        async def back():
+            self.connected = True
+            self._set_problem("")
+        options = {"servers": [self.url], "connect_timeout": 2, "allow_reconnect": True,
+                   "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "error_cb": error,
+                   "disconnected_cb": lost, "reconnected_cb": back, "name": self.consumer}
+        if self.user:
+            options.update(user=self.user, password=self.password)
+        if self.tls_ca:
+            options["tls"] = ssl.create_default_context(cafile=self.tls_ca)
+        return await nats.connect(**options)
+
+    async def _subscribe(self, client):
+        from nats.js import api  # pylint: disable=import-outside-toplevel
+        from nats.js.errors import NotFoundError  # pylint: disable=import-outside-toplevel
+        stream = client.jetstream(timeout=5)
+        try:
+            await stream.stream_info(STREAM)
+        except NotFoundError:
+            await stream.add_stream(api.StreamConfig(
+                name=STREAM, subjects=[SUBJECTS], storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.OLD,
+                max_age=self.max_age_s, max_bytes=self.max_bytes,
+                duplicate_window=DUPLICATE_WINDOW_S))
+            LOG.warning("records stream: created the stream %s on %s (records kept %g s, "
+                        "at most %d bytes)", STREAM, self.url, self.max_age_s, self.max_bytes)
+        start = datetime.datetime.fromtimestamp(time.time() - self.start_back_s,
+                                                datetime.timezone.utc)
+        config = api.ConsumerConfig(
+            durable_name=self.consumer, ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s, max_ack_pending=10_000, filter_subject=SUBJECTS,
+            deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        return await stream.pull_subscribe(SUBJECTS, durable=self.consumer, stream=STREAM,
+                                     config=config)
+
+    async def _main(self) -> None:
+        from nats.errors import TimeoutError as NoMessages  # pylint: disable=import-outside-toplevel
+        client = subscription = None
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = await self._connect()
+                    self.connected = True
+                if subscription is None:
+                    subscription = await self._subscribe(client)
+                    self._set_problem("")
+                    backoff = 1.0
+                if time.time() - self.lag_checked_unix_s >= 1.0:
+                    await self._check_lag(subscription)
+                try:
+                    messages = await subscription.fetch(self.batch, timeout=0.5)
+                except NoMessages:
+                    continue
+                for message in messages:
+                    if self._stop.is_set():   # the rest is delivered again, to the next one
+                        break
+                    outcome = self.handle(message.subject, message.headers, message.data,
+                                          message.metadata.sequence.stream)
+                    if outcome in ("taken", "duplicate"):
+                        await message.ack()
+                    else:   # never delivered again: it would be refused again
+                        await message.term()
+            except Exception as err:  # pylint: disable=broad-except
+                # no server, no JetStream, a permission refused, a connection lost mid-call
+                why = str(err) or type(err).__name__
+                if client is None:
+                    self._set_problem(f"cannot connect to NATS at {self.url} ({why})")
+                elif client.is_connected:
+                    self._set_problem(f"cannot read the stream {STREAM} with consumer "
+                                      f"{self.consumer} ({why})")
+                    subscription = None   # bound again (or made again) at the next try
+                if client is not None and client.is_closed:
+                    client, subscription = None, None
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if client is not None:
+            try:
+                await client.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    async def _check_lag(self, subscription) -> None:
+        info = await subscription.consumer_info()
+        self.pending = info.num_pending or 0
+        self.ack_pending = info.num_ack_pending or 0
+        self.lag_checked_unix_s = time.time()
+
+    async def _pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < end:
+            await asyncio.sleep(0.05)
