@@ -26,6 +26,7 @@ import threading
 import time
 
 from controller.csm.model import ServiceClass
+from controller.csm.rules import Refused
 from controller.events import DecisionMade
 from controller.monitor.experience import DEGRADED
 from controller.policy.engine import PolicyConfig, PolicyMemory, decide
@@ -126,9 +127,27 @@ class PolicyLoop:
             self._store_failed(err)
 
     # -- operators --------------------------------------------------------------------------
+    def _follower(self) -> bool:
+        """A standby instance of a cluster on a shared store: the master's engine decides,
+        acts and writes to the store; this one shows what it wrote."""
+        return not self.state.leader and self.store is not None
+
+    def _refuse_on_standby(self, what: str) -> None:
+        if self.state.leader:
+            return
+        cluster = getattr(self.state, "cluster", None)
+        holder = getattr(cluster, "holder", "") if cluster is not None else ""
+        about = dict(getattr(cluster, "members", ()) or ()).get(holder, "")
+        master = f"the master, {holder} at {about}" if holder and about else \
+            (f"the master, {holder}" if holder else "the master (none elected now)")
+        raise Refused("FAILED_PRECONDITION", f"this instance is standby: {what} is for "
+                      f"{master}, whose policy engine acts")
+
     def set_mode(self, mode: str, who: str = "") -> None:
         """act, dry-run or off. Actions already in force stay until they are reverted or
-        rolled back; dry-run and off only keep new ones from reaching the network."""
+        rolled back; dry-run and off only keep new ones from reaching the network.
+        Refused on a standby instance (its engine does not act)."""
+        self._refuse_on_standby("setting the policy mode")
         with self._lock:
             if mode != self.mode and self.mode == "dry-run":
                 # what dry-run decided was never on the network: nothing to revert
@@ -138,7 +157,8 @@ class PolicyLoop:
 
     def revert(self, action_id: int, who: str, hold_s: float = 300.0) -> bool:
         """Take an action back by hand (a domain manager); its target is left alone for
-        `hold_s`. False when no such action is in memory."""
+        `hold_s`. False when no such action is in memory. Refused on a standby instance."""
+        self._refuse_on_standby("taking an action back")
         with self._lock:
             action = next((a for a in self.memory.actions if a.action_id == action_id), None)
             if action is None:
@@ -161,7 +181,14 @@ class PolicyLoop:
         return True
 
     def status(self):
-        """(mode, actions in memory, evaluations, twin error, outcomes)."""
+        """(mode, actions in memory, evaluations, twin error, outcomes). On a standby
+        instance: the mode and actions the master last stored (no evaluations of its own)."""
+        if self._follower():
+            memory, mode, _who = load_memory(self.store)
+            memory = memory or PolicyMemory()
+            if not mode or CAUTION.get(mode, 2) > CAUTION[self.config.policy_mode]:
+                mode = self.config.policy_mode
+            return mode, memory.actions, 0, memory.mean_abs_error, len(memory.errors)
         with self._lock:
             return (self.mode, self.memory.actions, self.evaluations,
                     self.memory.mean_abs_error, len(self.memory.errors))
@@ -190,9 +217,11 @@ class PolicyLoop:
         what it read when it started."""
         if not self.state.leader:
             self._standby = True
+            self.log.follow_store = self.store is not None
             return False
         if self._standby and self.store is not None:
             self._standby = False
+            self.log.follow_store = False
             with self._lock:
                 self._restore()
                 self._saved = self.memory

@@ -34,6 +34,9 @@ class DecisionLog:
         self.listeners: list[Callable[[Logged], None]] = []
         self.store = store
         self.store_failed = store_failed
+        # a standby instance of a cluster: the master writes the decisions to the shared
+        # store, and reads come from there, not from what this one read when it started
+        self.follow_store = False
         if store is not None:
             self.resume()
 
@@ -70,7 +73,8 @@ class DecisionLog:
         kinds = set(kinds)
         with self._lock:
             items = list(self._items)
-        if self.store is not None and (not items or after_seq + 1 < items[0].seq):
+        if self.store is not None and (self.follow_store or not items or
+                                       after_seq + 1 < items[0].seq):
             return self.store.select(after_seq, limit, customer_id, element, sorted(kinds))
         out = []
         for item in items:
@@ -87,5 +91,7 @@ class DecisionLog:
         return out
 
     def last_seq(self) -> int:
+        if self.store is not None and self.follow_store:
+            return self.store.last_seq()
         with self._lock:
             return self._next - 1
