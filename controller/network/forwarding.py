@@ -24,8 +24,10 @@ def build_control_flows() -> frozenset[FlowEntry]:
     """Flows every switch gets: LLDP and ARP to the controller; in table 0 everything else
     goes on to the forwarding table, whose table-miss sends to the controller.
 
-    ARP always goes through the controller, which answers or forwards it to edge ports only:
-    ARP is never flooded over inter-switch links, so loops in the topology cannot storm.
+    ARP goes through the controller, which answers or forwards it to edge ports only: ARP
+    is never flooded over inter-switch links, so loops in the topology cannot storm. The
+    exception is in compute_forwarding_flows: a known host's ARP about itself follows the
+    host pair's path like its other traffic.
     """
     to_controller = (("controller", CONTROLLER_NO_BUFFER),)
     return frozenset({
@@ -63,8 +65,39 @@ def compute_paths(graph: nx.DiGraph) -> dict[int, dict[int, list[int]]]:
     return {src: nx.single_source_shortest_path(ordered, src) for src in ordered.nodes}
 
 
+def arp_cookie(key: str) -> int:
+    return cookie_for(Component.FORWARDING, f"arp {key}")
+
+
+def _arp_flows(graph, hosts, flows) -> None:
+    """ARP that needs no controller goes on to the forwarding table, where the host pair's
+    flow takes a unicast one (a neighbour's reachability probe, its reply) to its
+    destination, and the table-miss still sends everything else to the controller
+    (broadcast requests, unknown destinations). So hosts that already know each other keep
+    their ARP entries while no controller answers, during a failover for one.
+
+    At a host's own port only ARP about itself passes: eth_src and the ARP sender fields
+    must be the host's learned MAC and one of its addresses, so a host cannot claim another
+    one's address this way (that still goes to the controller, which answers it with what
+    it knows). On inter-switch ports all ARP passes: only what an edge let in arrives there."""
+    for host in hosts:
+        for address in host.ipv4:
+            flows[host.dpid].add(FlowEntry.make(
+                CLASSIFY_TABLE, PRIORITY["arp_forward"],
+                {"in_port": host.port_no, "eth_type": ETH_TYPE_ARP, "eth_src": host.mac,
+                 "arp_sha": host.mac, "arp_spa": address}, (),
+                arp_cookie(f"{host.mac} {address}"), (("goto_table", FORWARDING_TABLE),)))
+    for dpid in flows:
+        for port in sorted({data["port"] for _, _, data in graph.out_edges(dpid, data=True)}):
+            flows[dpid].add(FlowEntry.make(
+                CLASSIFY_TABLE, PRIORITY["arp_forward"], {"in_port": port,
+                                                         "eth_type": ETH_TYPE_ARP}, (),
+                arp_cookie(f"link {dpid}:{port}"), (("goto_table", FORWARDING_TABLE),)))
+
+
 def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, set[FlowEntry]]:
-    """Unicast flows (match eth_src, eth_dst -> output) for every host pair with a path.
+    """Unicast flows (match eth_src, eth_dst -> output) for every host pair with a path,
+    and the ARP that may take them (_arp_flows).
 
     Only switches in `dpids` (connected ones) are used. Returns dpid -> flows.
     """
@@ -83,6 +116,7 @@ def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, 
             for here, nxt in zip(path, path[1:]):
                 flows[here].add(_pair_flow(src, dst, graph[here][nxt]["port"]))
             flows[dst.dpid].add(_pair_flow(src, dst, dst.port_no))
+    _arp_flows(graph, hosts, flows)
     return flows
 
 

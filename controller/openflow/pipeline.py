@@ -60,7 +60,8 @@ CLASSIFY_TABLE = 0
 FORWARDING_TABLE = 1
 TABLES = {
     CLASSIFY_TABLE: Table(CLASSIFY_TABLE, "classify",
-                          frozenset({"in_port", "eth_type", "eth_src", "eth_dst"})),
+                          frozenset({"in_port", "eth_type", "eth_src", "eth_dst", "arp_spa",
+                                     "arp_sha"})),
     FORWARDING_TABLE: Table(FORWARDING_TABLE, "forwarding",
                             frozenset({"in_port", "eth_type", "eth_src", "eth_dst", "ip_proto",
                                        "tcp_src", "tcp_dst", "udp_src", "udp_dst"})),
@@ -76,6 +77,7 @@ PRIORITY = {
     "customer_ip": 2000,
     "policy_mark": 2100,  # a host pair metered or re-marked by the policy engine
     "arp_to_controller": 50000,
+    "arp_forward": 55000,  # unicast ARP of a known host (its own binding), or from a link
     "lldp_to_controller": 60000,
 }
 

@@ -49,13 +49,31 @@ def test_controller_restart_converges_without_losing_forwarding(controller):
         assert net.pingAll(timeout=1) == 0.0
         before = {b: cems_flows(b) for b in ("s1", "s2")}
         # 4 control flows + every ordered host pair but the two that stay on the other switch
-        assert all(len(flows) == 4 + 10 for flows in before.values())
+        # + the ARP of each of its two hosts and the ARP from the link
+        assert all(len(flows) == 4 + 10 + 3 for flows in before.values())
         controller.stop(kill=True)
         tamper("s1")
         controller.start()
         wait_until_converged("s1", before["s1"])
         assert cems_flows("s2") == before["s2"]
         assert net.pingAll(timeout=1) == 0.0
+
+
+def test_hosts_that_know_each_other_go_on_talking_while_no_controller_answers(controller):
+    """A host checks a neighbour it has not heard from with unicast ARP (Linux: after 5 s
+    in DELAY, three probes, then FAILED). Without a controller, as during a failover, that
+    ARP must take the pair's flows, or the hosts stop talking although their path is there."""
+    with running_network(DumbbellTopo(n=2), controller) as net:
+        net.pingAll(timeout=1)
+        assert net.pingAll(timeout=1) == 0.0
+        l1, r1 = net.get("l1", "r1")
+        controller.stop(kill=True)
+        for host, peer in ((l1, r1), (r1, l1)):   # as if not heard from for a while
+            host.cmd(f"ip neigh replace {peer.IP()} lladdr {peer.MAC()} nud stale "
+                     f"dev {host.defaultIntf()}")
+        out = l1.cmd(f"ping -c 12 -i 1 -W 1 {r1.IP()}")
+        assert " 12 received" in out, out
+        assert "REACHABLE" in l1.cmd(f"ip neigh show {r1.IP()}")   # confirmed by ARP
 
 
 def test_switch_reconnect_converges(controller):

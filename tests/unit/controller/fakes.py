@@ -44,7 +44,8 @@ class FakeNetwork:
     def deliver(self, dpid: int, fields: dict, max_hops: int = 32) -> tuple:
         """Inject at a switch; returns ('host', dpid, port), ('controller', dpid) or ('drop', dpid).
 
-        `fields` is updated by set_field actions on the way (for example ip_dscp).
+        `fields` is updated by set_field actions on the way (for example ip_dscp), and
+        in_port by each link it crosses (give the first one in `fields`).
         """
         for _ in range(max_hops):
             table, output = 0, None
@@ -77,7 +78,7 @@ class FakeNetwork:
                     table = goto
             if (dpid, output) not in self.links:
                 return ("host", dpid, output)
-            dpid = self.links[(dpid, output)][0]
+            dpid, fields["in_port"] = self.links[(dpid, output)]
         raise AssertionError(f"forwarding loop for {fields}")
 
 

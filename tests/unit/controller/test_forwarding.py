@@ -44,6 +44,26 @@ def test_arp_and_lldp_always_go_to_the_controller_and_unknown_traffic_too():
     assert net.deliver(1, unknown) == ("controller", 1)
 
 
+def test_a_hosts_unicast_arp_about_itself_takes_the_pairs_path_and_other_arp_does_not():
+    topology = ring_with_hosts()
+    net = FakeNetwork(topology, compute_desired_flows(topology, [1, 2, 3, 4]))
+    probe = {"in_port": 1, "eth_src": mac(1), "eth_dst": mac(3), "eth_type": 0x0806,
+             "arp_sha": mac(1), "arp_spa": "10.0.0.1"}   # a neighbour's reachability probe: no controller needed
+    assert net.deliver(1, dict(probe)) == ("host", 3, 1)   # (deliver changes in_port)
+    assert net.deliver(3, {**probe, "in_port": 1, "eth_src": mac(3), "eth_dst": mac(1), "arp_sha": mac(3),
+                           "arp_spa": "10.0.0.3"}) == ("host", 1, 1)   # and its reply
+    claim = {**probe, "arp_spa": "10.0.0.2"}   # host 1 claiming host 2's address
+    assert net.deliver(1, claim) == ("controller", 1)
+    borrowed = {**probe, "arp_sha": mac(2)}    # or someone else's MAC inside the ARP
+    assert net.deliver(1, borrowed) == ("controller", 1)
+    request = {**probe, "eth_dst": "ff:ff:ff:ff:ff:ff"}   # a broadcast: the controller's
+    assert net.deliver(1, request) == ("controller", 1)
+    arp_rules = [e for e in compute_desired_flows(topology, [1])[1]
+                 if dict(e.match).get("eth_type") == 0x0806]
+    assert {e.priority for e in arp_rules} == {PRIORITY["arp_forward"],
+                                               PRIORITY["arp_to_controller"]}
+
+
 def test_link_down_reroutes_around_the_ring():
     topology = ring_with_hosts()
     before = compute_desired_flows(topology, [1, 2, 3, 4])

@@ -30,7 +30,8 @@ def test_tables_for_people(server, capsys):
     code, out, _ = run(capsys, "--server", server, "topology")
     assert "Switches (2)" in out and "Links (2)" in out and "00:00:00:00:00:01" in out
     code, out, _ = run(capsys, "--server", server, "flows", "--component", "forwarding")
-    assert "1.00 kbit/s" in out and out.count("forwarding") == 4
+    # per switch: the pair's two directions, the ARP of its host and the ARP from the link
+    assert "1.00 kbit/s" in out and out.count("forwarding") == 8
     code, out, _ = run(capsys, "--server", server, "ports", "--dpid", "2")
     assert code == 0 and "0000000000000002" in out
 
@@ -38,7 +39,7 @@ def test_tables_for_people(server, capsys):
 def test_json_for_scripts(server, capsys):
     code, out, _ = run(capsys, "--server", server, "--json", "flows", "--dpid", "0x1")
     flows = json.loads(out)["flows"]
-    assert code == 0 and len(flows) == 6 and all(f["dpid"] == "1" for f in flows)
+    assert code == 0 and len(flows) == 8 and all(f["dpid"] == "1" for f in flows)
     code, out, _ = run(capsys, "--server", server, "--json", "meters")
     assert code == 0 and json.loads(out) == {"meters": []}
 

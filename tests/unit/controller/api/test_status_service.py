@@ -66,7 +66,9 @@ def test_status_topology_flows_ports(channel):
     stub = pb_grpc.StatusServiceStub(channel)
     status = stub.GetStatus(pb.GetStatusRequest())
     assert (status.switches_connected, status.links, status.hosts) == (2, 2, 2)
-    assert status.flows == 12  # per switch: 4 control + one flow per direction of the pair
+    # per switch: 4 control, one flow per direction of the pair, the ARP its host may send
+    # about itself and the ARP from the link (controller.network.forwarding._arp_flows)
+    assert status.flows == 16
     topo = stub.GetTopology(pb.GetTopologyRequest())
     assert [s.dpid for s in topo.switches] == [1, 2]
     assert {(l.src_dpid, l.src_port, l.dst_dpid, l.dst_port) for l in topo.links} == \
@@ -76,7 +78,8 @@ def test_status_topology_flows_ports(channel):
     assert [(h.mac, list(h.ipv4)) for h in topo.hosts] == [(mac(1), ["10.0.0.1"]),
                                                            (mac(2), ["10.0.0.2"])]
     flows = stub.ListFlows(pb.ListFlowsRequest(dpid=1, component="forwarding")).flows
-    assert len(flows) == 2 and all(f.bytes_per_second == 125.0 and f.rate_known for f in flows)
+    assert len(flows) == 4 and all(f.bytes_per_second == 125.0 and f.rate_known for f in flows)
+    assert sum("arp_spa=" in f.match or "eth_type=2054" in f.match for f in flows) == 2
     assert stub.ListFlows(pb.ListFlowsRequest(limit=3)).flows[2].dpid == 1
     ports = stub.ListPorts(pb.ListPortsRequest(dpid=2)).ports
     assert [(p.dpid, p.port_no, p.rx_bytes_per_second) for p in ports] == [(2, 1, 2.0)]
