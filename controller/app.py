@@ -137,10 +137,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.state = self.runtime.state
         self.metrics = self.runtime.metrics
         self.topology = Topology()
-        for host in self.runtime.store.load_hosts():
-            self.topology.learn_host(host.mac, host.dpid, host.port_no)
-            for address in host.ipv4:
-                self.topology.learn_host(host.mac, host.dpid, host.port_no, address)
+        self._load_hosts()
         self.datapaths: dict[int, object] = {}  # the connection of each connected switch
         self.reconciler = Reconciler(self.config.settle_s)
         self.rates: dict[int, SwitchRates] = {}  # kept across reconnects: windows survive
@@ -341,11 +338,24 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         msg.serialize()
         datapath.send(msg.buf)
 
+    def _load_hosts(self) -> int:
+        """Learn the hosts the store remembers (learned by this instance before a restart,
+        or by the master before this one took over); returns how many."""
+        hosts = self.runtime.store.load_hosts()
+        for host in hosts:
+            self.topology.learn_host(host.mac, host.dpid, host.port_no)
+            for address in host.ipv4:
+                self.topology.learn_host(host.mac, host.dpid, host.port_no, address)
+        return len(hosts)
+
     @set_ev_cls(EventLeadership)
     @guarded
     def _leadership(self, ev):
         self.generation = ev.generation
         if ev.leader and not self.leader:
+            # the last master learned hosts since this instance started: without them the
+            # first reconciliation would take their paths away until they were learned again
+            LOG.info("master now: %d hosts known from the store", self._load_hosts())
             self.leader = True
             for datapath in list(self.standby.values()):
                 self._role(datapath, master=True)

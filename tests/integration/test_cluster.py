@@ -77,6 +77,9 @@ def test_the_master_dies_another_takes_over_and_forwarding_goes_on(make_controll
                 first.stop(kill=True)
                 second = wait_for(lambda: master_of(standby), 30, "a new master")
                 took = time.monotonic() - killed
+                # it knew the hosts the first master learned (the store), so reconciling
+                # took no path away
+                assert second.status().hosts == 4
                 out, _ = stream.communicate(timeout=60)
                 received = int(out.split(" received")[0].rsplit(" ", 1)[-1])
                 print(f"new master {took:.1f} s after the kill; {received} of 100 pings answered")
