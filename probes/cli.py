@@ -75,6 +75,9 @@ def make_exporter(args):
                               credentials=Credentials.from_args(args)).start()
     if not args.nats:
         return None
+    if not args.probe_id:
+        raise ValueError("--nats needs --probe-id: the records are published on "
+                         "cems.records.PROBE_ID")
     if bool(args.nats_user) != bool(args.nats_password_file):
         raise ValueError("--nats-user and --nats-password-file go together")
     token = Credentials.from_args(args).token
