@@ -1,9 +1,11 @@
 """Three controller instances on one PostgreSQL store and one etcd (both started by the test
 on 127.0.0.1), every switch connected to all three: one instance is master of the switches,
-the others SLAVE. The master is killed with SIGKILL while a ping stream runs: another takes
-over once its etcd lease expires, forwarding goes on meanwhile, the flows are the same
-after it reconciled, an SLS change made through the new master reaches the meter once, and
-the killed instance, restarted, stays standby without disturbing anything."""
+the others SLAVE. The master is killed with SIGKILL while a ping stream runs, and an SLS
+change is made through a standby while nobody is master: another instance takes over once
+the etcd lease expires, forwarding goes on meanwhile, the flows are the same after it
+reconciled, the SLS change made during the failover and one made through the new master
+each reach the meter once, and the killed instance, restarted, stays standby without
+disturbing anything."""
 
 import subprocess
 import time
@@ -75,6 +77,12 @@ def test_the_master_dies_another_takes_over_and_forwarding_goes_on(make_controll
                 time.sleep(2)
                 killed = time.monotonic()
                 first.stop(kill=True)
+                # while nobody is master: an SLS change through a standby is stored, and the
+                # new master applies it
+                with standby[0].channel() as channel:
+                    pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
+                        service_class=pb.SERVICE_CLASS_BRONZE, rate_bps=3 * M),
+                        metadata=(("authorization", f"Bearer {tokens['alice']}"),))
                 second = wait_for(lambda: master_of(standby), 30, "a new master")
                 took = time.monotonic() - killed
                 # it knew the hosts the first master learned (the store), so reconciling
@@ -87,6 +95,12 @@ def test_the_master_dies_another_takes_over_and_forwarding_goes_on(make_controll
                 assert took < LEASE_S + 10, took
                 wait_for(lambda: {b: flows(b) for b in ("s1", "s2")} == before, 30,
                          "the same flows after the new master reconciled")
+                wait_for(lambda: "rate=3000" in ofctl("dump-meters", "s1"), 15,
+                         "the SLS change made during the failover on s1")
+                time.sleep(3)   # time for it to be applied twice, if it were
+                table = ofctl("dump-meters", "s1")
+                assert table.count("meter=") == 1 and table.count("rate=") == 1 and \
+                    "rate=3000" in table, table
 
                 with second.channel() as channel:
                     pb_grpc.SlsServiceStub(channel).ChangeSls(pb.ChangeSlsRequest(
