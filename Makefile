@@ -28,6 +28,8 @@ bench: setup
 	$(PY) bench/bench_qoe.py
 	$(PY) bench/bench_csm.py
 	$(PY) bench/bench_store.py
+	$(PY) bench/bench_stream.py
+	$(PY) bench/bench_failover.py --runs 5
 	$(PY) bench/bench_probe.py
 	$(PY) bench/bench_grpc.py
 	$(PY) bench/bench_experience.py

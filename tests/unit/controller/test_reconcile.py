@@ -189,8 +189,9 @@ def test_a_disconnected_switch_is_forgotten_and_the_rest_converge_without_it():
     assert harness.reconciler.connected() == frozenset({1})
     plans = harness.converge(now)
     assert [p.dpid for p in plans] == [1]
-    pair = [e for e in harness.switches[1].table() if e.component == Component.FORWARDING]
-    assert pair == []  # no path to the host behind switch 2 any more
+    forwarding = [e for e in harness.switches[1].table() if e.component == Component.FORWARDING]
+    # no path to the host behind switch 2 any more, and no link: only the ARP of its own host
+    assert [dict(e.match).get("arp_spa") for e in forwarding] == ["10.0.0.1"]
 
 
 # -- replies and changes in flight ---------------------------------------------------------
