@@ -167,11 +167,16 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._timer = None
         self._failures: set[tuple] = set()
         # With a cluster (cluster.etcd), only the leader is master of the switches: the
-        # others keep their connections as SLAVE, in `standby`, and touch nothing.
+        # others keep their connections as SLAVE, in `standby`, and send nothing but
+        # requests to read. They watch: ports and the links the master's LLDP finds go into
+        # their topology, so that a standby taking over has them at once (`watched_since`:
+        # since when it has watched each switch).
         self.leadership = self.runtime.leadership
         self.leader = self.leadership is None
         self.generation = 0
         self.standby: dict[int, object] = {}
+        self.watched_since: dict[int, float] = {}
+        self._sent_slave_generation = 0
         if self.leadership is not None:
             self.leadership.on_change = lambda leader, generation: self.send_event(
                 self.name, EventLeadership(leader, generation))
@@ -317,8 +322,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _switch_features(self, ev):
         datapath = ev.msg.datapath
         if not self.leader:
-            self.standby[datapath.id] = datapath
-            self._role(datapath, master=False)
+            self._watch(datapath)
             LOG.info("switch %016x connected; this instance is not master: SLAVE",
                      datapath.id)
             return
@@ -326,13 +330,39 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._role(datapath, master=True)
         self._attach(datapath)
 
+    def _watch(self, datapath) -> None:
+        """A switch another instance masters: SLAVE, told to send this one its packet-ins
+        and port changes too, and its ports read; nothing is written to it."""
+        self.standby[datapath.id] = datapath
+        self._role(datapath, master=False)
+        now = time.monotonic()
+        self.topology.add_switch(datapath.id, now,
+                                 "%s:%s" % datapath.address if datapath.address else "")
+        self.watched_since.setdefault(datapath.id, now)
+        for msg in (messages.build_async_config(), messages.build_port_desc_request()):
+            msg.datapath = datapath
+            datapath.set_xid(msg)
+            msg.serialize()
+            datapath.send(msg.buf)
+
+    def _watched(self, datapath) -> bool:
+        return self.standby.get(datapath.id) is datapath
+
     def _mine(self, datapath) -> bool:
         """Whether this connection is one this instance masters (or, alone, simply has)."""
         return self.datapaths.get(datapath.id) is datapath
 
+    def _slave_generation(self) -> int:
+        """The generation a SLAVE request carries: the current master's (a switch refuses
+        one older than the last it saw as stale, and the connection would stay EQUAL)."""
+        return max(self.generation, getattr(self.leadership, "current", 0) or 0)
+
     def _role(self, datapath, master: bool) -> None:
         """An OpenFlow role request for this instance on the switch (with a cluster)."""
-        msg = messages.build_role_request(master, self.generation)
+        generation = self.generation if master else self._slave_generation()
+        if not master:
+            self._sent_slave_generation = generation
+        msg = messages.build_role_request(master, generation)
         msg.datapath = datapath
         datapath.set_xid(msg)
         msg.serialize()
@@ -355,7 +385,11 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         if ev.leader and not self.leader:
             # the last master learned hosts since this instance started: without them the
             # first reconciliation would take their paths away until they were learned again
-            LOG.info("master now: %d hosts known from the store", self._load_hosts())
+            LOG.info("master now: %d hosts known from the store, %d links watched",
+                     self._load_hosts(), len(self.topology.links()))
+            now = time.monotonic()
+            for link in self.topology.links():   # as if just seen: this LLDP confirms them
+                self.topology.observe_link(link, now)
             self.leader = True
             for datapath in list(self.standby.values()):
                 self._role(datapath, master=True)
@@ -364,9 +398,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         elif not ev.leader and self.leader:
             self.leader = False
             for datapath in list(self.datapaths.values()):
-                self._role(datapath, master=False)
                 self._detach(datapath, gone=False)
-                self.standby[datapath.id] = datapath
+                self._watch(datapath)
         self.state.leader = self.leader
 
     def _attach(self, datapath):
@@ -374,7 +407,14 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         now = time.monotonic()
         address = "%s:%s" % datapath.address if datapath.address else ""
         self.datapaths[datapath.id] = datapath
-        self.reconciler.connect(datapath.id, now)
+        watched = self.watched_since.pop(datapath.id, None)
+        if watched is not None and now - watched >= self.config.settle_s:
+            # watched as standby for as long as a new switch is given to settle: its ports
+            # and links are known, so it settles once its flows and meters have been read
+            # (half a second), not after discovery.settle_s
+            self.reconciler.connect(datapath.id, now - max(0.0, self.config.settle_s - 0.5))
+        else:
+            self.reconciler.connect(datapath.id, now)
         self.rates.setdefault(datapath.id, SwitchRates.create(self.config.rate_window))
         self.topology.add_switch(datapath.id, now, address)
         LOG.info("switch %016x connected from %s", datapath.id, address)
@@ -393,6 +433,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return
         if self.standby.get(datapath.id) is datapath:
             del self.standby[datapath.id]
+            self.watched_since.pop(datapath.id, None)
+            self.topology.remove_switch(datapath.id)
             return
         if self.datapaths.get(datapath.id) is not datapath:
             return  # an older connection of a switch that has already reconnected
@@ -420,10 +462,13 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded
     def _port_desc(self, ev):
-        if not self._mine(ev.msg.datapath):
-            return
         dpid = ev.msg.datapath.id
         ports = [port_info_from_ofp(p) for p in ev.msg.body if p.port_no <= ofp.OFPP_MAX]
+        if self._watched(ev.msg.datapath):
+            self.topology.set_ports(dpid, ports)   # the master records and publishes
+            return
+        if not self._mine(ev.msg.datapath):
+            return
         lost = self.topology.set_ports(dpid, ports)
         now_unix = time.time()
         for port in ports:
@@ -436,11 +481,18 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _port_status(self, ev):
         msg = ev.msg
-        if not self._mine(msg.datapath):
-            return   # a switch another instance masters tells its slaves too
+        watched = self._watched(msg.datapath)
+        if not watched and not self._mine(msg.datapath):
+            return   # an older connection
         dpid = msg.datapath.id
         port = port_info_from_ofp(msg.desc)
         if port.port_no > ofp.OFPP_MAX:
+            return
+        if watched:   # a switch another instance masters: its topology, nothing more
+            if msg.reason == ofp.OFPPR_DELETE:
+                self.topology.remove_port(dpid, port.port_no)
+            else:
+                self.topology.set_port(dpid, port)
             return
         if msg.reason == ofp.OFPPR_DELETE:
             lost = self.topology.remove_port(dpid, port.port_no)
@@ -475,6 +527,12 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     def _packet_in(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id
+        if self._watched(msg.datapath):
+            # another instance's switch: the links its LLDP finds, nothing learned or sent
+            # (hosts come from the store when this instance takes over)
+            handle_packet_in(self.topology, time.monotonic(), dpid, msg.match["in_port"],
+                             msg.data, set())
+            return
         if self._ledger_of(msg) is None:
             return
         now = time.monotonic()
@@ -518,10 +576,18 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _poll_tick(self, _ev):
         now = time.monotonic()
-        lost = self.topology.expire_links(now, self.config.link_timeout_s)
+        # a standby keeps the links it watched while no master sends LLDP (a failover);
+        # port changes still take them away
+        lost = self.topology.expire_links(now, self.config.link_timeout_s) if self.leader \
+            else []
         if lost:
             self._links_lost(lost)
         self._apply_traffic_control()
+        if self.standby and self._slave_generation() > self._sent_slave_generation:
+            # a new master since: SLAVE again under its generation (a request made before
+            # this instance had heard of it was refused as stale)
+            for datapath in list(self.standby.values()):
+                self._role(datapath, master=False)
         if self.reconciler.newly_settled(now):
             self._converge(now)
             self._publish_topology()

@@ -40,6 +40,7 @@ class Leadership:
         self.leader = False
         self.generation = 0
         self.holder = ""          # who holds the key, as last seen
+        self.current = 0          # the holder's generation (its key's create revision), seen
         self.problem = ""         # why etcd could not be asked, while it cannot
         self._lease = None
         self._renewed = 0.0
@@ -62,6 +63,7 @@ class Leadership:
                 if self.etcd.keepalive(self._lease) > 0:
                     self._renewed = now
                     holder, revision = self.etcd.get(self.key)
+                    self.current = revision
                     if holder != self.instance or revision != self.generation:
                         self.holder = holder
                         self._become(False, self.generation)
@@ -75,7 +77,7 @@ class Leadership:
                                   self._lease)
                 self._renewed = now
                 _, holder, revision = self.etcd.create(self.key, self.instance, self._lease)
-                self.holder = holder
+                self.holder, self.current = holder, revision
                 if holder == self.instance:
                     self._become(True, revision)
             members = self.etcd.prefix(f"{self.key}/instances/")

@@ -94,6 +94,20 @@ def build_role_request(master: bool, generation: int):
                                  generation_id=generation & 0xFFFFFFFFFFFFFFFF)
 
 
+def build_async_config():
+    """What the switch sends this controller as MASTER and as SLAVE: as a slave, also the
+    packet-ins of its flows (LLDP among them, so that a standby instance knows the links
+    when it takes over) and port changes; flow removals only as master."""
+    packet_in = (1 << ofp.OFPR_NO_MATCH) | (1 << ofp.OFPR_ACTION)
+    master_packet_in = packet_in | (1 << ofp.OFPR_INVALID_TTL)   # what a master has anyway
+    ports = (1 << ofp.OFPPR_ADD) | (1 << ofp.OFPPR_DELETE) | (1 << ofp.OFPPR_MODIFY)
+    removed = (1 << ofp.OFPRR_IDLE_TIMEOUT) | (1 << ofp.OFPRR_HARD_TIMEOUT) | \
+        (1 << ofp.OFPRR_DELETE) | (1 << ofp.OFPRR_GROUP_DELETE)
+    return parser.OFPSetAsync(datapath=None, packet_in_mask=[master_packet_in, packet_in],
+                              port_status_mask=[ports, ports],
+                              flow_removed_mask=[removed, 0])
+
+
 def build_barrier_request():
     return parser.OFPBarrierRequest(datapath=None)
 
