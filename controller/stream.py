@@ -21,7 +21,8 @@ A new consumer starts at the records of the last `kpi.max_age_s` seconds: older 
 describe flows that have ended. While the instance cannot read the stream (no connection,
 no stream, no consumer) it is NOT SERVING and `problem` says why.
 
-nats-py is asyncio: the consumer is one thread that runs its own event loop.
+nats-py is asyncio: the consumer is one thread that runs its own event loop, and it makes the
+connection again itself when it is lost (so that stop() is heard while NATS is away).
 """
 
 import asyncio
@@ -141,6 +142,7 @@ class RecordStream:
         self.connected = False
         self.problem = ""                 # why records are not read now ("" when they are)
         self._why, self._since = "", ""
+        self._nats_error = None           # what the last failed connection said
         self.messages: collections.Counter = collections.Counter()   # outcome -> count
         self.rejected: collections.Counter = collections.Counter()   # reason -> count
         self.records_taken = 0
@@ -224,19 +226,19 @@ class RecordStream:
         import nats  # pylint: disable=import-outside-toplevel
 
         async def error(err):
-            LOG.debug("records stream: NATS says %s", err)
+            self._nats_error = err   # what a failed connection says (nats-py raises
+            LOG.debug("records stream: NATS says %s", err)   # only "no servers")
 
         async def lost():
             self.connected = False
             if not self._stop.is_set():
                 self._set_problem(f"lost the connection to NATS at {self.url}")
-
-        async def back():
-            self.connected = True
-            self._set_problem("")
-        options = {"servers": [self.url], "connect_timeout": 2, "allow_reconnect": True,
-                   "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "error_cb": error,
-                   "disconnected_cb": lost, "reconnected_cb": back, "name": self.consumer}
+        # no reconnection inside nats-py (whose first connection would retry for ever,
+        # deaf to stop()): a lost connection is closed, and _main connects again
+        options = {"servers": [self.url], "connect_timeout": 2, "allow_reconnect": False,
+                   "max_reconnect_attempts": 1, "reconnect_time_wait": 0.2,
+                   "error_cb": error, "disconnected_cb": lost, "name": self.consumer}
+        self._nats_error = None
         if self.user:
             options.update(user=self.user, password=self.password)
         if self.tls_ca:
@@ -298,12 +300,19 @@ class RecordStream:
                 # no server, no JetStream, a permission refused, a connection lost mid-call
                 why = str(err) or type(err).__name__
                 if client is None:
-                    self._set_problem(f"cannot connect to NATS at {self.url} ({why})")
+                    cause = self._nats_error
+                    self._set_problem(f"cannot connect to NATS at {self.url} "
+                                      f"({cause or why})")
                 elif client.is_connected:
                     self._set_problem(f"cannot read the stream {STREAM} with consumer "
                                       f"{self.consumer} ({why})")
                     subscription = None   # bound again (or made again) at the next try
-                if client is not None and client.is_closed:
+                else:
+                    self._set_problem(f"lost the connection to NATS at {self.url}")
+                    try:
+                        await client.close()
+                    except Exception:  # pylint: disable=broad-except
+                        pass
                     client, subscription = None, None
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -10,7 +10,8 @@ again with the same message id, so it is stored once; meanwhile the others wait 
 buffer. Which controller reads the records, and when, is the stream's business: the probe
 needs no controller to be up.
 
-nats-py is asyncio: the sender is one thread that runs its own event loop.
+nats-py is asyncio: the sender is one thread that runs its own event loop, and it makes the
+connection again itself when it is lost (so that close() is heard while NATS is away).
 """
 
 import asyncio
@@ -40,6 +41,7 @@ class StreamExporter(RecordExporter):
         self._batches = 0
         self._held = None                    # (msg id, body, records, dropped, health)
         self.connected = False
+        self._nats_error = None              # what the last failed connection said
         self._thread.name = "cems-export-nats"
 
     def _run(self) -> None:
@@ -52,17 +54,19 @@ class StreamExporter(RecordExporter):
     async def _connect(self):
         import nats  # pylint: disable=import-outside-toplevel
 
-        async def quiet(err):   # nats-py's own default prints every reconnection error
-            self._problem(f"NATS at {self.address}: {err or type(err).__name__}")
+        async def quiet(err):   # nats-py's own default prints every error
+            self._nats_error = err
+            if self.connected:    # a failed connection is said once, by _main
+                self._problem(f"NATS at {self.address}: {err or type(err).__name__}")
 
         async def lost():
             self.connected = False
-
-        async def back():
-            self.connected = True
-        options = {"servers": [self.address], "connect_timeout": 2, "allow_reconnect": True,
-                   "max_reconnect_attempts": -1, "reconnect_time_wait": 1,
-                   "error_cb": quiet, "disconnected_cb": lost, "reconnected_cb": back}
+        # no reconnection inside nats-py (whose first connection would retry for ever,
+        # deaf to close()): a lost connection is closed, and _main connects again
+        options = {"servers": [self.address], "connect_timeout": 2, "allow_reconnect": False,
+                   "max_reconnect_attempts": 1, "reconnect_time_wait": 0.2,
+                   "error_cb": quiet, "disconnected_cb": lost}
+        self._nats_error = None
         if self.user:
             options.update(user=self.user, password=self.password)
         if self.tls_ca:
@@ -97,9 +101,11 @@ class StreamExporter(RecordExporter):
                         stream = client.jetstream(timeout=2)
                     except Exception as err:  # pylint: disable=broad-except
                         # nats-py raises OSError, its own errors or a timeout here
+                        cause = self._nats_error or err
                         self._problem(f"cannot connect to NATS at {self.address}: "
-                                      f"{err or type(err).__name__}")
+                                      f"{cause or type(cause).__name__}")
                         client = None
+                        self.connected = False
                         await self._pause(backoff)
                         backoff = min(backoff * 2, self.max_backoff_s)
                         continue
@@ -123,6 +129,12 @@ class StreamExporter(RecordExporter):
                     # not acknowledged (timeout, no stream yet, reconnecting): the same
                     # batch again later, under the same message id
                     self._problem(f"NATS did not store a batch: {err or type(err).__name__}")
+                    if not client.is_connected:   # lost: closed, and made again next time
+                        try:
+                            await client.close()
+                        except Exception:  # pylint: disable=broad-except
+                            pass
+                        client = None
                     await self._pause(backoff)
                     backoff = min(backoff * 2, self.max_backoff_s)
                     continue

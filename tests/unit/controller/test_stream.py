@@ -220,7 +220,7 @@ def test_a_consumer_stopped_mid_stream_leaves_the_rest_to_the_next_one(server):
         stream.stop()
 
 
-def test_a_probe_publishes_while_no_server_answers_and_sends_once_one_does():
+def test_a_probe_publishes_while_no_server_answers_and_sends_once_one_does_each_time():
     from lab.emulation import free_port  # pylint: disable=import-outside-toplevel
     from lab.servers import nats, nats_permissions  # pylint: disable=import-outside-toplevel
     port = free_port()
@@ -231,8 +231,8 @@ def test_a_probe_publishes_while_no_server_answers_and_sends_once_one_does():
         exporter.offer([record(i) for i in range(100)])
         time.sleep(1.0)
         assert exporter.sent == 0 and exporter.pending() == 100
-        assert exporter.problems == [f"NATS at nats://127.0.0.1:{port}: [Errno 111] Connect "
-                                     f"call failed ('127.0.0.1', {port})"]
+        assert exporter.problems == [f"cannot connect to NATS at nats://127.0.0.1:{port}: "
+                                     f"[Errno 111] Connect call failed ('127.0.0.1', {port})"]
         with nats(users, port=port) as (url, _work):
             sink = Sink()
             stream = consumer((url, users), "late", sink)
@@ -241,5 +241,28 @@ def test_a_probe_publishes_while_no_server_answers_and_sends_once_one_does():
                 wait(lambda: len(sink.sports) == 100)
             finally:
                 stream.stop()
+        exporter.offer([record(i) for i in range(100, 200)])   # NATS is gone again...
+        time.sleep(0.5)
+        with nats(users, port=port) as (url, _work):             # ...and back, empty
+            sink = Sink()
+            stream = consumer((url, users), "again", sink)
+            try:
+                wait(lambda: exporter.sent == 200, 30)
+                wait(lambda: sink.sports == list(range(100, 200)))
+            finally:
+                stream.stop()
     finally:
         exporter.close(flush_timeout_s=0.1)
+
+
+def test_without_nats_the_consumer_says_why_and_stops_when_told():
+    from lab.emulation import free_port  # pylint: disable=import-outside-toplevel
+    port = free_port()
+    stream = RecordStream(f"nats://127.0.0.1:{port}", "c", lambda *a: (0, []), KEYS.get)
+    stream.start()
+    wait(lambda: stream.problem)
+    assert stream.problem.startswith(f"cannot connect to NATS at nats://127.0.0.1:{port} (")
+    assert stream.problem.endswith("; probe records are not read")
+    started = time.monotonic()
+    stream.stop()
+    assert time.monotonic() - started < 2 and not stream._thread.is_alive()  # pylint: disable=protected-access
