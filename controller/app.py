@@ -334,6 +334,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         """A switch another instance masters: SLAVE, told to send this one its packet-ins
         and port changes too, and its ports read; nothing is written to it."""
         self.standby[datapath.id] = datapath
+        self.state.watched = frozenset(self.standby)
         self._role(datapath, master=False)
         now = time.monotonic()
         self.topology.add_switch(datapath.id, now,
@@ -395,6 +396,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
                 self._role(datapath, master=True)
                 self._attach(datapath)
             self.standby.clear()
+            self.state.watched = frozenset()
         elif not ev.leader and self.leader:
             self.leader = False
             for datapath in list(self.datapaths.values()):
@@ -433,6 +435,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return
         if self.standby.get(datapath.id) is datapath:
             del self.standby[datapath.id]
+            self.state.watched = frozenset(self.standby)
             self.watched_since.pop(datapath.id, None)
             self.topology.remove_switch(datapath.id)
             return

@@ -62,8 +62,11 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
                 taken=stream.messages["taken"], rejected=stream.messages["rejected"],
                 records=stream.records_taken) if stream else None,
             instance=cluster.instance if cluster else "",
-            cluster=[pb.ClusterMember(instance=name, about=about, master=name == cluster.holder)
-                     for name, about in cluster.members] if cluster else [],
+            cluster=[pb.ClusterMember(
+                instance=name, about=about, master=name == cluster.holder,
+                switches=sorted(state.connected if state.leader else state.watched)
+                if name == cluster.holder else [])
+                for name, about in cluster.members] if cluster else [],
             lease_age_s=cluster.lease_age_s() if cluster else 0.0,
             caller_role=caller.role.value if caller else "",
             caller_id=(caller.probe_id if caller.role == Role.PROBE else caller.customer_id)

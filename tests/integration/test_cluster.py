@@ -59,7 +59,13 @@ def test_the_master_dies_another_takes_over_and_forwarding_goes_on(make_controll
                 standby = [i for i in instances if i is not first]
                 view = first.status()
                 assert len(view.cluster) == 3 and \
-                    [m.instance for m in view.cluster if m.master] == [view.instance]
+                    [(m.instance, list(m.switches)) for m in view.cluster if m.master] == \
+                    [(view.instance, [1, 2])]
+                # a standby sees the same: the master's switches are those it watches
+                assert [list(m.switches) for m in standby[0].status().cluster
+                        if m.master] == [[1, 2]]
+                assert "cems_cluster_switches 2.0" in urllib.request.urlopen(
+                    f"http://127.0.0.1:{first.metrics_port}/metrics", timeout=5).read().decode()
                 assert "cems_cluster_master 1.0" in urllib.request.urlopen(
                     f"http://127.0.0.1:{first.metrics_port}/metrics", timeout=5).read().decode()
                 assert all(not i.status().master and i.status().switches_connected == 0

@@ -131,7 +131,8 @@ def full_registry() -> CollectorRegistry:
     registry.register(GrpcCollector(server))
     from controller.metrics import ClusterCollector  # pylint: disable=import-outside-toplevel
     registry.register(ClusterCollector(types.SimpleNamespace(
-        leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4)))
+        leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4),
+        types.SimpleNamespace(leader=True, connected=frozenset({1, 2}))))
     from controller.metrics import StreamCollector  # pylint: disable=import-outside-toplevel
     registry.register(StreamCollector(types.SimpleNamespace(
         problem="", messages=collections.Counter(taken=5, rejected=1),
@@ -143,7 +144,7 @@ def full_registry() -> CollectorRegistry:
 def test_promtool_finds_nothing_to_say_about_any_metric():
     text = generate_latest(full_registry()).decode()
     assert "cems_kpi_rtp_jitter_seconds{" in text and "cems_experience_score{" in text
-    assert "cems_cluster_instances 2.0" in text
+    assert "cems_cluster_instances 2.0" in text and "cems_cluster_switches 2.0" in text
     assert 'cems_stream_rejected_messages_total{reason="bad signature"} 1.0' in text
     assert "cems_stream_pending_messages 3.0" in text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
