@@ -10,8 +10,10 @@ instance sees every record: a standby's experience is as warm as the master's.
 Each message is one batch of a probe's records, checked before anything is taken from it
 (check_message): the subject names the probe, the token id header names one of the store's
 probe tokens for that probe (not expired, not revoked), the signature is that token's, and
-the records name no other probe. A message that fails is rejected for good (`term`),
-counted by reason and logged once per reason and probe. What passes goes to the same place
+the records name no other probe. Its message id must not be one this instance has taken
+lately (a batch stored again after JetStream's duplicate window, or replayed). A message
+that fails is rejected for good (`term`), counted by reason and logged once per reason and
+probe. What passes goes to the same place
 as the gRPC export's batches (controller.api.probe.take_records), and is acknowledged only
 then: a consumer killed mid-stream leaves the rest, and what it was taking, to the next
 one on the same durable name. A message delivered again to the same process (its
@@ -100,18 +102,19 @@ def check_message(subject: str, headers: dict | None, body: bytes, key_of_token,
 
 
 class Seen:
-    """The stream sequences taken lately (bounded): a message delivered again is not taken
-    twice."""
+    """What was taken lately (bounded, the oldest forgotten first): stream sequences, so that
+    a message delivered again is not taken twice, and message ids, so that a batch stored
+    again is not either."""
 
     def __init__(self, size: int = 1 << 16):
         self._order: collections.deque = collections.deque()
-        self._set: set[int] = set()
+        self._set: set = set()
         self.size = size
 
-    def __contains__(self, sequence: int) -> bool:
+    def __contains__(self, sequence) -> bool:
         return sequence in self._set
 
-    def add(self, sequence: int) -> None:
+    def add(self, sequence) -> None:
         if sequence in self._set:
             return
         self._order.append(sequence)
@@ -138,7 +141,8 @@ class RecordStream:
         self.max_age_s, self.max_bytes = max_age_s, max_bytes
         self.start_back_s = start_back_s
         self.batch, self.ack_wait_s = batch, ack_wait_s
-        self.seen = Seen()
+        self.seen = Seen()                # stream sequences taken lately
+        self.seen_ids = Seen(1 << 17)     # (subject, message id) of batches taken lately
         self.connected = False
         self.problem = ""                 # why records are not read now ("" when they are)
         self._why, self._since = "", ""
@@ -181,6 +185,12 @@ class RecordStream:
             return "duplicate"
         try:
             probe_id, request = check_message(subject, headers, body, self._key, time.time())
+            msg_id = (headers or {}).get(MSG_ID_HEADER, "")
+            if msg_id and (subject, msg_id) in self.seen_ids:
+                # the same signed batch stored again (after JetStream's two minutes of
+                # duplicate detection): a probe's late retry, or someone replaying it
+                raise Rejected("replayed", f"a message on {subject} with message id "
+                               f"{msg_id[:80]!r}, which this instance has already taken")
         except Rejected as rejected:
             self.messages["rejected"] += 1
             self.rejected[rejected.reason] += 1
@@ -200,6 +210,8 @@ class RecordStream:
                               probe_id, sequence)
             return "failed"
         self.seen.add(sequence)
+        if msg_id:
+            self.seen_ids.add((subject, msg_id))
         self.messages["taken"] += 1
         self.records_taken += taken
         self.records_refused += len(problems)

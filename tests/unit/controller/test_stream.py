@@ -93,10 +93,14 @@ def test_handle_counts_outcomes_and_takes_a_redelivery_once():
     assert stream.rejected == {"unsigned": 1}
     assert (stream.records_taken, stream.records_refused) == (2, 1)
 
+    # the same signed batch stored again under a new stream sequence: not taken twice
+    assert stream.handle(subject, headers, body, 12) == "rejected"
+    assert stream.rejected["replayed"] == 1 and taken == [2]
+
     def broken(probe_id, request):
         raise RuntimeError("a bug")
     stream.take = broken
-    assert stream.handle(*message(batch(3)), 9) == "failed"   # logged, counted, not raised
+    assert stream.handle(*message(batch(3), msg_id="p1.b.3"), 9) == "failed"   # logged, counted
 
 
 # -- against a real nats-server ------------------------------------------------------------
