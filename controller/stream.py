@@ -40,12 +40,14 @@ import time
 from cems.v1 import probe_pb2 as pb
 from google.protobuf.message import DecodeError
 
+from controller.api.probe import MAX_RECORDS_PER_REQUEST
 from client.stream import (MSG_ID_HEADER, SIGNATURE_HEADER, STREAM, SUBJECTS, TOKEN_ID_HEADER,
                            probe_of, signed)
 
 LOG = logging.getLogger("cems.stream")
 DUPLICATE_WINDOW_S = 120.0
 TOKEN_CACHE_S = 5.0     # a revoked probe token stops working within this
+LOOKUPS_PER_S, LOOKUP_BURST = 20.0, 50   # store lookups of token ids never valid
 
 
 class Rejected(Exception):
@@ -94,6 +96,9 @@ def check_message(subject: str, headers: dict | None, body: bytes, key_of_token,
     except DecodeError as err:
         raise Rejected("malformed", f"a message on {subject} that is no ExportRecordsRequest "
                        f"({err})") from None
+    if len(request.records) > MAX_RECORDS_PER_REQUEST:
+        raise Rejected("too many records", f"a message on {subject} with "
+                       f"{len(request.records)} records, more than {MAX_RECORDS_PER_REQUEST}")
     named = {request.probe_id, request.health.probe_id, *(m.probe_id for m in request.records)}
     if named - {"", probe_id}:
         raise Rejected("wrong probe", f"a message on {subject} whose records name probe "
@@ -156,6 +161,8 @@ class RecordStream:
         self.lag_checked_unix_s = 0.0
         self._logged: set[tuple[str, str]] = set()
         self._keys: dict[str, tuple[float, ProbeKey | None]] = {}
+        self._valid: set[str] = set()     # token ids that were a probe's token once
+        self._credit, self._credited = float(LOOKUP_BURST), time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cems-stream", daemon=True)
 
@@ -169,13 +176,26 @@ class RecordStream:
 
     # -- what happens to one message (no I/O but the take and the store's token lookup) --
     def _key(self, token_id: str) -> ProbeKey | None:
+        """The token's ProbeKey, from the store at most every TOKEN_CACHE_S. A token id
+        never found valid is looked up at most LOOKUPS_PER_S times a second in all: a
+        flood of made-up ids (anyone who may publish on NATS) does not become a flood of
+        store queries; past that rate such ids count as unknown."""
         now = time.monotonic()
         cached = self._keys.get(token_id)
         if cached is None or now - cached[0] > TOKEN_CACHE_S:
+            if token_id not in self._valid:
+                self._credit = min(LOOKUP_BURST, self._credit + (now - self._credited) *
+                                   LOOKUPS_PER_S)
+                self._credited = now
+                if self._credit < 1:
+                    return None
+                self._credit -= 1
             if len(self._keys) > 10_000:
                 self._keys.clear()
             cached = (now, self.key_of_token(token_id))
             self._keys[token_id] = cached
+            if cached[1] is not None and len(self._valid) < 10_000:
+                self._valid.add(token_id)
         return cached[1]
 
     def handle(self, subject: str, headers, body: bytes, sequence: int) -> str:

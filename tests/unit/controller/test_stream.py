@@ -270,3 +270,29 @@ def test_without_nats_the_consumer_says_why_and_stops_when_told():
     started = time.monotonic()
     stream.stop()
     assert time.monotonic() - started < 2 and not stream._thread.is_alive()  # pylint: disable=protected-access
+
+
+def test_a_flood_of_made_up_token_ids_does_not_become_a_flood_of_store_lookups():
+    asked = []
+
+    def key_of_token(token_id):
+        asked.append(token_id)
+        return KEYS.get(token_id)
+    stream = RecordStream("nats://unused", "c", lambda *a: (0, []), key_of_token)
+    subject, headers, body = message(batch(1))
+    assert stream.handle(*message(batch(2), msg_id="p1.b.0"), 99) == "taken"   # a probe
+    for n in range(500):   # as fast as a publisher can: far more than the store may take
+        stream.handle(subject, {**headers, TOKEN_ID_HEADER: f"{0x10000000 + n:08x}"}, body,
+                      100 + n)
+    assert len(asked) <= 61 and stream.rejected["unknown token"] == 500
+    stream._keys.clear()   # pylint: disable=protected-access   # its cache entry expired:
+    assert stream.handle(subject, headers, body, 1) == "taken"   # a known probe's token is
+    assert asked[-1] == "0123abcd"                                # looked up all the same
+
+
+def test_a_batch_with_more_records_than_the_grpc_export_allows_is_refused():
+    from controller.api.probe import MAX_RECORDS_PER_REQUEST  # pylint: disable=import-outside-toplevel
+    big = pb.ExportRecordsRequest(records=[pb.FlowRecord()] * (MAX_RECORDS_PER_REQUEST + 1))
+    with pytest.raises(Rejected) as refused:
+        check_message(*message(big.SerializeToString()), KEYS.get, 0.0)
+    assert refused.value.reason == "too many records"
