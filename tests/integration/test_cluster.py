@@ -125,3 +125,5 @@ def test_the_master_dies_another_takes_over_and_forwarding_goes_on(make_controll
                 assert net.pingAll(timeout=1) == 0.0
             finally:
                 net.stop()
+                for instance in instances:   # before their store and etcd go
+                    instance.stop()
