@@ -153,7 +153,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
                 lambda now_in_force: self.send_event(self.name, EventMirrorChanged(now_in_force)))
         self._plan_mirror()
         # Desired state, in this order: each contributor sees what the earlier ones gave.
-        self.contributors = (ControlFlows(), Forwarding(self.topology), self.customers,
+        self.contributors = (ControlFlows(), Forwarding(self.topology, self.customers),
+                             self.customers,
                              self.mirror, self.runtime.policy_flows)
         self.runtime.policy_changed.append(
             lambda: self.send_event(self.name, EventPolicyChanged()))

@@ -78,6 +78,8 @@ class CustomerMapping:
     def __init__(self):
         self._parts: dict[str, tuple[int, frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
         self._sls: dict[str, Sls] = {}
+        self._host_meters: dict[str, tuple[int, int]] = {}   # device MAC -> (switch, meter)
+        self.meters_version = 0   # grows when a device's meter changes (new, moved, gone)
         self._hosts: dict[str, tuple[str, ...]] = {}
         self._by_switch: dict[int, set[str]] = collections.defaultdict(set)
         self._cache: dict[int, tuple[frozenset[FlowEntry], dict[int, MeterSpec]]] = {}
@@ -89,6 +91,8 @@ class CustomerMapping:
         self._parts.clear()
         self._sls.clear()
         self._hosts.clear()
+        self._host_meters.clear()
+        self.meters_version += 1
         self._by_switch.clear()
         self._cache.clear()
         for state in states:
@@ -98,19 +102,31 @@ class CustomerMapping:
         """A customer changed (its new state) or was deleted (None)."""
         old = self._parts.pop(customer_id, None)
         self._sls.pop(customer_id, None)
-        self._hosts.pop(customer_id, None)
+        before = {mac: self._host_meters.pop(mac) for mac in self._hosts.pop(customer_id, ())
+                  if mac in self._host_meters}
         if old is not None:
             self._by_switch[old[0]].discard(customer_id)
             self._cache.pop(old[0], None)
         if state is None:
+            self.meters_version += bool(before)
             return
         dpid = state.customer.access_dpid
         flows, meters = compute_customer_state([state], {dpid})
         self._parts[customer_id] = (dpid, frozenset(flows[dpid]), meters[dpid])
         self._sls[customer_id] = state.sls
         self._hosts[customer_id] = state.customer.hosts
+        after = {mac: (dpid, state.meter_id) for mac in state.customer.hosts} \
+            if meters[dpid] else {}
+        self._host_meters.update(after)
+        self.meters_version += before != after
         self._by_switch[dpid].add(customer_id)
         self._cache.pop(dpid, None)
+
+    def meter_of_host(self, mac: str, dpid: int) -> int | None:
+        """The meter of the customer whose device `mac` is, when it is on switch `dpid`
+        (the customer's access switch); None otherwise."""
+        found = self._host_meters.get(mac.lower()) or self._host_meters.get(mac)
+        return found[1] if found is not None and found[0] == dpid else None
 
     def hosts_of(self, customer_id: str) -> tuple[str, ...]:
         """MACs of a customer's devices (empty if unknown)."""

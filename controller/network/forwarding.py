@@ -69,7 +69,7 @@ def arp_cookie(key: str) -> int:
     return cookie_for(Component.FORWARDING, f"arp {key}")
 
 
-def _arp_flows(graph, hosts, flows) -> None:
+def _arp_flows(graph, hosts, flows, meter_of=None) -> None:
     """ARP that needs no controller goes on to the forwarding table, where the host pair's
     flow takes a unicast one (a neighbour's reachability probe, its reply) to its
     destination, and the table-miss still sends everything else to the controller
@@ -79,14 +79,22 @@ def _arp_flows(graph, hosts, flows) -> None:
     At a host's own port only ARP about itself passes: eth_src and the ARP sender fields
     must be the host's learned MAC and one of its addresses, so a host cannot claim another
     one's address this way (that still goes to the controller, which answers it with what
-    it knows). On inter-switch ports all ARP passes: only what an edge let in arrives there."""
+    it knows). On inter-switch ports all ARP passes: only what an edge let in arrives there.
+
+    `meter_of(mac, dpid)`: the meter of the customer whose device the host is, when that
+    meter is on the host's switch (csm.mapping.CustomerMapping.meter_of_host). A customer's
+    ARP then goes through its meter like the rest of its traffic: a flood of unicast ARP
+    cannot take more than its contract."""
     for host in hosts:
+        meter = meter_of(host.mac, host.dpid) if meter_of is not None else None
+        then = ((("meter", meter),) if meter is not None else ()) + \
+            (("goto_table", FORWARDING_TABLE),)
         for address in host.ipv4:
             flows[host.dpid].add(FlowEntry.make(
                 CLASSIFY_TABLE, PRIORITY["arp_forward"],
                 {"in_port": host.port_no, "eth_type": ETH_TYPE_ARP, "eth_src": host.mac,
                  "arp_sha": host.mac, "arp_spa": address}, (),
-                arp_cookie(f"{host.mac} {address}"), (("goto_table", FORWARDING_TABLE),)))
+                arp_cookie(f"{host.mac} {address}"), then))
     for dpid in flows:
         for port in sorted({data["port"] for _, _, data in graph.out_edges(dpid, data=True)}):
             flows[dpid].add(FlowEntry.make(
@@ -95,7 +103,8 @@ def _arp_flows(graph, hosts, flows) -> None:
                 arp_cookie(f"link {dpid}:{port}"), (("goto_table", FORWARDING_TABLE),)))
 
 
-def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, set[FlowEntry]]:
+def compute_forwarding_flows(topology: Topology, dpids: list[int], meter_of=None
+                             ) -> dict[int, set[FlowEntry]]:
     """Unicast flows (match eth_src, eth_dst -> output) for every host pair with a path,
     and the ARP that may take them (_arp_flows).
 
@@ -116,7 +125,7 @@ def compute_forwarding_flows(topology: Topology, dpids: list[int]) -> dict[int, 
             for here, nxt in zip(path, path[1:]):
                 flows[here].add(_pair_flow(src, dst, graph[here][nxt]["port"]))
             flows[dst.dpid].add(_pair_flow(src, dst, dst.port_no))
-    _arp_flows(graph, hosts, flows)
+    _arp_flows(graph, hosts, flows, meter_of)
     return flows
 
 
@@ -141,17 +150,23 @@ class ControlFlows:
 
 class Forwarding:
     """Contributor: host-pair paths across the settled switches, recomputed only when the
-    topology or the set of settled switches changed."""
+    topology, the set of settled switches or the customers' meters (`customers`, a
+    csm.mapping.CustomerMapping, for the ARP flows of its hosts) changed."""
 
     component = Component.FORWARDING
 
-    def __init__(self, topology: Topology):
+    def __init__(self, topology: Topology, customers=None):
         self.topology = topology
+        self.customers = customers
         self._cached: tuple[tuple, Contribution] = ((), Contribution())
 
     def contribute(self, view: SwitchView, earlier: DesiredState | None = None) -> Contribution:
-        key = (self.topology.version, view.settled)
+        customers = self.customers
+        key = (self.topology.version, view.settled,
+               customers.meters_version if customers is not None else 0)
         if self._cached[0] != key:
-            flows = compute_forwarding_flows(self.topology, list(view.settled))
+            flows = compute_forwarding_flows(
+                self.topology, list(view.settled),
+                customers.meter_of_host if customers is not None else None)
             self._cached = (key, Contribution({dpid: frozenset(f) for dpid, f in flows.items()}))
         return self._cached[1]

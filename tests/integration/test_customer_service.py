@@ -80,6 +80,10 @@ def test_sls_change_reaches_the_network_and_survives_restart(controller):
             metadata=auth(manager)).token
 
         wait_for(lambda: "rate=2000" in ofctl("dump-meters", "s1"), 15, "alice's 2 Mbit/s meter")
+        # her device's own ARP, which takes the pair's flows, goes through her meter too
+        wait_for(lambda: any("arp_spa=" in f and "meter:" in f for f in ofctl(
+            "--no-stats", "dump-flows", "s1", f"arp,dl_src={l1.MAC()}").splitlines()), 15,
+            "alice's ARP flow through her meter")
         bronze = udp_rate_bps(l1, r1, 5301)
         assert bronze == pytest.approx(2 * M, rel=0.10)
 

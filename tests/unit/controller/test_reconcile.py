@@ -30,7 +30,8 @@ class Harness:
         self.topology = topology
         self.reconciler = Reconciler(SETTLE_S)
         self.switches: dict[int, FakeSwitch] = switches if switches is not None else {}
-        self.contributors = (ControlFlows(), Forwarding(topology), *contributors)
+        customers = next((c for c in contributors if isinstance(c, CustomerMapping)), None)
+        self.contributors = (ControlFlows(), Forwarding(topology, customers), *contributors)
         self.sent: list = []  # (dpid, xid, item) in the order they left
 
     def connect(self, dpid: int, now: float) -> None:
@@ -271,7 +272,9 @@ def test_a_meter_is_added_before_the_flows_that_use_it_and_removed_after_them():
     customers.update("alice", None)
     harness.converge(SETTLE_S)
     order = [(type(i).__name__, i.command) for _, _, i in harness.sent]
-    assert order[-1] == ("MeterMod", "delete") and set(order[:-1]) == {("FlowMod", "delete")}
+    # (her host's ARP flow is put back without the meter: an add, before the meter goes)
+    assert order[-1] == ("MeterMod", "delete") and \
+        set(order[:-1]) == {("FlowMod", "delete"), ("FlowMod", "add")}
     assert switch.errors == [] and METER_BASE + 1 not in switch.meters
     assert all(not meters_used(e) for e in switch.table())
 
@@ -287,7 +290,8 @@ def test_a_meter_removed_behind_cems_back_comes_back_before_its_flows():
     harness.poll(1, now)
     order = [(type(i).__name__, i.command) for _, _, i in harness.sent
              if isinstance(i, (FlowMod, MeterMod))]
-    assert order[0] == ("MeterMod", "add") and order.count(("FlowMod", "add")) == 2
+    # her two flows and her host's ARP flow, which use the meter
+    assert order[0] == ("MeterMod", "add") and order.count(("FlowMod", "add")) == 3
     assert switch.errors == []
     assert switch.table() == harness.desired(now).flows(1)
 
@@ -303,9 +307,9 @@ def test_a_refused_change_is_explained_logged_once_and_sent_again_after_the_next
     switch.lose_meter(customer_meter_id(1))
     xid, answer = harness.ask(1, "flows")
     report = harness.answer(1, xid, "flows", answer)
-    assert report.missing == 2
+    assert report.missing == 3   # her two flows and her host's ARP flow use the meter
     harness.converge(now)
-    assert len(switch.errors) == 2
+    assert len(switch.errors) == 3
     failed_xid, why = switch.errors[0]
     error = harness.reconciler.error(1, failed_xid, 10, 1)
     assert error.first and isinstance(error.offending, FlowMod) and "not found" in why
@@ -393,3 +397,22 @@ def test_a_contributor_that_fails_keeps_what_it_gave_last_time():
     assert after.flows(1) == before.flows(1)  # its flows are not removed because it failed
     with pytest.raises(RuntimeError):
         assemble(view, (ControlFlows(), failing))  # without a fallback it is the caller's
+
+
+def test_a_customers_own_arp_goes_through_its_meter_and_stops_when_it_is_gone():
+    """A customer's unicast ARP takes the pair's flows without the controller (during a
+    failover): through the customer's meter, like the rest of its traffic."""
+    customers = CustomerMapping()
+    customers.update("alice", alice())
+    harness = Harness(two_switches(), customers)
+    now = start(harness)
+    harness.converge(now)
+
+    def arp_flows():
+        return [e for e in harness.switches[1].table() if dict(e.match).get("arp_spa")]
+    assert [e.instructions for e in arp_flows()] == [
+        (("meter", customer_meter_id(1)), ("goto_table", FORWARDING_TABLE))]
+    customers.update("alice", None)     # no customer any more: no meter
+    harness.converge(now + 1)
+    assert [e.instructions for e in arp_flows()] == [(("goto_table", FORWARDING_TABLE),)]
+    assert not [m for m in harness.switches[1].meters if m >= METER_BASE]
