@@ -341,11 +341,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.topology.add_switch(datapath.id, now,
                                  "%s:%s" % datapath.address if datapath.address else "")
         self.watched_since.setdefault(datapath.id, now)
-        for msg in (messages.build_async_config(), messages.build_port_desc_request()):
-            msg.datapath = datapath
-            datapath.set_xid(msg)
-            msg.serialize()
-            datapath.send(msg.buf)
+        self._send_direct(datapath, messages.build_async_config())
+        self._send_direct(datapath, messages.build_port_desc_request())
 
     def _watched(self, datapath) -> bool:
         return self.standby.get(datapath.id) is datapath
@@ -364,7 +361,12 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         generation = self.generation if master else self._slave_generation()
         if not master:
             self._sent_slave_generation = generation
-        msg = messages.build_role_request(master, generation)
+        self._send_direct(datapath, messages.build_role_request(master, generation))
+
+    @staticmethod
+    def _send_direct(datapath, msg) -> None:
+        """Send `msg` on this connection, outside any ledger (_send's are for switches this
+        instance masters): role requests, and what a standby asks of a watched switch."""
         msg.datapath = datapath
         datapath.set_xid(msg)
         msg.serialize()
@@ -492,17 +494,13 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         port = port_info_from_ofp(msg.desc)
         if port.port_no > ofp.OFPP_MAX:
             return
-        if watched:   # a switch another instance masters: its topology, nothing more
-            if msg.reason == ofp.OFPPR_DELETE:
-                self.topology.remove_port(dpid, port.port_no)
-            else:
-                self.topology.set_port(dpid, port)
-            return
         if msg.reason == ofp.OFPPR_DELETE:
             lost = self.topology.remove_port(dpid, port.port_no)
             port = dataclasses.replace(port, up=False)
         else:
             lost = self.topology.set_port(dpid, port)
+        if watched:   # a switch another instance masters: its topology, nothing more
+            return
         self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
         self.metrics.set_port_speed(dpid, port.port_no,
                                     port.curr_speed_kbps * 1000 if port.up else 0)
