@@ -164,51 +164,38 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
     return check
 
 
-def _store_url(key: str, value: Any) -> str:
-    if value == "":
-        return ""
-    if not isinstance(value, str) or not value.startswith(("postgresql://", "postgres://")) \
-            or len(value) > 2000:
-        raise ConfigError(key, "must be a PostgreSQL URL, for example "
-                          "\"postgresql://cems@db.example.net:5432/cems\" (or \"\" for the "
-                          "SQLite file of store.path)")
-    return value
+def _url(schemes: tuple[str, ...], limit: int, problem: str, credentials: bool = True
+         ) -> Callable[[str, Any], str]:
+    """An optional URL ("" for none) starting with one of `schemes`, at most `limit`
+    characters (without user or password when not `credentials`); `problem` says what
+    it must be."""
+    def check(key: str, value: Any) -> str:
+        if value == "":
+            return ""
+        if not isinstance(value, str) or not value.startswith(schemes) or \
+                len(value) > limit or (not credentials and "@" in value):
+            raise ConfigError(key, problem)
+        return value
+    return check
 
 
-def _etcd_url(key: str, value: Any) -> str:
-    if value == "":
-        return ""
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")) or \
-            len(value) > 500:
-        raise ConfigError(key, "must be etcd's client URL, for example \"http://127.0.0.1:2379\" "
-                          "(or \"\" for one instance without a cluster)")
-    return value
-
-
-def _nats_url(key: str, value: Any) -> str:
-    if value == "":
-        return ""
-    if not isinstance(value, str) or not value.startswith(("nats://", "tls://")) or \
-            len(value) > 500 or "@" in value:
-        raise ConfigError(key, "must be a NATS server URL without credentials, for example "
-                          "\"nats://127.0.0.1:4222\" (the user and password go in "
-                          "records.nats_user and records.nats_password_file; \"\" reads no "
-                          "records from NATS)")
-    return value
+_store_url = _url(("postgresql://", "postgres://"), 2000,
+                  "must be a PostgreSQL URL, for example "
+                  "\"postgresql://cems@db.example.net:5432/cems\" (or \"\" for the SQLite file "
+                  "of store.path)")
+_etcd_url = _url(("http://", "https://"), 500,
+                 "must be etcd's client URL, for example \"http://127.0.0.1:2379\" (or \"\" "
+                 "for one instance without a cluster)")
+_nats_url = _url(("nats://", "tls://"), 500,
+                 "must be a NATS server URL without credentials, for example "
+                 "\"nats://127.0.0.1:4222\" (the user and password go in records.nats_user "
+                 "and records.nats_password_file; \"\" reads no records from NATS)",
+                 credentials=False)
 
 
 def _nats_user(key: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > 200 or any(c.isspace() for c in value):
         raise ConfigError(key, f"must be a NATS user name without spaces, got {value!r}")
-    return value
-
-
-def _secret_file(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"must be the path of a file that holds the password, got "
-                          f"{value!r}")
-    if not os.access(value, os.R_OK):
-        raise ConfigError(key, f"{value} is not a readable file")
     return value
 
 
@@ -295,9 +282,9 @@ def _socket_path(key: str, value: Any) -> str:
     return value
 
 
-def _readable(key: str, value: Any) -> str:
+def _readable(key: str, value: Any, what: str = "a PEM file") -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"must be the path of a PEM file, got {value!r}")
+        raise ConfigError(key, f"must be the path of {what}, got {value!r}")
     if not os.access(value, os.R_OK):
         raise ConfigError(key, f"{value} is not a readable file")
     return value
@@ -404,7 +391,8 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "cluster.key": ("cluster_key", _etcd_key),
     "records.nats": ("records_nats", _nats_url),
     "records.nats_user": ("records_nats_user", _nats_user),
-    "records.nats_password_file": ("records_nats_password_file", _secret_file),
+    "records.nats_password_file": ("records_nats_password_file", lambda k, v: _readable(
+        k, v, "a file that holds the password")),
     "records.nats_tls_ca": ("records_nats_tls_ca", lambda k, v: _readable(k, v)),
     "records.consumer": ("records_consumer", _consumer_name),
     "records.max_age_s": ("records_max_age_s", _number(60, 365 * 86_400)),
