@@ -1,5 +1,6 @@
 """Probe records on NATS JetStream: the names and the signature that probes and controllers
-share (pure: hashlib and hmac only, and read_password for the NATS password file).
+share (pure: hashlib and hmac only, and read_password for the NATS password file, and
+connect_options for how both connect).
 
 A probe publishes each batch of records as one message: the bytes of an
 `ExportRecordsRequest` (cems/v1/probe.proto, the message the gRPC export streams), on the
@@ -17,6 +18,7 @@ subject `cems.records.<probe id>` of the stream `CEMS_RECORDS`. Its headers:
 import hashlib
 import hmac
 import re
+import ssl
 
 STREAM = "CEMS_RECORDS"
 SUBJECT_PREFIX = "cems.records."
@@ -77,3 +79,18 @@ def read_password(path: str) -> str:
     if not text:
         raise ValueError(f"the NATS password file {path} is empty")
     return text.splitlines()[0].strip()
+
+
+def connect_options(url: str, user: str = "", password: str = "", tls_ca: str = "") -> dict:
+    """nats.connect() keywords for a probe and a controller. No reconnection inside nats-py:
+    its first connection would retry for ever (max_reconnect_attempts -1), deaf to the
+    caller's stop; with these it raises after two tries, and a lost connection closes, so
+    the caller's own loop connects again and hears a stop meanwhile. (The cause of a
+    failed connection reaches only error_cb: nats-py raises "no servers".)"""
+    options = {"servers": [url], "connect_timeout": 2, "allow_reconnect": False,
+               "max_reconnect_attempts": 1, "reconnect_time_wait": 0.2}
+    if user:
+        options.update(user=user, password=password)
+    if tls_ca:
+        options["tls"] = ssl.create_default_context(cafile=tls_ca)
+    return options

@@ -33,7 +33,6 @@ import dataclasses
 import datetime
 import logging
 import socket
-import ssl
 import threading
 import time
 
@@ -42,7 +41,7 @@ from google.protobuf.message import DecodeError
 
 from controller.api.probe import MAX_RECORDS_PER_REQUEST
 from client.stream import (MSG_ID_HEADER, SIGNATURE_HEADER, STREAM, SUBJECTS, TOKEN_ID_HEADER,
-                           probe_of, signed)
+                           connect_options, probe_of, signed)
 
 LOG = logging.getLogger("cems.stream")
 DUPLICATE_WINDOW_S = 120.0
@@ -265,17 +264,10 @@ class RecordStream:
             self.connected = False
             if not self._stop.is_set():
                 self._set_problem(f"lost the connection to NATS at {self.url}")
-        # no reconnection inside nats-py (whose first connection would retry for ever,
-        # deaf to stop()): a lost connection is closed, and _main connects again
-        options = {"servers": [self.url], "connect_timeout": 2, "allow_reconnect": False,
-                   "max_reconnect_attempts": 1, "reconnect_time_wait": 0.2,
-                   "error_cb": error, "disconnected_cb": lost, "name": self.consumer}
         self._nats_error = None
-        if self.user:
-            options.update(user=self.user, password=self.password)
-        if self.tls_ca:
-            options["tls"] = ssl.create_default_context(cafile=self.tls_ca)
-        return await nats.connect(**options)
+        return await nats.connect(
+            **connect_options(self.url, self.user, self.password, self.tls_ca),
+            error_cb=error, disconnected_cb=lost, name=self.consumer)   # lost: _main again
 
     async def _subscribe(self, client):
         from nats.js import api  # pylint: disable=import-outside-toplevel

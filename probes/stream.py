@@ -16,12 +16,11 @@ connection again itself when it is lost (so that close() is heard while NATS is 
 
 import asyncio
 import secrets
-import ssl
 
 from cems.v1 import probe_pb2 as pb
 
-from client.stream import (MSG_ID_HEADER, SIGNATURE_HEADER, STREAM, TOKEN_ID_HEADER, key_of,
-                           signature, subject_for, token_id_of)
+from client.stream import (MSG_ID_HEADER, SIGNATURE_HEADER, STREAM, TOKEN_ID_HEADER,
+                           connect_options, key_of, signature, subject_for, token_id_of)
 from probes.export import RecordExporter
 
 
@@ -61,17 +60,10 @@ class StreamExporter(RecordExporter):
 
         async def lost():
             self.connected = False
-        # no reconnection inside nats-py (whose first connection would retry for ever,
-        # deaf to close()): a lost connection is closed, and _main connects again
-        options = {"servers": [self.address], "connect_timeout": 2, "allow_reconnect": False,
-                   "max_reconnect_attempts": 1, "reconnect_time_wait": 0.2,
-                   "error_cb": quiet, "disconnected_cb": lost}
         self._nats_error = None
-        if self.user:
-            options.update(user=self.user, password=self.password)
-        if self.tls_ca:
-            options["tls"] = ssl.create_default_context(cafile=self.tls_ca)
-        client = await nats.connect(**options)
+        client = await nats.connect(
+            **connect_options(self.address, self.user, self.password, self.tls_ca),
+            error_cb=quiet, disconnected_cb=lost)   # a lost one: _main connects again
         self.connected = True
         return client
 
