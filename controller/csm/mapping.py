@@ -102,8 +102,8 @@ class CustomerMapping:
         """A customer changed (its new state) or was deleted (None)."""
         old = self._parts.pop(customer_id, None)
         self._sls.pop(customer_id, None)
-        before = {mac: self._host_meters.pop(mac) for mac in self._hosts.pop(customer_id, ())
-                  if mac in self._host_meters}
+        before = {mac.lower(): self._host_meters.pop(mac.lower())
+                  for mac in self._hosts.pop(customer_id, ()) if mac.lower() in self._host_meters}
         if old is not None:
             self._by_switch[old[0]].discard(customer_id)
             self._cache.pop(old[0], None)
@@ -115,7 +115,7 @@ class CustomerMapping:
         self._parts[customer_id] = (dpid, frozenset(flows[dpid]), meters[dpid])
         self._sls[customer_id] = state.sls
         self._hosts[customer_id] = state.customer.hosts
-        after = {mac: (dpid, state.meter_id) for mac in state.customer.hosts} \
+        after = {mac.lower(): (dpid, state.meter_id) for mac in state.customer.hosts} \
             if meters[dpid] else {}
         self._host_meters.update(after)
         self.meters_version += before != after
@@ -125,7 +125,7 @@ class CustomerMapping:
     def meter_of_host(self, mac: str, dpid: int) -> int | None:
         """The meter of the customer whose device `mac` is, when it is on switch `dpid`
         (the customer's access switch); None otherwise."""
-        found = self._host_meters.get(mac.lower()) or self._host_meters.get(mac)
+        found = self._host_meters.get(mac.lower())
         return found[1] if found is not None and found[0] == dpid else None
 
     def hosts_of(self, customer_id: str) -> tuple[str, ...]:
