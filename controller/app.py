@@ -32,7 +32,7 @@ from controller.policy.compile import committed_with_policy, shaped_rate
 from controller.openflow import messages, wire_stats
 from controller.openflow.desired import assemble
 from controller.openflow.pipeline import is_cems_meter
-from controller.openflow.reconcile import Plan, Reconciler, StateRequest
+from controller.openflow.reconcile import Plan, Reconciler, StateRequest, SwitchLedger
 from controller.runtime import Runtime, take_runtime
 
 LOG = logging.getLogger("cems.app")
@@ -108,12 +108,23 @@ class EventPolicyChanged(compat.event.EventBase):
 
 
 class EventLeadership(compat.event.EventBase):
-    """Posted when this instance became master of the switches, or stopped being it
-    (controller.cluster.leader)."""
+    """Posted when this instance became the cluster's leader (its policy engine acts), or
+    stopped being it (controller.cluster.leader)."""
 
     def __init__(self, leader: bool, generation: int):
         super().__init__()
         self.leader = leader
+        self.generation = generation
+
+
+class EventMastership(compat.event.EventBase):
+    """Posted when this instance became master of a switch, or stopped being it
+    (controller.cluster.leader)."""
+
+    def __init__(self, dpid: int, master: bool, generation: int):
+        super().__init__()
+        self.dpid = dpid
+        self.master = master
         self.generation = generation
 
 
@@ -128,7 +139,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
               else compat.app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
     _EVENTS = [EventPollTick, EventLldpTick, EventCustomersChanged, EventMirrorChanged,
-               EventForgetHost, EventPolicyChanged, EventLeadership]
+               EventForgetHost, EventPolicyChanged, EventLeadership, EventMastership]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,20 +178,26 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self._stop = threading.Event()
         self._timer = None
         self._failures: set[tuple] = set()
-        # With a cluster (cluster.etcd), only the leader is master of the switches: the
-        # others keep their connections as SLAVE, in `standby`, and send nothing but
-        # requests to read. They watch: ports and the links the master's LLDP finds go into
-        # their topology, so that a standby taking over has them at once (`watched_since`:
-        # since when it has watched each switch).
+        # With a cluster (cluster.etcd), each switch has one master instance (`mine`: the
+        # switches this one masters, dpid -> generation). The other switches' connections
+        # are kept as SLAVE, in `standby`, and get nothing but requests to read. They are
+        # watched: their ports, the links their master's LLDP finds and the hosts on them go
+        # into the topology, so that paths are computed across all switches alike by every
+        # instance (each installs them on its own), and so that an instance taking a switch
+        # over knows it at once. `known_since`: since when each switch connected here.
         self.leadership = self.runtime.leadership
-        self.leader = self.leadership is None
-        self.generation = 0
+        self.mine: dict[int, int] = {}
         self.standby: dict[int, object] = {}
-        self.watched_since: dict[int, float] = {}
-        self._sent_slave_generation = 0
+        self.known_since: dict[int, float] = {}
+        self._generations: dict[int, int] = {}          # the latest generation seen per switch
+        self._sent_slave_generation: dict[int, int] = {}
+        self._watch_ledgers: dict[int, object] = {}     # replies of watched switches' stats
+        self._fabric: tuple[int, ...] = ()
         if self.leadership is not None:
             self.leadership.on_change = lambda leader, generation: self.send_event(
                 self.name, EventLeadership(leader, generation))
+            self.leadership.on_switch = lambda dpid, master, generation: self.send_event(
+                self.name, EventMastership(dpid, master, generation))
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self):
@@ -242,11 +259,17 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     # -- sending ------------------------------------------------------------------------
     def _send(self, dpid: int, items) -> None:
         """The one place messages leave the app: compile, attach datapath, tell the switch's
-        ledger what left under which xid, send."""
-        datapath = self.datapaths.get(dpid)
-        ledger = self.reconciler.ledger(dpid)
+        ledger what left under which xid, send. Only to a switch this instance masters."""
+        self._send_on(self.datapaths.get(dpid), self.reconciler.ledger(dpid), items)
+
+    def _send_reads(self, dpid: int, items) -> None:
+        """Requests to read (statistics) to a switch another instance masters."""
+        self._send_on(self.standby.get(dpid), self._watch_ledgers.get(dpid), items)
+
+    def _send_on(self, datapath, ledger, items) -> None:
         if datapath is None or ledger is None:
             return
+        dpid = datapath.id
         for item in items:
             # One message that cannot be built (bad data in a desired flow) costs that message
             # only: the rest is sent, and the error counted (it comes back every reconciliation
@@ -270,11 +293,20 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return None
         return self.reconciler.ledger(datapath.id)
 
+    def _view(self, now: float):
+        """The switch view: this instance's switches, and the fabric paths are computed
+        across (every switch connected here, its own or watched, for discovery.settle_s)."""
+        known = [dpid for dpid, since in self.known_since.items()
+                 if now - since >= self.config.settle_s
+                 and (dpid in self.datapaths or dpid in self.standby)]
+        return self.reconciler.view(now, known)
+
     # -- reconciliation -----------------------------------------------------------------
     def _converge(self, now: float, only=None) -> None:
         """Assemble the desired state and send each switch (or those in `only`) what makes
         it hold it (controller.openflow.reconcile decides what and in which order)."""
-        view = self.reconciler.view(now)
+        view = self._view(now)
+        self._fabric = view.across()
         desired = self._desired = assemble(
             view, self.contributors, self._desired,
             lambda component, err: self._failed("contributor", component.name.lower(), None,
@@ -322,25 +354,35 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _switch_features(self, ev):
         datapath = ev.msg.datapath
-        if not self.leader:
-            self._watch(datapath)
-            LOG.info("switch %016x connected; this instance is not master: SLAVE",
-                     datapath.id)
+        if self.leadership is None:
+            self._attach(datapath)
             return
-        if self.leadership is not None:
+        if datapath.id in self.mine:
             self._role(datapath, master=True)
-        self._attach(datapath)
+            self._attach(datapath)
+        else:
+            self._watch(datapath)
+            LOG.info("switch %016x connected; another instance is its master: SLAVE",
+                     datapath.id)
+        self._seen_changed()
+
+    def _seen_changed(self) -> None:
+        """Tell the cluster which switches are connected here (it shares them out)."""
+        self.state.watched = frozenset(self.standby)
+        if self.leadership is not None:
+            self.leadership.seen = frozenset(self.datapaths) | frozenset(self.standby)
 
     def _watch(self, datapath) -> None:
         """A switch another instance masters: SLAVE, told to send this one its packet-ins
         and port changes too, and its ports read; nothing is written to it."""
         self.standby[datapath.id] = datapath
-        self.state.watched = frozenset(self.standby)
+        self._watch_ledgers[datapath.id] = SwitchLedger(datapath.id, time.monotonic())
+        self.rates.setdefault(datapath.id, SwitchRates.create(self.config.rate_window))
         self._role(datapath, master=False)
         now = time.monotonic()
         self.topology.add_switch(datapath.id, now,
                                  "%s:%s" % datapath.address if datapath.address else "")
-        self.watched_since.setdefault(datapath.id, now)
+        self.known_since.setdefault(datapath.id, now)
         self._send_direct(datapath, messages.build_async_config())
         self._send_direct(datapath, messages.build_port_desc_request())
 
@@ -351,16 +393,20 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         """Whether this connection is one this instance masters (or, alone, simply has)."""
         return self.datapaths.get(datapath.id) is datapath
 
-    def _slave_generation(self) -> int:
-        """The generation a SLAVE request carries: the current master's (a switch refuses
-        one older than the last it saw as stale, and the connection would stay EQUAL)."""
-        return max(self.generation, getattr(self.leadership, "current", 0) or 0)
+    def _slave_generation(self, dpid: int) -> int:
+        """The generation a SLAVE request carries: the switch's current master's (a switch
+        refuses one older than the last it saw as stale, and the connection would stay
+        EQUAL)."""
+        holder = self.leadership.holder_of(dpid)[1] if self.leadership is not None else 0
+        return max(self._generations.get(dpid, 0), holder)
 
     def _role(self, datapath, master: bool) -> None:
         """An OpenFlow role request for this instance on the switch (with a cluster)."""
-        generation = self.generation if master else self._slave_generation()
-        if not master:
-            self._sent_slave_generation = generation
+        if master:
+            generation = self.mine.get(datapath.id, 0)
+        else:
+            generation = self._sent_slave_generation[datapath.id] = \
+                self._slave_generation(datapath.id)
         self._send_direct(datapath, messages.build_role_request(master, generation))
 
     @staticmethod
@@ -374,7 +420,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     def _load_hosts(self) -> int:
         """Learn the hosts the store remembers (learned by this instance before a restart,
-        or by the master before this one took over); returns how many."""
+        or by the master of a switch before this one took it over); returns how many."""
         hosts = self.runtime.store.load_hosts()
         for host in hosts:
             self.topology.learn_host(host.mac, host.dpid, host.port_no)
@@ -385,38 +431,52 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @set_ev_cls(EventLeadership)
     @guarded
     def _leadership(self, ev):
-        self.generation = ev.generation
-        if ev.leader and not self.leader:
-            # the last master learned hosts since this instance started: without them the
-            # first reconciliation would take their paths away until they were learned again
-            LOG.info("master now: %d hosts known from the store, %d links watched",
-                     self._load_hosts(), len(self.topology.links()))
+        self.state.leader = ev.leader   # the policy engine acts (controller.policy_loop)
+
+    @set_ev_cls(EventMastership)
+    @guarded
+    def _mastership(self, ev):
+        dpid = ev.dpid
+        self._generations[dpid] = max(self._generations.get(dpid, 0), ev.generation)
+        if ev.master:
+            self.mine[dpid] = ev.generation
+            datapath = self.standby.pop(dpid, None)
+            if datapath is None:
+                return   # not connected here (yet): mastered when it connects
+            self._watch_ledgers.pop(dpid, None)
+            self._sent_slave_generation.pop(dpid, None)
+            # hosts the last master learned that this instance has not seen; and the links
+            # from this switch as if just seen: this instance's LLDP confirms them from now
+            hosts = self._load_hosts()
             now = time.monotonic()
-            for link in self.topology.links():   # as if just seen: this LLDP confirms them
-                self.topology.observe_link(link, now)
-            self.leader = True
-            for datapath in list(self.standby.values()):
-                self._role(datapath, master=True)
-                self._attach(datapath)
-            self.standby.clear()
-            self.state.watched = frozenset()
-        elif not ev.leader and self.leader:
-            self.leader = False
-            for datapath in list(self.datapaths.values()):
-                self._detach(datapath, gone=False)
-                self._watch(datapath)
-        self.state.leader = self.leader
+            for link in self.topology.links():
+                if link.src_dpid == dpid:
+                    self.topology.observe_link(link, now)
+            LOG.info("master of switch %016x now (generation %d): %d hosts known from the "
+                     "store, %d links watched", dpid, ev.generation, hosts,
+                     len(self.topology.links()))
+            self._role(datapath, master=True)
+            self._attach(datapath)
+        else:
+            self.mine.pop(dpid, None)
+            datapath = self.datapaths.get(dpid)
+            if datapath is None:
+                return
+            self._detach(datapath, gone=False)
+            self._watch(datapath)
+            self._converge(time.monotonic())
+        self._seen_changed()
 
     def _attach(self, datapath):
         """A switch this instance is master of: learn it, read it, reconcile it."""
         now = time.monotonic()
         address = "%s:%s" % datapath.address if datapath.address else ""
         self.datapaths[datapath.id] = datapath
-        watched = self.watched_since.pop(datapath.id, None)
-        if watched is not None and now - watched >= self.config.settle_s:
-            # watched as standby for as long as a new switch is given to settle: its ports
-            # and links are known, so it settles once its flows and meters have been read
-            # (half a second), not after discovery.settle_s
+        known = self.known_since.setdefault(datapath.id, now)
+        if now - known >= self.config.settle_s:
+            # watched for as long as a new switch is given to settle: its ports and links
+            # are known, so it settles once its flows and meters have been read (half a
+            # second), not after discovery.settle_s
             self.reconciler.connect(datapath.id, now - max(0.0, self.config.settle_s - 0.5))
         else:
             self.reconciler.connect(datapath.id, now)
@@ -438,24 +498,31 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return
         if self.standby.get(datapath.id) is datapath:
             del self.standby[datapath.id]
-            self.state.watched = frozenset(self.standby)
-            self.watched_since.pop(datapath.id, None)
-            self.topology.remove_switch(datapath.id)
+            self._watch_ledgers.pop(datapath.id, None)
+            self.known_since.pop(datapath.id, None)
+            lost = self.topology.remove_switch(datapath.id)
+            self._seen_changed()
+            if lost:
+                self._publish_topology()
+                self._converge(time.monotonic())
             return
         if self.datapaths.get(datapath.id) is not datapath:
             return  # an older connection of a switch that has already reconnected
+        self.known_since.pop(datapath.id, None)
         self._detach(datapath, gone=True)
+        self._seen_changed()
 
     def _detach(self, datapath, gone: bool) -> None:
-        """A switch this instance no longer masters: disconnected (`gone`), or another
-        instance is master now (its availability is not this instance's to record)."""
+        """A switch this instance no longer masters: disconnected (`gone`: it leaves the
+        topology), or another instance is master now (it stays in the topology, watched;
+        its availability is not this instance's to record)."""
         del self.datapaths[datapath.id]
         self.reconciler.disconnect(datapath.id)
-        lost = self.topology.remove_switch(datapath.id)
+        lost = self.topology.remove_switch(datapath.id) if gone else []
         self.state.drop_switch(datapath.id)
         self.metrics.forget_switch(datapath.id)
         LOG.warning("switch %016x %s; %d links lost", datapath.id,
-                    "disconnected" if gone else "left to the new master", len(lost))
+                    "disconnected" if gone else "left to its new master", len(lost))
         now_unix = time.time()
         if gone:
             self.runtime.store.record_availability(datapath.id, 0, False, now_unix)
@@ -463,7 +530,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         for link in lost:
             self._publish(LinkChanged(now_unix, link, False))
         self._publish_topology()
-        self._converge(time.monotonic())
+        if gone:
+            self._converge(time.monotonic())
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -472,6 +540,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         ports = [port_info_from_ofp(p) for p in ev.msg.body if p.port_no <= ofp.OFPP_MAX]
         if self._watched(ev.msg.datapath):
             self.topology.set_ports(dpid, ports)   # the master records and publishes
+            self._publish_topology()
+            self._converge(time.monotonic())       # its edge ports may hold new hosts
             return
         if not self._mine(ev.msg.datapath):
             return
@@ -500,6 +570,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         else:
             lost = self.topology.set_port(dpid, port)
         if watched:   # a switch another instance masters: its topology, nothing more
+            self._publish_topology()
+            self._converge(time.monotonic())
             return
         self.metrics.port_up.labels(f"{dpid:016x}", str(port.port_no)).set(int(port.up))
         self.metrics.set_port_speed(dpid, port.port_no,
@@ -530,10 +602,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         msg = ev.msg
         dpid = msg.datapath.id
         if self._watched(msg.datapath):
-            # another instance's switch: the links its LLDP finds, nothing learned or sent
-            # (hosts come from the store when this instance takes over)
-            handle_packet_in(self.topology, time.monotonic(), dpid, msg.match["in_port"],
-                             msg.data, set())
+            self._watched_packet_in(msg)
             return
         if self._ledger_of(msg) is None:
             return
@@ -541,8 +610,10 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         label = f"{dpid:016x}"
         self.metrics.packet_in.labels(label).inc()
         self.state.count(packet_in_total=1)
+        # decided across the whole fabric; what is sent goes only to this instance's
+        # switches (_send): the master of each other switch watches this one and sends there
         result = handle_packet_in(self.topology, now, dpid, msg.match["in_port"], msg.data,
-                                  set(self.reconciler.view(now).settled))
+                                  set(self._view(now).across()))
         if result.malformed:
             self.metrics.packet_in_malformed.labels(label).inc()
             self.state.count(packet_in_malformed_total=1)
@@ -564,6 +635,21 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self._publish_topology()
             self._converge(now)
 
+    def _watched_packet_in(self, msg) -> None:
+        """A packet-in of a switch another instance masters: the links its LLDP finds and
+        the hosts it sees go into this instance's topology (its master stores them); what
+        the packet asks to send, this instance sends on its own switches (an ARP request
+        flooded to their edge ports, a first packet delivered to a host on one of them)."""
+        now = time.monotonic()
+        result = handle_packet_in(self.topology, now, msg.datapath.id, msg.match["in_port"],
+                                  msg.data, set(self._view(now).across()))
+        for out in result.outputs:
+            self._send(out.dpid, [messages.build_packet_out(None, list(out.out_ports),
+                                                            out.data)])
+        if result.new_link is not None or result.learned is not None:
+            self._publish_topology()
+            self._converge(now)
+
     # -- timers -------------------------------------------------------------------------
     @set_ev_cls(EventLldpTick)
     @guarded
@@ -578,25 +664,33 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     @guarded
     def _poll_tick(self, _ev):
         now = time.monotonic()
-        # a standby keeps the links it watched while no master sends LLDP (a failover);
-        # port changes still take them away
-        lost = self.topology.expire_links(now, self.config.link_timeout_s) if self.leader \
-            else []
+        # links from a switch whose LLDP this instance sends expire; the others' are kept
+        # while no master sends LLDP there (a failover): port changes still take them away
+        lost = self.topology.expire_links(
+            now, self.config.link_timeout_s,
+            None if self.leadership is None else set(self.datapaths))
         if lost:
             self._links_lost(lost)
         self._apply_traffic_control()
-        if self.standby and self._slave_generation() > self._sent_slave_generation:
-            # a new master since: SLAVE again under its generation (a request made before
-            # this instance had heard of it was refused as stale)
-            for datapath in list(self.standby.values()):
+        for dpid, datapath in list(self.standby.items()):
+            if self._slave_generation(dpid) > self._sent_slave_generation.get(dpid, 0):
+                # a new master since: SLAVE again under its generation (a request made
+                # before this instance had heard of it was refused as stale)
                 self._role(datapath, master=False)
-        if self.reconciler.newly_settled(now):
+        settled = self.reconciler.newly_settled(now)
+        if settled or self._view(now).across() != self._fabric:
             self._converge(now)
             self._publish_topology()
         for dpid in sorted(self.datapaths):
             self._send(dpid, [messages.build_port_stats_request(),
                               messages.build_meter_stats_request(),
                               StateRequest("meters"), StateRequest("flows")])
+        if self.state.leader:
+            # the policy engine acts here: it reads the other instances' switches too
+            for dpid in sorted(self.standby):
+                self._send_reads(dpid, [messages.build_port_stats_request(),
+                                        messages.build_meter_stats_request(),
+                                        StateRequest("flows")])
 
     @set_ev_cls(EventCustomersChanged)
     @guarded
@@ -657,8 +751,11 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
     # -- statistics ---------------------------------------------------------------------
     def _complete_reply(self, msg):
         """The ledger and all bodies of a multipart reply once its last part arrived
-        (None while parts are missing, or for an older connection)."""
+        (None while parts are missing, or for an older connection). A watched switch's
+        replies (the statistics the policy engine reads) have a ledger of their own."""
         ledger = self._ledger_of(msg)
+        if ledger is None and self._watched(msg.datapath):
+            ledger = self._watch_ledgers.get(msg.datapath.id)
         if ledger is None:
             return None, None
         return ledger, ledger.collect(msg.xid, msg.body, bool(msg.flags & ofp.OFPMPF_REPLY_MORE))
@@ -680,6 +777,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         self.state.set_flows(dpid, views)
         self.metrics.update_flows(dpid, views)
         self._publish(FlowRates(time.time(), dpid, views))
+        if ledger is not self.reconciler.ledger(dpid):
+            return   # a watched switch: its master reconciles it
         report = ledger.flows_reported(ev.msg.xid, entries)
         if report is not None:  # the switch's real state: every change sent is in it
             if report.differs:
@@ -696,6 +795,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             return
         configured = [messages.meter_from_config(s) for s in stats]
         self.state.set_meter_configs(ledger.dpid, {m.meter_id: m for m in configured})
+        if ledger is not self.reconciler.ledger(ledger.dpid):
+            return
         report = ledger.meters_reported(ev.msg.xid, configured)
         if report is not None and (report.first or report.differs):
             self._converge(time.monotonic())
@@ -724,7 +825,8 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         views = compute_meter_views(ledger.dpid, time.monotonic(), stats,
                                     self.rates[ledger.dpid].meters)
         self.state.set_meters(ledger.dpid, views)
-        self._read_meters(ledger.dpid, views)
+        if ledger is self.reconciler.ledger(ledger.dpid):   # the master reads for reports
+            self._read_meters(ledger.dpid, views)
 
     def _read_meters(self, dpid: int, views) -> None:
         """A reading of each cems meter's counters once a day (and at the first reply after a

@@ -370,27 +370,25 @@ class ExperienceCollector:
 
 
 class ClusterCollector:
-    """With a cluster: whether this instance is master of the switches, how many instances
-    hold their etcd lease, and how long ago this one renewed its own."""
+    """With a cluster: whether this instance is the leader (its policy engine acts), how
+    many switches it is master of, how many instances hold their etcd lease, and how long
+    ago this one renewed its own."""
 
-    def __init__(self, leadership, state=None):
+    def __init__(self, leadership):
         self.leadership = leadership  # controller.cluster.leader.Leadership
-        self.state = state            # controller.state.PublishedState: switches mastered
 
     def describe(self):
         return []
 
     def collect(self):
         leadership = self.leadership
-        yield GaugeMetricFamily("cems_cluster_master", "1 while this instance is master of the "
-                                "switches", value=1.0 if leadership.leader else 0.0)
+        yield GaugeMetricFamily("cems_cluster_master", "1 while this instance is the "
+                                "cluster's leader: its policy engine acts",
+                                value=1.0 if leadership.leader else 0.0)
         yield GaugeMetricFamily("cems_cluster_instances", "Instances holding their etcd "
                                 "lease, as this one last saw", value=len(leadership.members))
-        if self.state is not None:
-            yield GaugeMetricFamily("cems_cluster_switches", "Switches this instance is "
-                                    "master of (0 as standby)",
-                                    value=len(self.state.connected) if self.state.leader
-                                    else 0)
+        yield GaugeMetricFamily("cems_cluster_switches", "Switches this instance is master "
+                                "of", value=len(leadership.switches))
         age = leadership.lease_age_s()
         if age == age:
             yield GaugeMetricFamily("cems_cluster_lease_age_seconds", "Seconds since this "

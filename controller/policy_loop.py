@@ -10,6 +10,10 @@ to reconcile when they changed. Nothing here decides anything.
 
 SLAs are read from the store once per customer and kept until that customer changes.
 
+In a cluster only the leader's engine decides (controller.cluster.leader); the others follow
+what it stores: they show its decisions and put its actions in force on the switches they
+are master of.
+
 With the controller's store, every decision is stored as it is made and the memory (the
 actions in force) after every evaluation that changed it (controller.policy_store): a
 restarted controller hands the same actions to the contributor before any switch connects,
@@ -138,10 +142,10 @@ class PolicyLoop:
         cluster = getattr(self.state, "cluster", None)
         holder = getattr(cluster, "holder", "") if cluster is not None else ""
         about = dict(getattr(cluster, "members", ()) or ()).get(holder, "")
-        master = f"the master, {holder} at {about}" if holder and about else \
-            (f"the master, {holder}" if holder else "the master (none elected now)")
-        raise Refused("FAILED_PRECONDITION", f"this instance is standby: {what} is for "
-                      f"{master}, whose policy engine acts")
+        leader = f"the leader, {holder} at {about}" if holder and about else \
+            (f"the leader, {holder}" if holder else "the leader (none elected now)")
+        raise Refused("FAILED_PRECONDITION", f"this instance follows: {what} is for "
+                      f"{leader}, whose policy engine acts")
 
     def set_mode(self, mode: str, who: str = "") -> None:
         """act, dry-run or off. Actions already in force stay until they are reverted or
@@ -218,6 +222,7 @@ class PolicyLoop:
         if not self.state.leader:
             self._standby = True
             self.log.follow_store = self.store is not None
+            self._follow()
             return False
         if self._standby and self.store is not None:
             self._standby = False
@@ -228,6 +233,23 @@ class PolicyLoop:
             self.log.resume()
             self._hand_over()
         return True
+
+    def _follow(self) -> None:
+        """On a follower: the leader's actions in force, as it stored them, go to this
+        instance's contributor, so that their flows and meters reach the switches this
+        instance is master of."""
+        if self.store is None:
+            return
+        try:
+            memory, _mode, _who = load_memory(self.store)
+        except Exception as err:  # pylint: disable=broad-except
+            self._store_failed(err)
+            return
+        if memory is None:
+            return
+        with self._lock:
+            self.memory = self._saved = memory
+        self._hand_over()
 
     def tick(self, facts) -> None:
         now = time.time()

@@ -96,7 +96,7 @@ class Runtime:
                 about=f"{config.grpc_listen.host}:{config.grpc_listen.port}")
             runtime.state.leader = False
             runtime.state.cluster = runtime.leadership
-            registry.register(ClusterCollector(runtime.leadership, runtime.state))
+            registry.register(ClusterCollector(runtime.leadership))
         registry.register(ExperienceCollector(runtime.experience, kpis.directory))
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(

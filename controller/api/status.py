@@ -64,8 +64,8 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
             instance=cluster.instance if cluster else "",
             cluster=[pb.ClusterMember(
                 instance=name, about=about, master=name == cluster.holder,
-                switches=sorted(state.connected if state.leader else state.watched)
-                if name == cluster.holder else [])
+                switches=sorted(d for d, (holder, _) in cluster.holders.items()
+                                if holder == name))
                 for name, about in cluster.members] if cluster else [],
             lease_age_s=cluster.lease_age_s() if cluster else 0.0,
             caller_role=caller.role.value if caller else "",

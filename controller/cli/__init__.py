@@ -64,13 +64,14 @@ def show_status(stub, args) -> str:
     if r.store:
         rows.append(["store", r.store])
     if not r.master:
-        rows.append(["role", "standby: another instance is master of the switches"])
+        rows.append(["role", "follower: another instance is the cluster's leader, whose "
+                     "policy engine acts"])
     if r.instance:
         rows.append(["instance", f"{r.instance} (lease renewed {r.lease_age_s:.1f} s ago)"])
-        rows += [["cluster", f"{m.instance} at {m.about}" + (
-            f" (master of {len(m.switches)} switches: "
-            f"{', '.join(f'{d:016x}' for d in m.switches)})" if m.master else "")]
-            for m in r.cluster]
+        rows += [["cluster", f"{m.instance} at {m.about}" + (" (leader)" if m.master else "")
+                  + f": master of {len(m.switches)} switches"
+                  + (f" ({', '.join(f'{d:016x}' for d in m.switches)})" if m.switches else "")]
+                 for m in r.cluster]
     if r.HasField("stream"):
         m = r.stream
         rows.append(["records stream", f"{m.url} consumer {m.consumer}: "

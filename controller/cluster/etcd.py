@@ -1,10 +1,10 @@
 """A small client of etcd's v3 JSON gateway (shell: HTTP to etcd, nothing else).
 
-cems needs four things of etcd: a lease, its keep-alive, a key created only if it does not
-exist (a transaction on its create revision), and reading a key. The gateway (`/v3/...`,
-every etcd 3.4 server has it) gives them over plain HTTP and JSON; a client library such as
-etcd3gw would bring eventlet into the controller process through futurist, which the OpenFlow
-framework must not meet, so these few calls are made with urllib.
+cems needs a few things of etcd: a lease, its keep-alive, a key created only if it does not
+exist (a transaction on its create revision), reading keys, and deleting one. The gateway
+(`/v3/...`, every etcd 3.4 server has it) gives them over plain HTTP and JSON; a client
+library such as etcd3gw would bring eventlet into the controller process through futurist,
+which the OpenFlow framework must not meet, so these few calls are made with urllib.
 """
 
 import base64
@@ -68,15 +68,23 @@ class Etcd:
         value_now, revision = self.get(key) if created else _first(reply)
         return created, value_now, revision
 
+    def delete(self, key: str) -> None:
+        self._call("kv/deleterange", {"key": _b64(key)})
+
     def put(self, key: str, value: str, lease: int) -> None:
         self._call("kv/put", {"key": _b64(key), "value": _b64(value), "lease": str(lease)})
 
     def prefix(self, prefix: str) -> list[tuple[str, str]]:
         """(key, value) of every key that starts with `prefix`, in key order."""
+        return [(key, value) for key, value, _ in self.prefix_revisions(prefix)]
+
+    def prefix_revisions(self, prefix: str) -> list[tuple[str, str, int]]:
+        """(key, value, create revision) of every key that starts with `prefix`."""
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         kvs = self._call("kv/range", {"key": _b64(prefix), "range_end": _b64(end)}).get(
             "kvs", [])
-        return [(_text(kv["key"]), _text(kv.get("value", ""))) for kv in kvs]
+        return [(_text(kv["key"]), _text(kv.get("value", "")), int(kv.get("create_revision", 0)))
+                for kv in kvs]
 
     def get(self, key: str) -> tuple[str, int]:
         """(value, create revision) of `key`, or ("", 0) when it does not exist."""

@@ -1,15 +1,23 @@
-"""Which controller instance is master of the switches: the one holding an etcd key under a
-lease it renews while it is healthy (shell around etcd; the decisions are in step()).
+"""Which controller instance is master of which switch, and which one's policy engine acts:
+keys in etcd under a lease each instance renews while it is healthy (shell around etcd; the
+decisions are in controller/cluster/shares.py).
 
-Every switch connects to every instance. The leader's switches get an OpenFlow role request
-MASTER, the others' SLAVE, with the key's create revision as generation id: it grows with
-every new leader, so a switch refuses a stale master's late request. When the leader dies or
-is cut off, its lease expires after `lease_s` and another instance creates the key and takes
-over (the switches' flows stay in place meanwhile, and the new master reconciles them). A
-leader that cannot renew its lease steps down by itself two thirds of the way to expiry,
-before anyone else can become leader, so two instances never write to the switches at once.
+Every switch connects to every instance. Each switch has a key, `<key>/switches/<dpid>`,
+created under the lease of the instance that is its master; the switches are shared evenly
+over the instances alive (shares.assign). The master sends the switch an OpenFlow role
+request MASTER, the others SLAVE, with the key's create revision as generation id: it grows
+with every new master, so a switch refuses a stale master's late request. When an instance
+dies or is cut off, its lease expires after `lease_s`, its keys go with it, and the others
+take its switches (the flows stay in place meanwhile, and each new master reconciles).
+An instance that cannot renew its lease steps down by itself two thirds of the way to
+expiry, before anyone else can take over, so two instances never write to a switch at once.
+
+The leader key, `<key>` itself, names the one instance whose policy engine decides and acts
+for the whole network; the others follow what it stores. Each instance's member key,
+`<key>/instances/<instance>`, says its gRPC address and the switches connected to it.
 """
 
+import json
 import logging
 import os
 import socket
@@ -17,8 +25,18 @@ import threading
 import time
 
 from controller.cluster.etcd import Etcd, EtcdError
+from controller.cluster.shares import plan_switches
 
 LOG = logging.getLogger("cems.cluster")
+
+
+def _member(value: str) -> tuple[str, frozenset[int]]:
+    """(about, switches connected) from a member key's value."""
+    try:
+        data = json.loads(value)
+        return str(data.get("about", "")), frozenset(int(d) for d in data.get("switches", ()))
+    except (ValueError, TypeError, AttributeError):
+        return value, frozenset()   # written by a cems without per-switch mastership
 
 
 def instance_name() -> str:
@@ -28,7 +46,7 @@ def instance_name() -> str:
 class Leadership:
     def __init__(self, etcd: Etcd, key: str, instance: str, lease_s: float = 3.0,
                  on_change=lambda leader, generation: None, clock=time.monotonic,
-                 about: str = ""):
+                 about: str = "", on_switch=lambda dpid, master, generation: None):
         self.etcd = etcd
         self.key = key
         self.instance = instance
@@ -36,12 +54,25 @@ class Leadership:
         self.members: tuple[tuple[str, str], ...] = ()   # (instance, about) alive, as seen
         self.lease_s = lease_s
         self.on_change = on_change
+        self.on_switch = on_switch
         self.clock = clock
         self.leader = False
         self.generation = 0
         self.holder = ""          # who holds the key, as last seen
         self.current = 0          # the holder's generation (its key's create revision), seen
         self.problem = ""         # why etcd could not be asked, while it cannot
+        # Per switch: `seen` is set by the app (the switches connected to this instance);
+        # `switches` are those this instance is master of (dpid -> generation); `holders`
+        # who holds each switch's key (dpid -> (instance, generation)); `connected` what
+        # each member says it is connected to. Each is replaced whole, never changed in
+        # place: other threads read them.
+        self.seen: frozenset[int] = frozenset()
+        self.switches: dict[int, int] = {}
+        self.holders: dict[int, tuple[str, int]] = {}
+        self.connected: dict[str, frozenset[int]] = {}
+        self._releasing: set[int] = set()
+        self._unheld_since: dict[int, float] = {}
+        self._published = None
         self._lease = None
         self._renewed = 0.0
         self._stop = threading.Event()
@@ -51,46 +82,121 @@ class Leadership:
         changed = leader != self.leader or (leader and generation != self.generation)
         self.leader, self.generation = leader, generation
         if changed:
-            LOG.warning("%s is %s of the switches (generation %d)", self.instance,
-                        "now master" if leader else "no longer master", generation)
+            LOG.warning("%s is %s of the cluster (generation %d): its policy engine %s",
+                        self.instance, "now leader" if leader else "no longer leader",
+                        generation, "acts" if leader else "follows")
             self.on_change(leader, generation)
 
+    def _switch_key(self, dpid: int) -> str:
+        return f"{self.key}/switches/{dpid:016x}"
+
+    def _lose(self, dpids) -> None:
+        for dpid in sorted(dpids):
+            if dpid in self.switches:
+                generation = self.switches[dpid]
+                self.switches = {d: g for d, g in self.switches.items() if d != dpid}
+                LOG.warning("%s is no longer master of switch %016x", self.instance, dpid)
+                self.on_switch(dpid, False, generation)
+
     def step(self) -> None:
-        """One round: renew as leader, or try to become it."""
+        """One round: renew the lease, hold or try to take the leader key, then the
+        switches' keys."""
         now = self.clock()
         try:
+            if self._lease is not None and self.etcd.keepalive(self._lease) <= 0:
+                self._lease = None             # expired: every key under it is gone
+                self._lose(self.switches)
+                self._become(False, self.generation)
+            if self._lease is None:
+                self._lease = self.etcd.grant(max(1, round(self.lease_s)))
+                self._published = None
+            self._renewed = now
+            self._publish()
             if self.leader:
-                if self.etcd.keepalive(self._lease) > 0:
-                    self._renewed = now
-                    holder, revision = self.etcd.get(self.key)
-                    self.current = revision
-                    if holder != self.instance or revision != self.generation:
-                        self.holder = holder
-                        self._become(False, self.generation)
-                else:
-                    self._lease = None
+                holder, revision = self.etcd.get(self.key)
+                self.current = revision
+                if holder != self.instance or revision != self.generation:
+                    self.holder = holder
                     self._become(False, self.generation)
             else:
-                if self._lease is None or self.etcd.keepalive(self._lease) <= 0:
-                    self._lease = self.etcd.grant(max(1, round(self.lease_s)))
-                    self.etcd.put(f"{self.key}/instances/{self.instance}", self.about,
-                                  self._lease)
-                self._renewed = now
                 _, holder, revision = self.etcd.create(self.key, self.instance, self._lease)
                 self.holder, self.current = holder, revision
                 if holder == self.instance:
                     self._become(True, revision)
             members = self.etcd.prefix(f"{self.key}/instances/")
-            self.members = tuple((key.rsplit("/", 1)[-1], about) for key, about in members)
+            self.members = tuple((key.rsplit("/", 1)[-1], _member(value)[0])
+                                 for key, value in members)
+            self.connected = {key.rsplit("/", 1)[-1]: _member(value)[1]
+                              for key, value in members}
+            self._switch_round(now)
             if self.problem:
                 LOG.warning("etcd %s answers again", self.etcd.url)
             self.problem = ""
         except EtcdError as err:
             if not self.problem:
-                LOG.error("cannot ask etcd who is master of the switches: %s", err)
+                LOG.error("cannot ask etcd which instance is master of which switch: %s", err)
             self.problem = f"cannot reach etcd {self.etcd.url}: {err}"
-            if self.leader and now - self._renewed > self.lease_s * 2 / 3:
-                self._become(False, self.generation)   # before another can take over
+            if now - self._renewed > self.lease_s * 2 / 3:   # before another can take over
+                self._lose(self.switches)
+                if self.leader:
+                    self._become(False, self.generation)
+
+    def _publish(self) -> None:
+        """This instance's member key: its gRPC address and the switches connected to it
+        (an instance hands a switch only to one that is connected to it)."""
+        value = json.dumps({"about": self.about, "switches": sorted(self.seen)})
+        if value != self._published:
+            self.etcd.put(f"{self.key}/instances/{self.instance}", value, self._lease)
+            self._published = value
+
+    def _switch_round(self, now: float) -> None:
+        """Claim the switches assigned to this instance that nobody holds, hand back one
+        assigned to another (controller.cluster.shares decides)."""
+        holders = {}
+        for key, holder, revision in self.etcd.prefix_revisions(f"{self.key}/switches/"):
+            try:
+                holders[int(key.rsplit("/", 1)[-1], 16)] = (holder, revision)
+            except ValueError:
+                continue   # not a key cems wrote
+        # a switch handed back last round: the app has stepped back, now the key goes
+        for dpid in sorted(self._releasing):
+            if holders.get(dpid, ("", 0))[0] == self.instance:
+                self.etcd.delete(self._switch_key(dpid))
+                del holders[dpid]
+        self._releasing = set()
+        self._lose(d for d, g in self.switches.items() if holders.get(d) != (self.instance, g))
+        for dpid, (holder, revision) in sorted(holders.items()):
+            if holder == self.instance and dpid not in self.switches:
+                self._take(dpid, revision)   # created by a call whose answer was lost
+        known = set(self.seen) | set(holders)
+        self._unheld_since = {d: self._unheld_since.get(d, now) for d in known
+                              if d not in holders}
+        plan = plan_switches(
+            self.instance, [name for name, _ in self.members], self.seen,
+            {d: h for d, (h, _) in holders.items()}, self.connected,
+            [d for d, since in self._unheld_since.items() if now - since >= self.lease_s])
+        for dpid in plan.claim:
+            _, holder, revision = self.etcd.create(self._switch_key(dpid), self.instance,
+                                                   self._lease)
+            holders[dpid] = (holder, revision)
+            if holder == self.instance:
+                self._take(dpid, revision)
+        for dpid in plan.release:
+            LOG.info("%s hands switch %016x back: it is another connected instance's share",
+                     self.instance, dpid)
+            self._releasing.add(dpid)
+            self._lose([dpid])
+        self.holders = holders
+
+    def _take(self, dpid: int, generation: int) -> None:
+        self.switches = {**self.switches, dpid: generation}
+        LOG.warning("%s is now master of switch %016x (generation %d)", self.instance, dpid,
+                    generation)
+        self.on_switch(dpid, True, generation)
+
+    def holder_of(self, dpid: int) -> tuple[str, int]:
+        """(instance, generation) holding the switch's key as last seen, or ("", 0)."""
+        return self.holders.get(dpid, ("", 0))
 
     def lease_age_s(self) -> float:
         """Seconds since this instance last renewed its lease."""

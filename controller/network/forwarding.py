@@ -149,8 +149,9 @@ class ControlFlows:
 
 
 class Forwarding:
-    """Contributor: host-pair paths across the settled switches, recomputed only when the
-    topology, the set of settled switches or the customers' meters (`customers`, a
+    """Contributor: host-pair paths across the settled switches (the fabric: in a cluster,
+    also those other instances master), recomputed only when the topology, the set of
+    settled switches or the customers' meters (`customers`, a
     csm.mapping.CustomerMapping, for the ARP flows of its hosts) changed."""
 
     component = Component.FORWARDING
@@ -162,11 +163,11 @@ class Forwarding:
 
     def contribute(self, view: SwitchView, earlier: DesiredState | None = None) -> Contribution:
         customers = self.customers
-        key = (self.topology.version, view.settled,
+        key = (self.topology.version, view.across(),
                customers.meters_version if customers is not None else 0)
         if self._cached[0] != key:
             flows = compute_forwarding_flows(
-                self.topology, list(view.settled),
+                self.topology, list(view.across()),
                 customers.meter_of_host if customers is not None else None)
             self._cached = (key, Contribution({dpid: frozenset(f) for dpid, f in flows.items()}))
         return self._cached[1]

@@ -162,9 +162,11 @@ class Topology:
         self.version += new
         return new
 
-    def expire_links(self, now: float, timeout_s: float) -> list[LinkKey]:
-        """Forget links LLDP has not confirmed for timeout_s; returns them."""
-        gone = [key for key, seen in self._links.items() if now - seen > timeout_s]
+    def expire_links(self, now: float, timeout_s: float, senders=None) -> list[LinkKey]:
+        """Forget links LLDP has not confirmed for timeout_s; returns them. With `senders`,
+        only links from those switches (the ones whose LLDP this instance sends)."""
+        gone = [key for key, seen in self._links.items() if now - seen > timeout_s
+                and (senders is None or key.src_dpid in senders)]
         for key in gone:
             del self._links[key]
         self.version += bool(gone)

@@ -244,10 +244,21 @@ class SwitchLedger:
 
 @dataclasses.dataclass(frozen=True)
 class SwitchView:
-    """Which switches desired state is computed for: connected ones, and those settled."""
+    """Which switches desired state is computed for: connected ones, and those settled.
+
+    `fabric` is what paths and actions are computed across: the settled switches and, in a
+    cluster, those other instances master that this one has watched long enough to know
+    their ports and links. Flows are computed for every switch of the fabric (so that each
+    instance computes the same paths) and sent only to the connected ones, this instance's.
+    Empty means the settled switches."""
 
     connected: frozenset[int] = frozenset()
     settled: tuple[int, ...] = ()
+    fabric: tuple[int, ...] = ()
+
+    def across(self) -> tuple[int, ...]:
+        """The switches paths and actions are computed across."""
+        return self.fabric or self.settled
 
 
 class Reconciler:
@@ -279,10 +290,12 @@ class Reconciler:
         """Switches that settled and were reconciled in full at least once."""
         return frozenset(d for d, ledger in self._ledgers.items() if ledger.reconciled_once)
 
-    def view(self, now: float) -> SwitchView:
+    def view(self, now: float, watched: Iterable[int] = ()) -> SwitchView:
+        """The view now; `watched`: settled switches another instance masters."""
         settled = tuple(sorted(d for d, ledger in self._ledgers.items()
                                if now - ledger.connected_at >= self.settle_s))
-        return SwitchView(frozenset(self._ledgers), settled)
+        return SwitchView(frozenset(self._ledgers), settled,
+                          tuple(sorted(set(settled) | set(watched))))
 
     def newly_settled(self, now: float) -> list[int]:
         """Switches settling now for the first time (marked reconciled from here on)."""

@@ -122,8 +122,9 @@ def policy_flows(actions: Iterable[Action], csm_flows: Mapping[int, Iterable[Flo
 class PolicyFlows:
     """Contributor: the flows and meters of the actions in force, on settled switches.
 
-    An action reaches the network only when every switch it needs has settled: half a
-    reroute would send the pair where no flow of it waits."""
+    An action reaches the network only when every switch it needs has settled (here, or in
+    the fabric another instance masters): half a reroute would send the pair where no flow
+    of it waits."""
 
     component = Component.POLICY
 
@@ -133,7 +134,7 @@ class PolicyFlows:
 
     def contribute(self, view: SwitchView, earlier: DesiredState) -> Contribution:
         csm = earlier.part(Component.CSM).flows
-        ready = [a for a in self.actions if set(_switches(a)) <= set(view.settled)]
+        ready = [a for a in self.actions if set(_switches(a)) <= set(view.across())]
         flows, meters, self.conflicts = policy_flows(ready, csm)
         return Contribution({d: frozenset(f) for d, f in flows.items() if f}, meters)
 

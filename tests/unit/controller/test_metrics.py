@@ -131,8 +131,8 @@ def full_registry() -> CollectorRegistry:
     registry.register(GrpcCollector(server))
     from controller.metrics import ClusterCollector  # pylint: disable=import-outside-toplevel
     registry.register(ClusterCollector(types.SimpleNamespace(
-        leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4),
-        types.SimpleNamespace(leader=True, connected=frozenset({1, 2}))))
+        leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4,
+        switches={1: 7, 2: 9})))
     from controller.metrics import StreamCollector  # pylint: disable=import-outside-toplevel
     registry.register(StreamCollector(types.SimpleNamespace(
         problem="", messages=collections.Counter(taken=5, rejected=1),

@@ -174,15 +174,17 @@ def test_a_standby_that_becomes_master_takes_up_what_the_last_master_stored(stor
     store_a = Store(store_where)
     master, _ = _loop(store_a)
     evaluation = _acted(master)
-    standby.tick(None)                 # still standby: it does nothing...
-    assert flows_b.actions == () and standby.memory == PolicyMemory()
+    assert flows_b.actions == ()
+    standby.tick(None)                 # a follower decides nothing, but puts the leader's
+    assert [a.intent.kind for a in flows_b.actions] == ["meter"]   # actions on its switches
+    assert standby.evaluations == 0
     # ...and shows what the master decided and stored, not what it read at its start
     assert standby.log.last_seq() == master.log.last_seq() > 0
     assert [i.seq for i in standby.log.select()] == [i.seq for i in master.log.select()]
     assert standby.status()[1] == evaluation.memory.actions
     standby.state.cluster = types.SimpleNamespace(holder="a:1", members=(("a:1", "10.0.0.1:50051"),))
     for change in (lambda: standby.set_mode("off"), lambda: standby.revert(1, "dm")):
-        with pytest.raises(Refused, match="standby: .* for the master, a:1 at 10.0.0.1:50051"):
+        with pytest.raises(Refused, match="follows: .* for the leader, a:1 at 10.0.0.1:50051"):
             change()
     standby.state.leader = True        # A died; B is master now
     assert standby.master_now()        # what every tick asks first

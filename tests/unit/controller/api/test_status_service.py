@@ -29,8 +29,9 @@ def test_status_shows_the_cluster_to_the_domain_manager(state, capsys):
     state.cluster = types.SimpleNamespace(instance="h:2", holder="h:1",
                                           members=(("h:1", "10.0.0.1:50051"),
                                                    ("h:2", "10.0.0.2:50051")),
+                                          holders={2: ("h:1", 5), 1: ("h:1", 4),
+                                                   3: ("h:2", 6)},
                                           lease_age_s=lambda: 0.5)
-    state.watched = frozenset({2, 1})   # as standby: the master's switches
     served = Served(state)
     try:
         assert cli.main(["--server", served.address, "--token", served.manager,
@@ -38,10 +39,11 @@ def test_status_shows_the_cluster_to_the_domain_manager(state, capsys):
     finally:
         served.close()
     out = capsys.readouterr().out
-    assert "standby: another instance is master" in out
+    assert "follower: another instance is the cluster's leader" in out
     assert "h:2 (lease renewed 0.5 s ago)" in out
-    assert "h:1 at 10.0.0.1:50051 (master of 2 switches: 0000000000000001, " \
+    assert "h:1 at 10.0.0.1:50051 (leader): master of 2 switches (0000000000000001, " \
         "0000000000000002)" in out
+    assert "h:2 at 10.0.0.2:50051: master of 1 switches (0000000000000003)" in out
 
 
 def test_status_says_who_the_caller_is(state):

@@ -78,3 +78,45 @@ def test_cluster_configuration_is_checked():
     for bad in ({"etcd": "127.0.0.1:2379"}, {"lease_s": 0.1}, {"key": "cems"}):
         with pytest.raises(ConfigError, match="cluster"):
             parse_config({"cluster": bad})
+
+
+def test_switches_are_shared_taken_over_when_an_instance_dies_and_handed_back(etcd_url):
+    import time
+    heard = []
+
+    def instance(name):
+        leadership = Leadership(Etcd(etcd_url), "/t4/master", name, 1,
+                                on_switch=lambda dpid, master, gen: heard.append(
+                                    (name, dpid, master, gen)))
+        leadership.seen = frozenset({1, 2, 3, 4})
+        return leadership
+
+    def rounds(*instances, until, limit_s=10):
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not until():
+            for leadership in instances:
+                leadership.step()
+            time.sleep(0.05)
+        assert until()
+
+    a, b = instance("a"), instance("b")
+    rounds(a, b, until=lambda: len(a.switches) == len(b.switches) == 2)
+    assert set(a.switches) | set(b.switches) == {1, 2, 3, 4}
+    a.step()                                # a reads what b took last
+    assert a.holders == b.holders and a.holder_of(min(b.switches))[0] == "b"
+    assert dict(a.connected)["b"] == frozenset({1, 2, 3, 4})
+    b_switches = dict(b.switches)
+    # b is killed: it renews nothing; its lease expires and a takes its switches, each with
+    # a larger generation than b had
+    rounds(a, until=lambda: len(a.switches) == 4)
+    assert all(a.switches[d] > g for d, g in b_switches.items())
+    # b comes back as a new instance: a hands its share back, one switch per round
+    c = instance("c")
+    since = len(heard)
+    rounds(a, c, until=lambda: len(a.switches) == len(c.switches) == 2)
+    a.step()
+    lost = [(d, g) for name, d, master, g in heard[since:] if name == "a" and not master]
+    assert len(lost) == 2 and all(a.holder_of(d)[1] > g for d, g in lost)
+    assert not set(a.switches) & set(c.switches)
+    a.stop()
+    c.stop()
