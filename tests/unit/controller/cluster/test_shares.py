@@ -2,8 +2,6 @@
 every instance, only the needed moves when an instance joins or leaves, and hand-backs one at
 a time."""
 
-import math
-
 from controller.cluster.shares import assign, plan_switches
 
 
