@@ -368,7 +368,6 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
 
     def _seen_changed(self) -> None:
         """Tell the cluster which switches are connected here (it shares them out)."""
-        self.state.watched = frozenset(self.standby)
         if self.leadership is not None:
             self.leadership.seen = frozenset(self.datapaths) | frozenset(self.standby)
 
@@ -618,8 +617,7 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
             self.metrics.packet_in_malformed.labels(label).inc()
             self.state.count(packet_in_malformed_total=1)
             LOG.debug("switch %016x port %s: %s", dpid, msg.match["in_port"], result.malformed)
-        for out in result.outputs:
-            self._send(out.dpid, [messages.build_packet_out(None, list(out.out_ports), out.data)])
+        self._packet_outs(result.outputs)
         if result.new_link is not None:
             link = result.new_link
             LOG.info("link %016x:%d -> %016x:%d discovered", link.src_dpid, link.src_port,
@@ -643,12 +641,16 @@ class CemsApp(compat.app_manager.OSKenApp if hasattr(compat.app_manager, "OSKenA
         now = time.monotonic()
         result = handle_packet_in(self.topology, now, msg.datapath.id, msg.match["in_port"],
                                   msg.data, set(self._view(now).across()))
-        for out in result.outputs:
-            self._send(out.dpid, [messages.build_packet_out(None, list(out.out_ports),
-                                                            out.data)])
+        self._packet_outs(result.outputs)
         if result.new_link is not None or result.learned is not None:
             self._publish_topology()
             self._converge(now)
+
+    def _packet_outs(self, outputs) -> None:
+        """What a packet-in asks to send; _send drops what is for another's switch."""
+        for out in outputs:
+            self._send(out.dpid, [messages.build_packet_out(None, list(out.out_ports),
+                                                            out.data)])
 
     # -- timers -------------------------------------------------------------------------
     @set_ev_cls(EventLldpTick)

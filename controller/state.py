@@ -38,7 +38,6 @@ class PublishedState:
         self.bus = bus or EventBus()
         self.topology = TopologySnapshot()
         self.connected: frozenset[int] = frozenset()
-        self.watched: frozenset[int] = frozenset()   # standby: the switches it watches
         self.ready: frozenset[int] = frozenset()
         self.flows: Mapping[int, tuple[FlowView, ...]] = {}
         self.ports: Mapping[int, tuple[PortStatsView, ...]] = {}

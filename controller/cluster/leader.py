@@ -59,7 +59,6 @@ class Leadership:
         self.leader = False
         self.generation = 0
         self.holder = ""          # who holds the key, as last seen
-        self.current = 0          # the holder's generation (its key's create revision), seen
         self.problem = ""         # why etcd could not be asked, while it cannot
         # Per switch: `seen` is set by the app (the switches connected to this instance);
         # `switches` are those this instance is master of (dpid -> generation); `holders`
@@ -114,13 +113,12 @@ class Leadership:
             self._publish()
             if self.leader:
                 holder, revision = self.etcd.get(self.key)
-                self.current = revision
                 if holder != self.instance or revision != self.generation:
                     self.holder = holder
                     self._become(False, self.generation)
             else:
                 _, holder, revision = self.etcd.create(self.key, self.instance, self._lease)
-                self.holder, self.current = holder, revision
+                self.holder = holder
                 if holder == self.instance:
                     self._become(True, revision)
             members = self.etcd.prefix(f"{self.key}/instances/")
