@@ -11,16 +11,19 @@ batch of 500 per message as the probe sends them.
 2. Consume, one consumer: a controller's RecordStream (signature check, protobuf, KPI
    store, assessor; what an instance does) in a process of its own reads the stream from
    its start; records/s from its first batch to its last, and of its CPU time.
-3. Consume, two consumers: two such processes at once, each with its own durable consumer,
-   so each takes every record (every instance has every customer's experience): the
-   records/s of each, and their sum against the one consumer's.
+3. Consume, two consumers, every record: two such processes at once, each with its own
+   durable consumer and no partitions (records.partitions = 0), so each takes every record:
+   the records/s of each, and their sum against the one consumer's. A second instance does
+   the same work again: availability, not capacity.
+4. Consume, two consumers, partitioned: the same two processes with 16 customer partitions,
+   8 each (controller.cluster.partitions.RecordPicker, as an instance's `keep` does): each
+   reads every batch and takes only its customers' records. The records/s of all records
+   from the first batch to the last record either took, against the one consumer's: the
+   capacity a second instance adds (2.0 would be perfect).
 Baseline, measured in the same run: the same batches handed straight to the same take
-(controller.api.probe.take_records) in a process, without NATS: what the stream costs.
-
-With one durable consumer per instance, a second instance does the same work again: it
-makes the experience highly available, not faster. Quality computed by consumers
-partitioned by customer, so that an instance adds capacity, is not built yet (README,
-"More than one machine").
+(controller.api.probe.take_records) in a process, without NATS: what the stream costs; and
+the same batches only parsed and their customers found (what every instance does with
+every batch under partitions).
 """
 
 import argparse
@@ -34,9 +37,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cems.v1 import probe_pb2 as pb  # noqa: E402
+import functools  # noqa: E402
 
 from bench_experience import build_world, record_pbs  # noqa: E402
 from client.stream import key_of  # noqa: E402
+from controller.cluster.partitions import RecordPicker  # noqa: E402
+from controller.validation import ip_address  # noqa: E402
 from lab.servers import nats, nats_permissions  # noqa: E402
 
 BATCH = 500
@@ -67,10 +73,19 @@ def baseline(customers: int, records: int, out) -> None:
     for body in bodies:   # the stream hands over bytes: decoding is part of the work
         taken += take_records(kpis, bus, experience.assessor.records, "bench-probe",
                               pb.ExportRecordsRequest.FromString(body))[0]
-    out.put({"taken": taken, "wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu})
+    result = {"taken": taken, "wall_s": time.perf_counter() - started, "cpu_s": cpu_s() - cpu}
+    canonical = functools.partial(ip_address, "address")
+    mapping = kpis.directory.current()[1]
+    picker = RecordPicker(16, canonical)
+    started = time.perf_counter()
+    for body in bodies:   # what every instance does with every batch under partitions
+        picker.pick(pb.ExportRecordsRequest.FromString(body).records, frozenset(), mapping)
+    result["select_wall_s"] = time.perf_counter() - started
+    out.put(result)
 
 
-def consume(url: str, password: str, name: str, customers: int, records: int, out) -> None:
+def consume(url: str, password: str, name: str, customers: int, records: int, out,
+            taking: frozenset | None = None) -> None:
     from controller.api.probe import take_records  # pylint: disable=import-outside-toplevel
     from controller.events import EventBus  # pylint: disable=import-outside-toplevel
     from controller.stream import ProbeKey, RecordStream  # pylint: disable=import-outside-toplevel
@@ -78,13 +93,20 @@ def consume(url: str, password: str, name: str, customers: int, records: int, ou
     bus = EventBus()
     first = []
 
-    def take(probe_id, request):
+    def take(probe_id, request, records=None):
         if not first:
             first.append((time.perf_counter(), cpu_s()))
-        return take_records(kpis, bus, experience.assessor.records, probe_id, request)
+        return take_records(kpis, bus, experience.assessor.records, probe_id, request,
+                            records)
     keys = {"0bec0bec": ProbeKey("bench-probe", key_of(TOKEN), None)}
+    keep = None
+    if taking is not None:
+        canonical = functools.partial(ip_address, "address")
+        picker = RecordPicker(16, canonical)
+        keep = lambda batch: picker.pick(   # noqa: E731
+            batch, taking, kpis.directory.current()[1])
     stream = RecordStream(url, name, take, keys.get, "cems", password, batch=64,
-                          start_back_s=3600.0)
+                          start_back_s=3600.0, keep=keep)
     stream.start()
     if not records:   # only to make the stream
         while not stream.lag_checked_unix_s:
@@ -93,13 +115,14 @@ def consume(url: str, password: str, name: str, customers: int, records: int, ou
         out.put({"taken": 0})
         return
     deadline = time.monotonic() + 600
-    while stream.records_taken + stream.records_refused < records and \
-            time.monotonic() < deadline:
+    while stream.records_taken + stream.records_refused + stream.records_elsewhere < \
+            records and time.monotonic() < deadline:
         time.sleep(0.01)
     ended, cpu = time.perf_counter(), cpu_s()
     stream.stop()
     out.put({"taken": stream.records_taken, "wall_s": ended - first[0][0],
-             "cpu_s": cpu - first[0][1], "rejected": stream.messages["rejected"]})
+             "cpu_s": cpu - first[0][1], "rejected": stream.messages["rejected"],
+             "started": first[0][0], "ended": ended})
 
 
 def publish(url: str, password: str, customers: int, records: int) -> dict:
@@ -121,7 +144,9 @@ def publish(url: str, password: str, customers: int, records: int) -> dict:
 
 def run_processes(targets) -> list[dict]:
     queue = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=t, args=(*a, queue)) for t, a in targets]
+    processes = [multiprocessing.Process(target=t, args=(*a[:5], queue, *a[5:]))
+                 if t is consume else multiprocessing.Process(target=t, args=(*a, queue))
+                 for t, a in targets]
     for process in processes:
         process.start()
     results = [queue.get(timeout=900) for _ in processes]
@@ -148,7 +173,11 @@ def main() -> int:
         one = run_processes([(consume, (url, users["cems"][0], "one", args.customers, n))])[0]
         two = run_processes([(consume, (url, users["cems"][0], f"two-{i}", args.customers,
                                         n)) for i in range(2)])
+        halves = [frozenset(range(0, 8)), frozenset(range(8, 16))]
+        split = run_processes([(consume, (url, users["cems"][0], f"part-{i}", args.customers,
+                                          n, halves[i])) for i in range(2)])
     assert one["taken"] == n and all(r["taken"] == n for r in two), (one, two)
+    assert sum(r["taken"] for r in split) == n, split
     rate = lambda r: r["taken"] / r["wall_s"]   # noqa: E731
     print(f"{n} records of {args.customers} customers, {BATCH} per message; "
           f"{os.cpu_count()} CPUs")
@@ -162,6 +191,14 @@ def main() -> int:
     print(f"  two consumers, each all records {each[0]:10,.0f} and {each[1]:,.0f} records/s; "
           f"each {min(each) / rate(one):.2f} x the one consumer, together "
           f"{sum(each) / rate(one):.2f} x the work")
+    # multiprocessing's fork: both processes read the same clock
+    wall = max(r["ended"] for r in split) - min(r["started"] for r in split)
+    print(f"  two consumers, 8 of 16 partitions each: {split[0]['taken']:,} and "
+          f"{split[1]['taken']:,} records; all {n / wall:10,.0f} records/s, "
+          f"{n / wall / rate(one):.2f} x the one consumer (2.00: perfect)")
+    print(f"  parse a batch and find its customers (every instance, every batch) "
+          f"{base['taken'] / base['select_wall_s']:,.0f} records/s, "
+          f"{base['taken'] / base['select_wall_s'] / rate(base):.0f} x the take")
     return 0
 
 

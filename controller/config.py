@@ -90,6 +90,10 @@ class ControllerConfig:
     records_consumer: str = ""   # the durable consumer's name; "" for cems-HOST-GRPCPORT
     records_max_age_s: float = 86_400.0    # how long the stream keeps a record (if it makes it)
     records_max_bytes: int = 1 << 30       # and how much it keeps at most
+    # with cluster.etcd too: customers fall into this many partitions, and each instance
+    # computes the quality of the partitions it holds (controller/cluster/partitions.py);
+    # 0: every instance takes every record
+    records_partitions: int = 0
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     settle_s: float = 2.5
@@ -397,6 +401,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "records.consumer": ("records_consumer", _consumer_name),
     "records.max_age_s": ("records_max_age_s", _number(60, 365 * 86_400)),
     "records.max_bytes": ("records_max_bytes", _integer(1 << 20, 1 << 44)),
+    "records.partitions": ("records_partitions", _integer(0, 4096)),
     "discovery.lldp_interval_s": ("lldp_interval_s", _number(0.1, 60)),
     "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
     "discovery.settle_s": ("settle_s", _number(0, 600)),

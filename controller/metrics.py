@@ -389,6 +389,10 @@ class ClusterCollector:
                                 "lease, as this one last saw", value=len(leadership.members))
         yield GaugeMetricFamily("cems_cluster_switches", "Switches this instance is master "
                                 "of", value=len(leadership.switches))
+        if leadership.partitions:
+            yield GaugeMetricFamily("cems_cluster_partitions", "Customer partitions whose "
+                                    "records this instance takes (their quality it computes)",
+                                    value=len(leadership.taking))
         age = leadership.lease_age_s()
         if age == age:
             yield GaugeMetricFamily("cems_cluster_lease_age_seconds", "Seconds since this "
@@ -423,6 +427,9 @@ class StreamCollector:
         yield rejected
         yield CounterMetricFamily("cems_stream_records", "Records taken from the records "
                                   "stream", value=stream.records_taken)
+        yield CounterMetricFamily("cems_stream_records_elsewhere", "Records of the records "
+                                  "stream left to the instances holding their customers' "
+                                  "partitions", value=stream.records_elsewhere)
         if stream.lag_checked_unix_s:
             yield GaugeMetricFamily("cems_stream_pending_messages", "Messages in the records "
                                     "stream not yet delivered to this instance's consumer",

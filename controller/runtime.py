@@ -6,6 +6,7 @@ named by CEMS_CONFIG instead.
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -13,7 +14,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from controller import compat
+from controller import compat, validation
 from controller.config import ControllerConfig, parse_config, read_config_file
 from controller.csm.store import CsmStore
 from controller.experience_loop import ExperienceLoop
@@ -93,7 +94,8 @@ class Runtime:
             runtime.leadership = Leadership(
                 Etcd(config.cluster_etcd), config.cluster_key, instance_name(),
                 config.cluster_lease_s,
-                about=f"{config.grpc_listen.host}:{config.grpc_listen.port}")
+                about=f"{config.grpc_listen.host}:{config.grpc_listen.port}",
+                partitions=config.records_partitions if config.records_nats else 0)
             runtime.state.leader = False
             runtime.state.cluster = runtime.leadership
             registry.register(ClusterCollector(runtime.leadership))
@@ -159,15 +161,28 @@ class Runtime:
             return ProbeKey(found[0], found[1].encode(), found[2]) if found else None
         stream = RecordStream(
             config.records_nats, config.records_consumer or default_consumer(self.grpc_port),
-            lambda probe_id, request: take_records(self.kpis, self.state.bus, on_records,
-                                                   probe_id, request),
+            lambda probe_id, request, records: take_records(
+                self.kpis, self.state.bus, on_records, probe_id, request, records),
             key_of_token, config.records_nats_user,
             read_password(config.records_nats_password_file), config.records_nats_tls_ca,
-            config.records_max_age_s, config.records_max_bytes, config.kpi_max_age_s)
+            config.records_max_age_s, config.records_max_bytes, config.kpi_max_age_s,
+            keep=self._partition_keeper())
         self.state.stream = stream
         self.metrics.registry.register(StreamCollector(stream))
         LOG.info("reading probe records from %s (consumer %s)", stream.url, stream.consumer)
         return stream.start()
+
+    def _partition_keeper(self):
+        """With customer partitions: a batch's records -> those of the customers of the
+        partitions this instance takes (controller.cluster.partitions); else None."""
+        leadership = self.leadership
+        if leadership is None or not leadership.partitions:
+            return None
+        from controller.cluster.partitions import RecordPicker  # pylint: disable=import-outside-toplevel
+        directory = self.kpis.directory
+        picker = RecordPicker(leadership.partitions,
+                              functools.partial(validation.ip_address, "address"))
+        return lambda records: picker.pick(records, leadership.taking, directory.current()[1])
 
     def watch(self, interval_s: float = 1.0) -> threading.Thread:
         """Start the watchdog: health follows the app's event loop (controller.health)."""

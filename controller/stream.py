@@ -19,6 +19,11 @@ then: a consumer killed mid-stream leaves the rest, and what it was taking, to t
 one on the same durable name. A message delivered again to the same process (its
 acknowledgement was lost or late) is recognised by its stream sequence and not taken twice.
 
+With customer partitions (controller/cluster/partitions.py), `keep` picks the records of
+the batch this instance takes (those of its partitions' customers) after the batch has been
+checked whole; the others are counted (`records_elsewhere`) and acknowledged with it: the
+instances holding their partitions take them from their own consumers.
+
 A new consumer starts at the records of the last `kpi.max_age_s` seconds: older ones
 describe flows that have ended. While the instance cannot read the stream (no connection,
 no stream, no consumer) it is NOT SERVING and `problem` says why.
@@ -136,10 +141,12 @@ class RecordStream:
     def __init__(self, url: str, consumer: str, take, key_of_token, user: str = "",
                  password: str = "", tls_ca: str = "", max_age_s: float = 86_400.0,
                  max_bytes: int = 1 << 30, start_back_s: float = 60.0, batch: int = 64,
-                 ack_wait_s: float = 5.0):
+                 ack_wait_s: float = 5.0, keep=None):
         self.url = url
         self.consumer = consumer
-        self.take = take                  # (probe id, ExportRecordsRequest) -> (n, problems)
+        self.take = take                  # (probe id, ExportRecordsRequest, records or
+        #                                   None for all) -> (n, problems)
+        self.keep = keep                  # a batch's records -> those this instance takes
         self.key_of_token = key_of_token  # token id -> ProbeKey | None (the store)
         self.user, self.password, self.tls_ca = user, password, tls_ca
         self.max_age_s, self.max_bytes = max_age_s, max_bytes
@@ -155,6 +162,7 @@ class RecordStream:
         self.rejected: collections.Counter = collections.Counter()   # reason -> count
         self.records_taken = 0
         self.records_refused = 0          # records the KpiStore found wrong
+        self.records_elsewhere = 0        # records of other instances' customer partitions
         self.pending = 0                  # in the stream, not yet delivered to this consumer
         self.ack_pending = 0              # delivered, not yet acknowledged
         self.lag_checked_unix_s = 0.0
@@ -219,7 +227,14 @@ class RecordStream:
                             "like it are counted, not logged)", rejected.detail, sequence)
             return "rejected"
         try:
-            taken, problems = self.take(probe_id, request)
+            records = None
+            if self.keep is not None:
+                records = self.keep(request.records)
+                if len(records) == len(request.records):
+                    records = None
+                else:
+                    self.records_elsewhere += len(request.records) - len(records)
+            taken, problems = self.take(probe_id, request, records)
         except Exception:  # pylint: disable=broad-except
             self.messages["failed"] += 1
             if ("failed", subject) not in self._logged:

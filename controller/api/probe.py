@@ -26,14 +26,17 @@ MAX_RECORDS_PER_REQUEST = 10_000
 
 
 def take_records(kpis: KpiStore, bus: EventBus, on_records, probe_id: str,
-                 request: pb.ExportRecordsRequest) -> tuple[int, list[str]]:
+                 request: pb.ExportRecordsRequest, records=None) -> tuple[int, list[str]]:
     """One batch of a probe's records, however it came (gRPC, or the NATS stream of
     controller.stream): its health, then the records, which go to the KpiStore, the quality
-    assessor (`on_records`) and the event bus. (records stored, a problem per rejected one)"""
+    assessor (`on_records`) and the event bus. (records stored, a problem per rejected one)
+    `records`: those of the batch's records to take (the stream's customer partitions);
+    None: all of them."""
     if request.HasField("health"):
         kpis.set_health(convert.health_from_pb(probe_id, request.health))
     stored, found = kpis.add_records(
-        [convert.record_from_pb(probe_id, m) for m in request.records], request.dropped_records)
+        [convert.record_from_pb(probe_id, m) for m in
+         (request.records if records is None else records)], request.dropped_records)
     if stored and on_records is not None:
         on_records(stored)
     if stored and len(bus):

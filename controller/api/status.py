@@ -60,12 +60,15 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
                 url=stream.url, consumer=stream.consumer, reading=not stream.problem,
                 problem=stream.problem, pending=stream.pending, ack_pending=stream.ack_pending,
                 taken=stream.messages["taken"], rejected=stream.messages["rejected"],
-                records=stream.records_taken) if stream else None,
+                records=stream.records_taken,
+                records_elsewhere=stream.records_elsewhere) if stream else None,
             instance=cluster.instance if cluster else "",
             cluster=[pb.ClusterMember(
                 instance=name, about=about, master=name == cluster.holder,
                 switches=sorted(d for d, (holder, _) in cluster.holders.items()
-                                if holder == name))
+                                if holder == name),
+                partitions=sorted(p for p, holder in cluster.partition_holders.items()
+                                  if holder == name), partition_count=cluster.partitions)
                 for name, about in cluster.members] if cluster else [],
             lease_age_s=cluster.lease_age_s() if cluster else 0.0,
             caller_role=caller.role.value if caller else "",

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from client.channel import TokenError, add_arguments as add_client_arguments, connect, \
     read_token
 from controller.cli import csm as cli_csm
+from controller.cluster.partitions import ranges
 from controller.cli import policy as cli_policy
 
 
@@ -70,14 +71,19 @@ def show_status(stub, args) -> str:
         rows.append(["instance", f"{r.instance} (lease renewed {r.lease_age_s:.1f} s ago)"])
         rows += [["cluster", f"{m.instance} at {m.about}" + (" (leader)" if m.master else "")
                   + f": master of {len(m.switches)} switches"
-                  + (f" ({', '.join(f'{d:016x}' for d in m.switches)})" if m.switches else "")]
+                  + (f" ({', '.join(f'{d:016x}' for d in m.switches)})" if m.switches else "")
+                  + (f"; quality of {len(m.partitions)} of {m.partition_count} customer "
+                     f"partitions" + (f" ({ranges(m.partitions)})" if m.partitions else "")
+                     if m.partition_count else "")]
                  for m in r.cluster]
     if r.HasField("stream"):
         m = r.stream
         rows.append(["records stream", f"{m.url} consumer {m.consumer}: "
                      + (f"{m.pending} message(s) behind, {m.ack_pending} unacknowledged"
                         if m.reading else "NOT READING")
-                     + f"; {m.taken} taken ({m.records} records), {m.rejected} rejected"])
+                     + f"; {m.taken} taken ({m.records} records"
+                     + (f", {m.records_elsewhere} of other instances' partitions left to them"
+                        if m.records_elsewhere else "") + f"), {m.rejected} rejected"])
     rows += [["problem", problem] for problem in r.problems]
     return _table(["field", "value"], rows)
 

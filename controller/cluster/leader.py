@@ -15,6 +15,12 @@ expiry, before anyone else can take over, so two instances never write to a swit
 The leader key, `<key>` itself, names the one instance whose policy engine decides and acts
 for the whole network; the others follow what it stores. Each instance's member key,
 `<key>/instances/<instance>`, says its gRPC address and the switches connected to it.
+
+With `partitions`, the customers' quality is shared the same way: `<key>/partitions/<p>`
+names the instance that computes the quality of partition p's customers
+(controller/cluster/partitions.py). `taking` is what this instance takes records of; when
+etcd cannot be reached it keeps taking what it took (two instances computing a customer's
+quality for a while is harmless; nobody computing it is not).
 """
 
 import json
@@ -25,6 +31,7 @@ import threading
 import time
 
 from controller.cluster.etcd import Etcd, EtcdError
+from controller.cluster.partitions import plan_partitions, ranges
 from controller.cluster.shares import plan_switches
 
 LOG = logging.getLogger("cems.cluster")
@@ -46,7 +53,8 @@ def instance_name() -> str:
 class Leadership:
     def __init__(self, etcd: Etcd, key: str, instance: str, lease_s: float = 3.0,
                  on_change=lambda leader, generation: None, clock=time.monotonic,
-                 about: str = "", on_switch=lambda dpid, master, generation: None):
+                 about: str = "", on_switch=lambda dpid, master, generation: None,
+                 partitions: int = 0):
         self.etcd = etcd
         self.key = key
         self.instance = instance
@@ -70,6 +78,12 @@ class Leadership:
         self.holders: dict[int, tuple[str, int]] = {}
         self.connected: dict[str, frozenset[int]] = {}
         self._releasing: set[int] = set()
+        # Per partition (with `partitions`): who holds each key (p -> instance), and the
+        # partitions this instance takes records of (replaced whole, like the above).
+        self.partitions = partitions
+        self.partition_holders: dict[int, str] = {}
+        self.taking: frozenset[int] = frozenset()
+        self._releasing_partitions: set[int] = set()
         self._unheld_since: dict[int, float] = {}
         self._published = None
         self._lease = None
@@ -127,6 +141,8 @@ class Leadership:
             self.connected = {key.rsplit("/", 1)[-1]: _member(value)[1]
                               for key, value in members}
             self._switch_round(now)
+            if self.partitions:
+                self._partition_round()
             if self.problem:
                 LOG.warning("etcd %s answers again", self.etcd.url)
             self.problem = ""
@@ -185,6 +201,43 @@ class Leadership:
             self._releasing.add(dpid)
             self._lose([dpid])
         self.holders = holders
+
+    def _partition_key(self, partition: int) -> str:
+        return f"{self.key}/partitions/{partition:04d}"
+
+    def _partition_round(self) -> None:
+        """Claim the partitions the shares give this instance that nobody holds; delete the
+        key of one handed back last round (the new holder takes it from the round it was
+        handed back), and hand one back (controller.cluster.partitions decides)."""
+        holders = {}
+        for key, holder in self.etcd.prefix(f"{self.key}/partitions/"):
+            try:
+                holders[int(key.rsplit("/", 1)[-1])] = holder
+            except ValueError:
+                continue   # not a key cems wrote
+        for partition in sorted(self._releasing_partitions):
+            if holders.get(partition) == self.instance:
+                self.etcd.delete(self._partition_key(partition))
+                del holders[partition]
+        self._releasing_partitions = set()
+        plan = plan_partitions(self.instance, [name for name, _ in self.members], holders,
+                               self.partitions)
+        for partition in plan.claim:
+            _, holder, _ = self.etcd.create(self._partition_key(partition), self.instance,
+                                            self._lease)
+            holders[partition] = holder
+        for partition in plan.release:
+            LOG.info("%s hands partition %d back: it is another instance's share",
+                     self.instance, partition)
+            self._releasing_partitions.add(partition)
+        if plan.taking != self.taking:
+            gained, lost = plan.taking - self.taking, self.taking - plan.taking
+            LOG.warning("%s takes the records of %d of %d customer partitions (%s%s)",
+                        self.instance, len(plan.taking), self.partitions,
+                        f"now also {ranges(gained)}" if gained else "",
+                        f"{'; ' if gained else ''}no longer {ranges(lost)}" if lost else "")
+        self.taking = plan.taking
+        self.partition_holders = holders
 
     def _take(self, dpid: int, generation: int) -> None:
         self.switches = {**self.switches, dpid: generation}

@@ -132,11 +132,12 @@ def full_registry() -> CollectorRegistry:
     from controller.metrics import ClusterCollector  # pylint: disable=import-outside-toplevel
     registry.register(ClusterCollector(types.SimpleNamespace(
         leader=True, members=(("a", ""), ("b", "")), lease_age_s=lambda: 0.4,
-        switches={1: 7, 2: 9})))
+        switches={1: 7, 2: 9}, partitions=16, taking=frozenset(range(8)))))
     from controller.metrics import StreamCollector  # pylint: disable=import-outside-toplevel
     registry.register(StreamCollector(types.SimpleNamespace(
         problem="", messages=collections.Counter(taken=5, rejected=1),
-        rejected=collections.Counter({"bad signature": 1}), records_taken=50, pending=3,
+        rejected=collections.Counter({"bad signature": 1}), records_taken=50,
+        records_elsewhere=40, pending=3,
         ack_pending=1, lag_checked_unix_s=1.0)))
     return registry
 

@@ -82,7 +82,7 @@ def test_seen_is_bounded_and_forgets_the_oldest():
 
 def test_handle_counts_outcomes_and_takes_a_redelivery_once():
     taken = []
-    stream = RecordStream("nats://unused", "c", lambda probe_id, request: (
+    stream = RecordStream("nats://unused", "c", lambda probe_id, request, _records: (
         taken.append(len(request.records)) or len(request.records), ["one bad"]), KEYS.get)
     subject, headers, body = message(batch(1, 2))
     assert stream.handle(subject, headers, body, 7) == "taken"
@@ -135,13 +135,14 @@ class Sink:
         self.hold = threading.Event()
         self.waiting = threading.Event()
 
-    def take(self, probe_id, request):
+    def take(self, probe_id, request, _records=None):
         assert probe_id == "p1"
         if len(self.sports) >= self.limit:
             self.waiting.set()
             self.hold.wait()
-        self.sports.extend(r.sport for r in request.records)
-        return len(request.records), []
+        records = request.records if _records is None else _records
+        self.sports.extend(r.sport for r in records)
+        return len(records), []
 
 
 def consumer(server, name: str, sink: Sink, **options) -> RecordStream:
@@ -174,6 +175,26 @@ def test_every_published_record_is_taken_once_and_the_lag_is_shown(server):
         assert (stream.pending, stream.ack_pending) == (0, 0)
     finally:
         stream.stop()
+
+
+def test_partitioned_consumers_each_take_their_own_records_and_together_all_once(server):
+    sinks = [Sink(), Sink()]
+    streams = [consumer(server, f"part-{k}", sinks[k],
+                        keep=lambda records, k=k: [r for r in records if r.sport % 2 == k])
+               for k in (0, 1)]
+    exporter = publisher(server, batch=100)
+    try:
+        exporter.offer([record(i) for i in range(1000, 1600)])
+        exporter.close()
+        wait(lambda: len(sinks[0].sports) + len(sinks[1].sports) == 600)
+        assert sinks[0].sports == list(range(1000, 1600, 2))
+        assert sinks[1].sports == list(range(1001, 1600, 2))
+        for stream in streams:   # every batch read, half of each left to the other
+            assert stream.messages["taken"] == 6
+            assert (stream.records_taken, stream.records_elsewhere) == (300, 300)
+    finally:
+        for stream in streams:
+            stream.stop()
 
 
 def test_a_forged_batch_on_the_probes_subject_is_refused_and_counted(server):

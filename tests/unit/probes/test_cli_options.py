@@ -91,7 +91,7 @@ def test_a_capture_published_on_nats_reaches_a_controllers_consumer(tmp_path):
     password.write_text(users["edge1"][0])
     with nats(users) as (url, _work):
         taken = []
-        consumer = RecordStream(url, "cli", lambda probe_id, request: (
+        consumer = RecordStream(url, "cli", lambda probe_id, request, _records: (
             taken.extend((probe_id, r.sport) for r in request.records) or (
                 len(request.records), [])),
             {"0123abcd": ProbeKey("edge1", key_of(token), None)}.get, "cems", users["cems"][0])

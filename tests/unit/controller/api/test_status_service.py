@@ -31,6 +31,9 @@ def test_status_shows_the_cluster_to_the_domain_manager(state, capsys):
                                                    ("h:2", "10.0.0.2:50051")),
                                           holders={2: ("h:1", 5), 1: ("h:1", 4),
                                                    3: ("h:2", 6)},
+                                          partitions=16,
+                                          partition_holders={p: "h:1" if p < 8 or p == 12
+                                                             else "h:2" for p in range(16)},
                                           lease_age_s=lambda: 0.5)
     served = Served(state)
     try:
@@ -42,8 +45,9 @@ def test_status_shows_the_cluster_to_the_domain_manager(state, capsys):
     assert "follower: another instance is the cluster's leader" in out
     assert "h:2 (lease renewed 0.5 s ago)" in out
     assert "h:1 at 10.0.0.1:50051 (leader): master of 2 switches (0000000000000001, " \
-        "0000000000000002)" in out
-    assert "h:2 at 10.0.0.2:50051: master of 1 switches (0000000000000003)" in out
+        "0000000000000002); quality of 9 of 16 customer partitions (0-7, 12)" in out
+    assert "h:2 at 10.0.0.2:50051: master of 1 switches (0000000000000003); quality of 7 " \
+        "of 16 customer partitions (8-11, 13-15)" in out
 
 
 def test_status_says_who_the_caller_is(state):

@@ -120,3 +120,36 @@ def test_switches_are_shared_taken_over_when_an_instance_dies_and_handed_back(et
     assert not set(a.switches) & set(c.switches)
     a.stop()
     c.stop()
+
+
+def test_customer_partitions_are_shared_taken_over_and_handed_back_without_a_gap(etcd_url):
+    import time
+    a = Leadership(Etcd(etcd_url), "/t5/master", "a", 1, partitions=8)
+    b = Leadership(Etcd(etcd_url), "/t5/master", "b", 1, partitions=8)
+    everything = frozenset(range(8))
+
+    def rounds(*instances, until, limit_s=10):
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not until():
+            for leadership in instances:
+                leadership.step()
+                # never a partition nobody takes, once both took part
+                assert a.taking | b.taking == everything or not (a.taking and b.taking)
+            time.sleep(0.05)
+        assert until()
+
+    rounds(a, b, until=lambda: len(a.taking) == len(b.taking) == 4 and
+           len(a.partition_holders) == 8 and not a.taking & b.taking)
+    assert a.taking | b.taking == everything
+    a.step()
+    assert {p for p, h in a.partition_holders.items() if h == "b"} == b.taking
+    # b is killed: its keys expire with its lease; a takes all of them
+    rounds(a, until=lambda: a.taking == everything and len(a.partition_holders) == 8)
+    assert set(a.partition_holders.values()) == {"a"}
+    # a newcomer gets its share back, while a keeps taking each until it has handed it back
+    c = Leadership(Etcd(etcd_url), "/t5/master", "c", 1, partitions=8)
+    rounds(a, c, until=lambda: len(a.taking) == len(c.taking) == 4 and
+           not a.taking & c.taking and len(a.partition_holders) == 8)
+    assert a.taking | c.taking == everything
+    a.stop()
+    c.stop()
