@@ -93,7 +93,7 @@ class ControllerConfig:
     # with cluster.etcd too: customers fall into this many partitions, and each instance
     # computes the quality of the partitions it holds (controller/cluster/partitions.py);
     # 0: every instance takes every record
-    records_partitions: int = 0
+    records_partitions: int = 16
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     settle_s: float = 2.5

@@ -415,8 +415,9 @@ class PolicyLoop:
         for customer in {c for c, _ in wanted}:
             for view in book.of_customer(customer, now):
                 scores.setdefault((view.customer_id, view.service), view.score)
-        services = {(r.src, r.dst): r.service for r in self.kpis.latest()
-                    if r.service}
+        services = book.pair_services()   # with customer partitions: the other instances'
+        services.update({(r.src, r.dst): r.service for r in self.kpis.latest()
+                         if r.service})
         topology = self.state.topology
         return build_snapshot(now, facts, topology.hosts, self.state.flows, contracts, macs,
                               services, degraded, scores, self.experience.findings(),

@@ -61,6 +61,8 @@ class Runtime:
     policy: object = None              # controller.policy_loop.PolicyLoop
     leadership: object = None          # controller.cluster.leader.Leadership, with a cluster
     stream: object = None              # controller.stream.RecordStream, with records.nats
+    digests: object = None             # controller.cluster.digest.Digests, with partitions
+    digest_channel: object = None      # and what the stream sends and hears of them
     # called (from the experience ticker) after the policy's actions in force changed
     policy_changed: list = dataclasses.field(default_factory=list)
     _watchdog_stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -99,6 +101,8 @@ class Runtime:
             runtime.state.leader = False
             runtime.state.cluster = runtime.leadership
             registry.register(ClusterCollector(runtime.leadership))
+            if runtime.leadership.partitions:
+                runtime.share_experience()
         registry.register(ExperienceCollector(runtime.experience, kpis.directory))
         runtime.customers_changed.append(
             lambda change: change.state is None and runtime.experience.book.forget(
@@ -166,11 +170,25 @@ class Runtime:
             key_of_token, config.records_nats_user,
             read_password(config.records_nats_password_file), config.records_nats_tls_ca,
             config.records_max_age_s, config.records_max_bytes, config.kpi_max_age_s,
-            keep=self._partition_keeper())
+            keep=self._partition_keeper(), side=self.digest_channel)
         self.state.stream = stream
         self.metrics.registry.register(StreamCollector(stream))
         LOG.info("reading probe records from %s (consumer %s)", stream.url, stream.consumer)
         return stream.start()
+
+    def share_experience(self) -> None:
+        """With customer partitions: the experience engine, the policy engine, the API and
+        the metrics read this instance's book merged with the other instances' digests
+        (controller.cluster.digest); the assessor still adds to this instance's own."""
+        from controller.cluster.digest import ClusterBook, Digests, DigestChannel  # pylint: disable=import-outside-toplevel
+        from controller.cluster.partitions import partition_of  # pylint: disable=import-outside-toplevel
+        leadership, local = self.leadership, self.experience.book
+        self.digests = Digests(leadership.instance, lambda: leadership.digest_key,
+                               stale_s=max(3.0, 1.5 * leadership.lease_s))
+        book = ClusterBook(local, self.digests, lambda customer: partition_of(
+            customer, leadership.partitions) in leadership.taking)
+        self.experience.book = self.experience.engine.book = book
+        self.digest_channel = DigestChannel(leadership, self.digests, local, self.kpis)
 
     def _partition_keeper(self):
         """With customer partitions: a batch's records -> those of the customers of the

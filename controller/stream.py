@@ -141,12 +141,18 @@ class RecordStream:
     def __init__(self, url: str, consumer: str, take, key_of_token, user: str = "",
                  password: str = "", tls_ca: str = "", max_age_s: float = 86_400.0,
                  max_bytes: int = 1 << 30, start_back_s: float = 60.0, batch: int = 64,
-                 ack_wait_s: float = 5.0, keep=None):
+                 ack_wait_s: float = 5.0, keep=None, side=None):
         self.url = url
         self.consumer = consumer
         self.take = take                  # (probe id, ExportRecordsRequest, records or
         #                                   None for all) -> (n, problems)
         self.keep = keep                  # a batch's records -> those this instance takes
+        # `side`: messages beside the records on the same connection (the cluster's quality
+        # digests): .subject to hear, .heard(subject, headers, body), and every .every_s
+        # .outgoing() -> [(subject, body, headers)] to publish (core NATS, not stored)
+        self.side = side
+        self.side_failures = 0
+        self._side_at = 0.0
         self.key_of_token = key_of_token  # token id -> ProbeKey | None (the store)
         self.user, self.password, self.tls_ca = user, password, tls_ca
         self.max_age_s, self.max_bytes = max_age_s, max_bytes
@@ -307,19 +313,52 @@ class RecordStream:
         return await stream.pull_subscribe(SUBJECTS, durable=self.consumer, stream=STREAM,
                                      config=config)
 
+    async def _side(self, client, heard) -> None:
+        """Hear the side subject once per connection; publish the side's messages every
+        `every_s`. A failure to make them is logged once and counted, never stops the
+        records."""
+        side = self.side
+        if not heard:
+            async def on_message(message):
+                try:
+                    side.heard(message.subject, message.headers, message.data)
+                except Exception:  # pylint: disable=broad-except
+                    self._side_failed("taking a message on " + message.subject)
+            heard.append(await client.subscribe(side.subject, cb=on_message))
+        if time.monotonic() - self._side_at < side.every_s:
+            return
+        self._side_at = time.monotonic()
+        try:
+            outgoing = side.outgoing()
+        except Exception:  # pylint: disable=broad-except
+            self._side_failed("making the messages to publish")
+            return
+        for subject, body, headers in outgoing:
+            await client.publish(subject, body, headers=headers)
+
+    def _side_failed(self, what: str) -> None:
+        self.side_failures += 1
+        if ("side", what) not in self._logged:
+            self._logged.add(("side", what))
+            LOG.exception("records stream: %s failed; further failures are counted", what)
+
     async def _main(self) -> None:
         from nats.errors import TimeoutError as NoMessages  # pylint: disable=import-outside-toplevel
         client = subscription = None
+        heard: list = []      # the side subscription of this connection
         backoff = 1.0
         while not self._stop.is_set():
             try:
                 if client is None:
                     client = await self._connect()
                     self.connected = True
+                    heard = []
                 if subscription is None:
                     subscription = await self._subscribe(client)
                     self._set_problem("")
                     backoff = 1.0
+                if self.side is not None:
+                    await self._side(client, heard)
                 if time.time() - self.lag_checked_unix_s >= 1.0:
                     await self._check_lag(subscription)
                 try:

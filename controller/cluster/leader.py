@@ -20,12 +20,15 @@ With `partitions`, the customers' quality is shared the same way: `<key>/partiti
 names the instance that computes the quality of partition p's customers
 (controller/cluster/partitions.py). `taking` is what this instance takes records of; when
 etcd cannot be reached it keeps taking what it took (two instances computing a customer's
-quality for a while is harmless; nobody computing it is not).
+quality for a while is harmless; nobody computing it is not). `<key>/digest-key`, made by the
+first instance and kept, signs the digests the instances tell each other their customers'
+experience with (controller/cluster/digest.py).
 """
 
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -84,6 +87,9 @@ class Leadership:
         self.partition_holders: dict[int, str] = {}
         self.taking: frozenset[int] = frozenset()
         self._releasing_partitions: set[int] = set()
+        # signs the quality digests (controller/cluster/digest.py): made by the first
+        # instance, `<key>/digest-key` with no lease, read by the others
+        self.digest_key = b""
         self._unheld_since: dict[int, float] = {}
         self._published = None
         self._lease = None
@@ -142,6 +148,10 @@ class Leadership:
                               for key, value in members}
             self._switch_round(now)
             if self.partitions:
+                if not self.digest_key:
+                    _, value, _ = self.etcd.create(f"{self.key}/digest-key",
+                                                   secrets.token_hex(32), 0)
+                    self.digest_key = value.encode()
                 self._partition_round()
             if self.problem:
                 LOG.warning("etcd %s answers again", self.etcd.url)

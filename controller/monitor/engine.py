@@ -57,14 +57,12 @@ class ExperienceEngine:
 
     def _peers(self, customer_id: str, facts: NetworkFacts) -> set[int]:
         """The switches of the hosts the customer's flows talk to (its own switch among them;
-        customer_paths leaves that out)."""
-        peers = set()
+        customer_paths leaves that out): from this instance's KPI store, and with customer
+        partitions from the digest of the instance that takes the customer's records."""
+        addresses = self.book.peer_addresses(customer_id)   # another instance's customer
         for record in self.kpis.select(customer_id, include_ended=True).records:
-            for address in (record.src, record.dst):
-                dpid = facts.host_switch.get(address)
-                if dpid is not None:
-                    peers.add(dpid)
-        return peers
+            addresses.update((record.src, record.dst))
+        return {facts.host_switch[a] for a in addresses if a in facts.host_switch}
 
     def _causes(self, now: float, facts: NetworkFacts) -> tuple[Finding, ...]:
         statuses = self.book.statuses()

@@ -336,6 +336,42 @@ class ExperienceBook:
                                      for status in (OK, DEGRADED, UNKNOWN)}, below, figures))
         return out
 
+    def digest_rows(self, now: float, window_s: float = 10.0) -> list[tuple]:
+        """Per pair, cheaply (no percentiles): (customer, service, class, segment, Status,
+        samples in the last `window_s`, unknown among them, mean and worst of the known
+        ones (NaN without)): what a cluster instance tells the others
+        (controller/cluster/digest.py)."""
+        out = []
+        with self._lock:
+            for (customer_id, service), pair in self._pairs.items():
+                count = unknown = 0
+                total, worst = 0.0, float("inf")
+                for t, score, _ in reversed(pair.samples):
+                    if t < now - window_s:
+                        break
+                    count += 1
+                    if score != score:
+                        unknown += 1
+                        continue
+                    total += score
+                    worst = min(worst, score)
+                known = count - unknown
+                out.append((customer_id, service, pair.service_class, pair.segment,
+                            pair.status, count, unknown,
+                            total / known if known else float("nan"),
+                            worst if known else float("nan")))
+        return out
+
+    def pair_services(self) -> dict[tuple[str, str], str]:
+        """(src, dst) -> service of flows other instances' probes records showed (with
+        customer partitions, controller/cluster/digest.ClusterBook); none here."""
+        return {}
+
+    def peer_addresses(self, customer_id: str) -> set[str]:
+        """The addresses the customer's flows talk to as other instances saw them (with
+        customer partitions); none here: this instance's KPI store says the rest."""
+        return set()
+
     def degraded(self) -> list[tuple[str, str]]:
         with self._lock:
             return sorted(k for k, p in self._pairs.items() if p.status.status == DEGRADED)
