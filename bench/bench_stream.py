@@ -27,6 +27,7 @@ every batch under partitions).
 """
 
 import argparse
+import functools
 import multiprocessing
 import os
 import resource
@@ -37,7 +38,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cems.v1 import probe_pb2 as pb  # noqa: E402
-import functools  # noqa: E402
 
 from bench_experience import build_world, record_pbs  # noqa: E402
 from client.stream import key_of  # noqa: E402
@@ -84,8 +84,8 @@ def baseline(customers: int, records: int, out) -> None:
     out.put(result)
 
 
-def consume(url: str, password: str, name: str, customers: int, records: int, out,
-            taking: frozenset | None = None) -> None:
+def consume(url: str, password: str, name: str, customers: int, records: int,
+            taking: frozenset | None, out) -> None:
     from controller.api.probe import take_records  # pylint: disable=import-outside-toplevel
     from controller.events import EventBus  # pylint: disable=import-outside-toplevel
     from controller.stream import ProbeKey, RecordStream  # pylint: disable=import-outside-toplevel
@@ -144,9 +144,7 @@ def publish(url: str, password: str, customers: int, records: int) -> dict:
 
 def run_processes(targets) -> list[dict]:
     queue = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=t, args=(*a[:5], queue, *a[5:]))
-                 if t is consume else multiprocessing.Process(target=t, args=(*a, queue))
-                 for t, a in targets]
+    processes = [multiprocessing.Process(target=t, args=(*a, queue)) for t, a in targets]
     for process in processes:
         process.start()
     results = [queue.get(timeout=900) for _ in processes]
@@ -166,13 +164,15 @@ def main() -> int:
     users = nats_permissions(["bench-probe"])
     with nats(users) as (url, _work):
         # the stream exists before the probe publishes (a consumer makes it)
-        made = run_processes([(consume, (url, users["cems"][0], "make", args.customers, 0))])
+        made = run_processes([(consume, (url, users["cems"][0], "make", args.customers, 0,
+                                          None))])
         assert made[0]["taken"] == 0
         sent = publish(url, users["bench-probe"][0], args.customers, n)
         assert sent["sent"] == n, sent
-        one = run_processes([(consume, (url, users["cems"][0], "one", args.customers, n))])[0]
+        one = run_processes([(consume, (url, users["cems"][0], "one", args.customers, n,
+                                         None))])[0]
         two = run_processes([(consume, (url, users["cems"][0], f"two-{i}", args.customers,
-                                        n)) for i in range(2)])
+                                        n, None)) for i in range(2)])
         halves = [frozenset(range(0, 8)), frozenset(range(8, 16))]
         split = run_processes([(consume, (url, users["cems"][0], f"part-{i}", args.customers,
                                           n, halves[i])) for i in range(2)])

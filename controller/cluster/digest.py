@@ -223,7 +223,7 @@ class ClusterBook:
         self._cache = (key, remote, addresses, pairs)
         return remote, addresses, pairs
 
-    def _shown(self, now: float | None = None):
+    def _shown(self):
         """(local statuses shown, remote entries shown)."""
         remote = self._remote()[0]
         local = {k: s for k, s in self.local.statuses().items()

@@ -10,7 +10,7 @@ evens the shares, one hand-back per round.
 
 Every instance reads every batch of the records stream with its own durable consumer and
 checks the probe's signature over the whole batch; it then keeps only the records of the
-customers of the partitions it takes (select_records) and hands only those to the KPI store
+customers of the partitions it takes (RecordPicker) and hands only those to the KPI store
 and the quality models. Parsing a batch and finding each record's customer costs about 1/30
 of what taking its records does (bench/bench_stream.py measures both: 1.6 million against
 48,000 records/s), so doing it on every instance costs little and needs no second stream,
@@ -64,19 +64,23 @@ def plan_partitions(me: str, members: Iterable[str], holders: Mapping[int, str],
     return PartitionPlan(claim, release, taking)
 
 
+def _customer_of_address(address: str, address_to_customer: Mapping[str, str],
+                         canonical) -> str:
+    """The customer whose address it is (as given, else in canonical form), or NO_CUSTOMER."""
+    found = address_to_customer.get(address)
+    if found is None:
+        try:
+            found = address_to_customer.get(canonical(address))
+        except (ValueError, TypeError):
+            found = None   # the KPI store refuses the record and says why
+    return found or NO_CUSTOMER
+
+
 def customer_of(src: str, dst: str, address_to_customer: Mapping[str, str], canonical) -> str:
     """The customer a record belongs to, as the KPI store joins it: the sender's, else the
     receiver's (`canonical`: address text -> its canonical form, raising ValueError)."""
-    for address in (src, dst):
-        found = address_to_customer.get(address)
-        if found is None:
-            try:
-                found = address_to_customer.get(canonical(address))
-            except (ValueError, TypeError):
-                found = None   # the KPI store refuses the record and says why
-        if found:
-            return found
-    return NO_CUSTOMER
+    return _customer_of_address(src, address_to_customer, canonical) or \
+        _customer_of_address(dst, address_to_customer, canonical)
 
 
 class RecordPicker:
@@ -94,13 +98,7 @@ class RecordPicker:
         self._partitions: dict[str, int] = {}   # customer -> partition
 
     def _customer(self, address: str, mapping: Mapping[str, str]) -> str:
-        found = mapping.get(address)
-        if found is None:
-            try:
-                found = mapping.get(self.canonical(address))
-            except (ValueError, TypeError):
-                found = None   # the KPI store refuses the record and says why
-        found = found or NO_CUSTOMER
+        found = _customer_of_address(address, mapping, self.canonical)
         if len(self._customers) < 1 << 20:
             self._customers[address] = found
         return found
@@ -128,13 +126,6 @@ class RecordPicker:
             if p in taking:
                 out.append(record)
         return out
-
-
-def select_records(records, taking: frozenset, count: int,
-                   address_to_customer: Mapping[str, str], canonical) -> list:
-    """The records (anything with .src and .dst) whose customer's partition is in `taking`,
-    in their order (one batch; an instance keeps a RecordPicker)."""
-    return RecordPicker(count, canonical).pick(records, taking, address_to_customer)
 
 
 def ranges(numbers) -> str:

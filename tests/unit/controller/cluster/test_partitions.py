@@ -8,8 +8,7 @@ import dataclasses
 import pytest
 
 from controller.cluster.partitions import (NO_CUSTOMER, RecordPicker, customer_of,
-                                           partition_of, plan_partitions, ranges,
-                                           select_records)
+                                           partition_of, plan_partitions, ranges)
 from controller.validation import ip_address
 
 
@@ -83,12 +82,12 @@ def test_records_are_picked_by_the_customer_the_kpi_store_would_join():
     records = [Record("10.0.0.1", "8.8.8.8"), Record("8.8.8.8", "10.0.0.2"),
                Record("2001:db8::1", "::1"), Record("192.0.2.1", "192.0.2.2")]
     every = frozenset(range(4))
-    assert select_records(records, every, 4, mapping, canonical) == records
-    assert select_records(records, frozenset(), 4, mapping, canonical) == []
+    assert RecordPicker(4, canonical).pick(records, every, mapping) == records
+    assert RecordPicker(4, canonical).pick(records, frozenset(), mapping) == []
     mine = frozenset({partition_of("c1", 4), partition_of(NO_CUSTOMER, 4)})
     wanted = [r for r, c in zip(records, ["c1", "c2", "c3", NO_CUSTOMER])
               if partition_of(c, 4) in mine]
-    assert select_records(records, mine, 4, mapping, canonical) == wanted
+    assert RecordPicker(4, canonical).pick(records, mine, mapping) == wanted
 
 
 def test_a_picker_forgets_what_it_found_when_the_directory_maps_addresses_anew():
