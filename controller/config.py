@@ -94,6 +94,7 @@ class ControllerConfig:
     # computes the quality of the partitions it holds (controller/cluster/partitions.py);
     # 0: every instance takes every record
     records_partitions: int = 16
+    records_warm_s: float = 10.0   # replayed for a customer partition just taken (0: none)
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     settle_s: float = 2.5
@@ -402,6 +403,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "records.max_age_s": ("records_max_age_s", _number(60, 365 * 86_400)),
     "records.max_bytes": ("records_max_bytes", _integer(1 << 20, 1 << 44)),
     "records.partitions": ("records_partitions", _integer(0, 4096)),
+    "records.warm_s": ("records_warm_s", _number(0, 3600)),
     "discovery.lldp_interval_s": ("lldp_interval_s", _number(0.1, 60)),
     "discovery.link_timeout_s": ("link_timeout_s", _number(0.3, 600)),
     "discovery.settle_s": ("settle_s", _number(0, 600)),

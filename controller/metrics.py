@@ -430,6 +430,12 @@ class StreamCollector:
         yield CounterMetricFamily("cems_stream_records_elsewhere", "Records of the records "
                                   "stream left to the instances holding their customers' "
                                   "partitions", value=stream.records_elsewhere)
+        yield CounterMetricFamily("cems_stream_records_replayed", "Records replayed from the "
+                                  "records stream for customer partitions this instance "
+                                  "has just started taking", value=stream.records_replayed)
+        yield CounterMetricFamily("cems_stream_replay_failures", "Replays for partitions "
+                                  "just taken that failed (their customers' quality starts "
+                                  "from the next records)", value=stream.replay_failures)
         if stream.lag_checked_unix_s:
             yield GaugeMetricFamily("cems_stream_pending_messages", "Messages in the records "
                                     "stream not yet delivered to this instance's consumer",

@@ -165,12 +165,14 @@ class Runtime:
             return ProbeKey(found[0], found[1].encode(), found[2]) if found else None
         stream = RecordStream(
             config.records_nats, config.records_consumer or default_consumer(self.grpc_port),
-            lambda probe_id, request, records: take_records(
-                self.kpis, self.state.bus, on_records, probe_id, request, records),
+            lambda probe_id, request, records, replayed_unix_s=None: take_records(
+                self.kpis, self.state.bus, on_records, probe_id, request, records,
+                replayed_unix_s),
             key_of_token, config.records_nats_user,
             read_password(config.records_nats_password_file), config.records_nats_tls_ca,
             config.records_max_age_s, config.records_max_bytes, config.kpi_max_age_s,
-            keep=self._partition_keeper(), side=self.digest_channel)
+            keep=self._partition_keeper(), side=self.digest_channel,
+            warm_s=config.records_warm_s)
         self.state.stream = stream
         self.metrics.registry.register(StreamCollector(stream))
         LOG.info("reading probe records from %s (consumer %s)", stream.url, stream.consumer)
@@ -191,16 +193,17 @@ class Runtime:
         self.digest_channel = DigestChannel(leadership, self.digests, local, self.kpis)
 
     def _partition_keeper(self):
-        """With customer partitions: a batch's records -> those of the customers of the
-        partitions this instance takes (controller.cluster.partitions); else None."""
+        """With customer partitions: what the records stream keeps of a batch, the records
+        of the customers of the partitions this instance takes (controller.cluster.
+        partitions); else None."""
         leadership = self.leadership
         if leadership is None or not leadership.partitions:
             return None
-        from controller.cluster.partitions import RecordPicker  # pylint: disable=import-outside-toplevel
+        from controller.cluster.partitions import Keeper, RecordPicker  # pylint: disable=import-outside-toplevel
         directory = self.kpis.directory
         picker = RecordPicker(leadership.partitions,
                               functools.partial(validation.ip_address, "address"))
-        return lambda records: picker.pick(records, leadership.taking, directory.current()[1])
+        return Keeper(picker, lambda: leadership.taking, lambda: directory.current()[1])
 
     def watch(self, interval_s: float = 1.0) -> threading.Thread:
         """Start the watchdog: health follows the app's event loop (controller.health)."""

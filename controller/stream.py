@@ -22,7 +22,14 @@ acknowledgement was lost or late) is recognised by its stream sequence and not t
 With customer partitions (controller/cluster/partitions.py), `keep` picks the records of
 the batch this instance takes (those of its partitions' customers) after the batch has been
 checked whole; the others are counted (`records_elsewhere`) and acknowledged with it: the
-instances holding their partitions take them from their own consumers.
+instances holding their partitions take them from their own consumers. When the instance
+starts taking a partition (another instance died or handed it over, or this one has just
+started), the stream replays the partition's records of the last `warm_s` seconds that this
+consumer had left to others, before the next message: an ephemeral consumer from that time up
+to the message's stream sequence, each batch checked again, its samples counted as of when it
+was stored (Assessor.records). The new holder's book then has the last seconds of its new
+customers instead of nothing, and their quality is known at once, not a few seconds later.
+Records of a partition this instance itself took before are not replayed (`_left_at`).
 
 A new consumer starts at the records of the last `kpi.max_age_s` seconds: older ones
 describe flows that have ended. While the instance cannot read the stream (no connection,
@@ -45,6 +52,7 @@ from cems.v1 import probe_pb2 as pb
 from google.protobuf.message import DecodeError
 
 from controller.api.probe import MAX_RECORDS_PER_REQUEST
+from controller.cluster.partitions import ranges
 from client.stream import (MSG_ID_HEADER, SIGNATURE_HEADER, STREAM, SUBJECTS, TOKEN_ID_HEADER,
                            connect_options, probe_of, signed)
 
@@ -141,12 +149,20 @@ class RecordStream:
     def __init__(self, url: str, consumer: str, take, key_of_token, user: str = "",
                  password: str = "", tls_ca: str = "", max_age_s: float = 86_400.0,
                  max_bytes: int = 1 << 30, start_back_s: float = 60.0, batch: int = 64,
-                 ack_wait_s: float = 5.0, keep=None, side=None):
+                 ack_wait_s: float = 5.0, keep=None, side=None, warm_s: float = 10.0):
         self.url = url
         self.consumer = consumer
         self.take = take                  # (probe id, ExportRecordsRequest, records or
-        #                                   None for all) -> (n, problems)
-        self.keep = keep                  # a batch's records -> those this instance takes
+        #                                   None for all, replayed at or None) -> (n, problems)
+        # `keep`: .taking() -> the partitions this instance takes now, .pick(records,
+        # partitions) -> those of the records whose customers are in them
+        self.keep = keep
+        self.warm_s = warm_s              # replayed for a partition just taken (0: none)
+        self._taking = None               # keep.taking() at the last message
+        self._left_at: dict[int, int] = {}   # partition -> first stream sequence not taken
+        self.replays = 0                  # partitions just taken, replayed (runs)
+        self.records_replayed = 0
+        self.replay_failures = 0
         # `side`: messages beside the records on the same connection (the cluster's quality
         # digests): .subject to hear, .heard(subject, headers, body), and every .every_s
         # .outgoing() -> [(subject, body, headers)] to publish (core NATS, not stored)
@@ -235,7 +251,8 @@ class RecordStream:
         try:
             records = None
             if self.keep is not None:
-                records = self.keep(request.records)
+                taking = self.keep.taking() if self._taking is None else self._taking
+                records = self.keep.pick(request.records, taking)
                 if len(records) == len(request.records):
                     records = None
                 else:
@@ -256,6 +273,36 @@ class RecordStream:
         self.records_taken += taken
         self.records_refused += len(problems)
         return "taken"
+
+    def newly_taken(self, sequence: int) -> frozenset:
+        """The partitions this instance has started taking since the last message (which is
+        at stream `sequence`); notes where it stopped taking the others."""
+        taking = self.keep.taking()
+        before, self._taking = self._taking, taking
+        if before is None:
+            before = frozenset()
+        for p in before - taking:
+            self._left_at[p] = sequence
+        return taking - before
+
+    def replay(self, subject: str, headers, body: bytes, sequence: int, partitions,
+               at_unix_s: float) -> int:
+        """Take, of one message stored before `partitions` were taken, their records (those
+        this consumer left to others then); how many were taken. A message refused now is
+        skipped: it was refused when it came, or its token has been revoked since."""
+        partitions = frozenset(p for p in partitions if sequence >= self._left_at.get(p, 0))
+        if not partitions:
+            return 0
+        try:
+            probe_id, request = check_message(subject, headers, body, self._key, time.time())
+        except Rejected:
+            return 0
+        records = self.keep.pick(request.records, partitions)
+        if not records:
+            return 0
+        taken, problems = self.take(probe_id, request, records, at_unix_s)
+        self.records_refused += len(problems)
+        return taken
 
     # -- NATS ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -368,8 +415,13 @@ class RecordStream:
                 for message in messages:
                     if self._stop.is_set():   # the rest is delivered again, to the next one
                         break
+                    sequence = message.metadata.sequence.stream
+                    if self.keep is not None:
+                        new = self.newly_taken(sequence)
+                        if new and self.warm_s > 0:
+                            await self._warm(client, new, sequence)
                     outcome = self.handle(message.subject, message.headers, message.data,
-                                          message.metadata.sequence.stream)
+                                          sequence)
                     if outcome in ("taken", "duplicate"):
                         await message.ack()
                     else:   # never delivered again: it would be refused again
@@ -399,6 +451,58 @@ class RecordStream:
                 await client.close()
             except Exception:  # pylint: disable=broad-except
                 pass
+
+    async def _warm(self, client, partitions: frozenset, before: int) -> None:
+        """Replay, for partitions just taken, the stream's messages of the last `warm_s`
+        seconds up to stream sequence `before` (an ephemeral consumer, deleted after). A
+        failure is logged once and counted; the live records go on either way."""
+        from nats.errors import TimeoutError as NoMessages  # pylint: disable=import-outside-toplevel
+        from nats.js import api  # pylint: disable=import-outside-toplevel
+        began, taken, subscription = time.monotonic(), 0, None
+        start = datetime.datetime.fromtimestamp(time.time() - self.warm_s,
+                                                datetime.timezone.utc)
+        stream = client.jetstream(timeout=5)
+        try:
+            subscription = await stream.pull_subscribe(
+                SUBJECTS, stream=STREAM, config=api.ConsumerConfig(
+                    ack_policy=api.AckPolicy.NONE, filter_subject=SUBJECTS,
+                    deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=start,
+                    inactive_threshold=30.0, mem_storage=True))
+            done = False
+            while not done and not self._stop.is_set():
+                try:
+                    messages = await subscription.fetch(256, timeout=0.5)
+                except NoMessages:
+                    break
+                for message in messages:
+                    sequence = message.metadata.sequence.stream
+                    if sequence >= before:
+                        done = True
+                        break
+                    taken += self.replay(message.subject, message.headers, message.data,
+                                         sequence, partitions,
+                                         message.metadata.timestamp.timestamp())
+        except Exception:  # pylint: disable=broad-except
+            self.replay_failures += 1
+            if ("replay", "") not in self._logged:
+                self._logged.add(("replay", ""))
+                LOG.exception("records stream: replaying the last %g s for partitions %s "
+                              "just taken failed; their customers' quality starts from the "
+                              "next records (further failures are counted)", self.warm_s,
+                              ranges(partitions))
+        finally:
+            if subscription is not None:
+                try:
+                    name = (await subscription.consumer_info()).name
+                    await subscription.unsubscribe()
+                    await stream.delete_consumer(STREAM, name)
+                except Exception:  # pylint: disable=broad-except
+                    pass   # an ephemeral consumer goes by itself after inactive_threshold
+        self.replays += 1
+        self.records_replayed += taken
+        LOG.info("records stream: took partitions %s; replayed %d of their records of the "
+                 "last %g s in %.0f ms", ranges(partitions), taken, self.warm_s,
+                 (time.monotonic() - began) * 1000)
 
     async def _check_lag(self, subscription) -> None:
         info = await subscription.consumer_info()

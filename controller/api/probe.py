@@ -26,19 +26,27 @@ MAX_RECORDS_PER_REQUEST = 10_000
 
 
 def take_records(kpis: KpiStore, bus: EventBus, on_records, probe_id: str,
-                 request: pb.ExportRecordsRequest, records=None) -> tuple[int, list[str]]:
+                 request: pb.ExportRecordsRequest, records=None,
+                 replayed_unix_s: float | None = None) -> tuple[int, list[str]]:
     """One batch of a probe's records, however it came (gRPC, or the NATS stream of
     controller.stream): its health, then the records, which go to the KpiStore, the quality
     assessor (`on_records`) and the event bus. (records stored, a problem per rejected one)
     `records`: those of the batch's records to take (the stream's customer partitions);
-    None: all of them."""
-    if request.HasField("health"):
+    None: all of them. `replayed_unix_s`: the batch is one the stream replays for partitions
+    just taken, as it arrived then: its quality samples count from then, and its probe
+    health and dropped count, which the instance took when it came, are not taken again."""
+    replayed = replayed_unix_s is not None
+    if request.HasField("health") and not replayed:
         kpis.set_health(convert.health_from_pb(probe_id, request.health))
     stored, found = kpis.add_records(
         [convert.record_from_pb(probe_id, m) for m in
-         (request.records if records is None else records)], request.dropped_records)
+         (request.records if records is None else records)],
+        0 if replayed else request.dropped_records)
     if stored and on_records is not None:
-        on_records(stored)
+        if replayed:
+            on_records(stored, replayed_unix_s)
+        else:
+            on_records(stored)
     if stored and len(bus):
         bus.publish(KpiRecords(time.time(), tuple(stored)))
     return len(stored), found

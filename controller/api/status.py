@@ -61,7 +61,9 @@ class StatusServicer(pb_grpc.StatusServiceServicer):
                 problem=stream.problem, pending=stream.pending, ack_pending=stream.ack_pending,
                 taken=stream.messages["taken"], rejected=stream.messages["rejected"],
                 records=stream.records_taken,
-                records_elsewhere=stream.records_elsewhere) if stream else None,
+                records_elsewhere=stream.records_elsewhere,
+                records_replayed=stream.records_replayed,
+                replay_failures=stream.replay_failures) if stream else None,
             instance=cluster.instance if cluster else "",
             cluster=[pb.ClusterMember(
                 instance=name, about=about, master=name == cluster.holder,

@@ -83,7 +83,11 @@ def show_status(stub, args) -> str:
                         if m.reading else "NOT READING")
                      + f"; {m.taken} taken ({m.records} records"
                      + (f", {m.records_elsewhere} of other instances' partitions left to them"
-                        if m.records_elsewhere else "") + f"), {m.rejected} rejected"])
+                        if m.records_elsewhere else "")
+                     + (f", {m.records_replayed} replayed for partitions taken over"
+                        if m.records_replayed else "")
+                     + (f", {m.replay_failures} replays FAILED" if m.replay_failures else "")
+                     + f"), {m.rejected} rejected"])
     rows += [["problem", problem] for problem in r.problems]
     return _table(["field", "value"], rows)
 

@@ -128,6 +128,20 @@ class RecordPicker:
         return out
 
 
+class Keeper:
+    """What a records stream consumer keeps (controller.stream): `taking()` gives the
+    partitions this instance takes now, `mapping()` the directory's address -> customer."""
+
+    def __init__(self, picker: RecordPicker, taking, mapping):
+        self.picker, self._taking, self._mapping = picker, taking, mapping
+
+    def taking(self) -> frozenset:
+        return self._taking()
+
+    def pick(self, records, partitions: frozenset) -> list:
+        return self.picker.pick(records, partitions, self._mapping())
+
+
 def ranges(numbers) -> str:
     """"0-3, 7" of {0, 1, 2, 3, 7}: partitions as people read them."""
     out, run = [], []

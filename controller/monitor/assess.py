@@ -80,9 +80,10 @@ class Assessor:
                               self.delay_of(customer_id, self.clock()), self.settings,
                               self.book.targets, service_class)
 
-    def records(self, records) -> int:
-        """Accepted probe records -> quality samples; returns how many were added."""
-        now = self.clock()
+    def records(self, records, at_unix_s: float | None = None) -> int:
+        """Accepted probe records -> quality samples; returns how many were added.
+        `at_unix_s`: when they arrived, for records replayed from the stream (now if None)."""
+        now = self.clock() if at_unix_s is None else at_unix_s
         bulk: dict[str, float] = collections.defaultdict(float)
         spans: dict[str, float] = {}
         with self._lock:
@@ -133,7 +134,7 @@ class Assessor:
             quality = bulk_quality(throughput, rate)
             samples.append((customer_id, "bulk", quality.score if quality.known else math.nan,
                             spans[customer_id], service_class, segment, quality))
-        self.book.add_samples(now, samples)
+        self.book.add_samples(now, samples, replayed=at_unix_s is not None)
         return len(samples)
 
     def session(self, report: SessionReport):

@@ -174,11 +174,13 @@ class ExperienceBook:
         self.add_samples(now, [(customer_id, service, score, duration_s, service_class,
                                 segment, quality)])
 
-    def add_samples(self, now: float, samples: Iterable[tuple]) -> None:
+    def add_samples(self, now: float, samples: Iterable[tuple], replayed: bool = False) -> None:
         """Many samples that arrived at `now`, each (customer, service, score (NaN: unknown),
         duration_s, class, segment, quality): the quality becomes the pair's latest; it may
         be a function that makes the Quality, called when the pair is first looked at (the
-        score is what counts for statuses and windows, the details only when shown)."""
+        score is what counts for statuses and windows, the details only when shown).
+        `replayed`: records replayed from the stream, as they arrived then; of a pair that
+        already has a later sample they are not added (it has that time already)."""
         with self._lock:
             for customer_id, service, score, duration_s, service_class, segment, quality \
                     in samples:
@@ -192,6 +194,8 @@ class ExperienceBook:
                     pair.service_class = service_class
                 if segment:
                     pair.segment = segment
+                if replayed and pair.samples and now < pair.samples[-1][0]:
+                    continue
                 pair.latest = quality
                 pair.samples.append((now, score, duration_s))
                 if score == score:

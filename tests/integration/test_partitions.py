@@ -5,7 +5,9 @@ voice records of all four on the stream. Each instance takes the records of its 
 partitions only (the others it leaves), together they take each record once, and each
 instance, the leader among them, sees all four customers degraded: its own two from its own
 book, the others' from their digest. The instance that is not the leader is killed with
-SIGKILL: the leader takes its partitions over and goes on seeing all four degraded."""
+SIGKILL: the leader takes its partitions over, replays their last seconds from the stream
+(so its own book has the dead one's customers' recent samples at once, not only from then on)
+and goes on seeing all four degraded."""
 
 import threading
 import time
@@ -41,6 +43,19 @@ def degraded(instance) -> set[str]:
         reply = qoe_pb2_grpc.QoeServiceStub(channel).ListExperience(
             qoe_pb2.ListExperienceRequest(service="voice", status="degraded"), timeout=5)
     return {e.customer_id for e in reply.experience}
+
+
+def own_voice(instance, customer: str) -> tuple[int, str]:
+    """(samples of the customer's last 60 s, status) of its voice in the instance's own book;
+    (0, "") while the instance shows another's digest, which has the 10 s figures only."""
+    with instance.channel() as channel:
+        reply = qoe_pb2_grpc.QoeServiceStub(channel).GetExperience(
+            qoe_pb2.GetExperienceRequest(customer_id=customer), timeout=5)
+    for service in reply.services:
+        for window in service.windows:
+            if service.service == "voice" and window.window_s == 60:
+                return window.count, service.status
+    return 0, ""
 
 
 def own_partitions(instance) -> set[int]:
@@ -121,20 +136,39 @@ def test_each_instance_takes_its_partitions_and_sees_every_customer(make_control
                             print(f"{status.instance}: {status.stream.records} records "
                                   f"taken, {status.stream.records_elsewhere} left to the "
                                   f"other; leader {status.master}")
-                        took = {p for p in range(PARTITIONS)} - own_partitions(other)
+                        # eight seconds of records before the kill, to be replayed
+                        wait_for(lambda: feed.offered >= 8 * 2 * len(names), 20,
+                                 "eight seconds of voice records")
+                        theirs = own_partitions(other)
+                        took = {p for p in range(PARTITIONS)} - theirs
                         other.stop(kill=True)
                         killed = time.monotonic()
                         wait_for(lambda: len(own_partitions(leader)) == PARTITIONS, 30,
-                                 "the leader takes the dead instance's partitions")
-                        print(f"partitions taken over {time.monotonic() - killed:.1f} s "
-                              "after the kill")
+                                 "the leader takes the dead instance's partitions", 0.05)
+                        taken = time.monotonic()
+                        print(f"partitions taken over {taken - killed:.1f} s after the kill")
                         assert took <= own_partitions(leader)
-                        # its own book takes over from the dead one's digest
-                        time.sleep(4)
+                        # their last seconds replayed: the leader's own book has about 16
+                        # samples of each (two a second for the eight seconds or more) besides
+                        # the two a second it takes from now on
+                        replayed = wait_for(lambda: leader.status().stream.records_replayed,
+                                            10, "the replay of the partitions taken", 0.05)
+                        moved = [n for n in names if partition_of(n, PARTITIONS) in theirs]
+                        for name in moved:
+                            (count, _), since = own_voice(leader, name), time.monotonic() - taken
+                            print(f"{name}: {count} samples of the last minute in the "
+                                  f"leader's own book {since:.1f} s after it took them over")
+                            assert count >= 2 * since + 10, (count, since)
+                        print(f"{replayed} records replayed")
+                        wait_for(lambda: all(own_voice(leader, n)[1] == "degraded"
+                                             for n in moved), 40,
+                                 "the dead one's customers degraded in the leader's own book",
+                                 0.05)
+                        print(f"their voice degraded in the leader's own book "
+                              f"{time.monotonic() - killed:.1f} s after the kill, "
+                              f"{time.monotonic() - taken:.1f} s after it took them over")
                         wait_for(lambda: degraded(leader) == set(names), 40,
                                  "all four degraded on the leader alone")
-                        print(f"all four degraded from the leader's own book "
-                              f"{time.monotonic() - killed:.1f} s after the kill")
                         assert feed.offered > 0
                 finally:
                     exporter.close()

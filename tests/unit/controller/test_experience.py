@@ -99,3 +99,17 @@ def test_an_hour_of_history_minute_by_minute_and_no_more():
     # a clock that goes back adds to the newest minute
     book.add("c1", "voice", q(1.0), 5.0, 1.0, "gold")
     assert book.history("c1", "voice", now)[-1].worst == 1.0
+
+
+def test_a_replayed_sample_older_than_the_pairs_latest_is_not_added():
+    """The stream replays a partition just taken; a pair that already has samples from a
+    later time (a session report, say) keeps them and does not take older ones after."""
+    book = ExperienceBook()
+    now = feed(book, [2.0] * 10, 100.0)   # 100 .. 109
+    for second in range(101, 106):        # older than the pair's latest: not added
+        book.add_samples(second, [("c1", "voice", 4.4, 1.0, "gold", "soho", q(4.4))],
+                         replayed=True)
+    book.evaluate(now)
+    (view,) = book.of_customer("c1", now)
+    ten = next(w for w in view.windows if w.window_s == 10.0)
+    assert (ten.count, ten.mean) == (10, 2.0)

@@ -137,7 +137,7 @@ def full_registry() -> CollectorRegistry:
     registry.register(StreamCollector(types.SimpleNamespace(
         problem="", messages=collections.Counter(taken=5, rejected=1),
         rejected=collections.Counter({"bad signature": 1}), records_taken=50,
-        records_elsewhere=40, pending=3,
+        records_elsewhere=40, records_replayed=12, replay_failures=0, pending=3,
         ack_pending=1, lag_checked_unix_s=1.0)))
     return registry
 
@@ -148,6 +148,7 @@ def test_promtool_finds_nothing_to_say_about_any_metric():
     assert "cems_cluster_instances 2.0" in text and "cems_cluster_switches 2.0" in text
     assert 'cems_stream_rejected_messages_total{reason="bad signature"} 1.0' in text
     assert "cems_stream_pending_messages 3.0" in text
+    assert "cems_stream_records_replayed_total 12.0" in text
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
                           capture_output=True, timeout=30, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr

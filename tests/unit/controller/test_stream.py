@@ -1,8 +1,9 @@
 """Probe records on NATS JetStream: what a record message must be to be taken
 (controller.stream.check_message), and the probe's publisher and the controller's consumer
 against a real nats-server (started by the test on 127.0.0.1, with a user per probe):
-everything published is taken once, a forged or altered batch is refused and counted, and
-a consumer stopped mid-stream leaves what it had not acknowledged to the next one."""
+everything published is taken once, a forged or altered batch is refused and counted, a
+consumer stopped mid-stream leaves what it had not acknowledged to the next one, and a
+customer partition just taken is replayed from the stream's last seconds, once."""
 
 import threading
 import time
@@ -134,15 +135,33 @@ class Sink:
         self.limit = limit
         self.hold = threading.Event()
         self.waiting = threading.Event()
+        self.replayed: list[int] = []
 
-    def take(self, probe_id, request, _records=None):
+    def take(self, probe_id, request, _records=None, replayed_unix_s=None):
         assert probe_id == "p1"
         if len(self.sports) >= self.limit:
             self.waiting.set()
             self.hold.wait()
         records = request.records if _records is None else _records
         self.sports.extend(r.sport for r in records)
+        if replayed_unix_s is not None:
+            assert time.time() - 60 < replayed_unix_s <= time.time()
+            self.replayed.extend(r.sport for r in records)
         return len(records), []
+
+
+class Parity:
+    """A consumer's keeper (controller.cluster.partitions.Keeper): a record's partition is
+    its source port's parity; `now` is what the instance takes."""
+
+    def __init__(self, *taking: int):
+        self.now = frozenset(taking)
+
+    def taking(self) -> frozenset:
+        return self.now
+
+    def pick(self, records, partitions) -> list:
+        return [r for r in records if r.sport % 2 in partitions]
 
 
 def consumer(server, name: str, sink: Sink, **options) -> RecordStream:
@@ -179,9 +198,7 @@ def test_every_published_record_is_taken_once_and_the_lag_is_shown(server):
 
 def test_partitioned_consumers_each_take_their_own_records_and_together_all_once(server):
     sinks = [Sink(), Sink()]
-    streams = [consumer(server, f"part-{k}", sinks[k],
-                        keep=lambda records, k=k: [r for r in records if r.sport % 2 == k])
-               for k in (0, 1)]
+    streams = [consumer(server, f"part-{k}", sinks[k], keep=Parity(k)) for k in (0, 1)]
     exporter = publisher(server, batch=100)
     try:
         exporter.offer([record(i) for i in range(1000, 1600)])
@@ -195,6 +212,51 @@ def test_partitioned_consumers_each_take_their_own_records_and_together_all_once
     finally:
         for stream in streams:
             stream.stop()
+
+
+def test_a_partition_just_taken_is_replayed_from_the_last_seconds_once(server):
+    keeper, sink = Parity(0), Sink()
+    stream = consumer(server, "warm", sink, keep=keeper, warm_s=30.0)
+    exporter = publisher(server, batch=100)
+    try:
+        exporter.offer([record(i) for i in range(2000, 2200)])
+        wait(lambda: len(sink.sports) == 100 and stream.records_elsewhere == 100)
+        assert sink.sports == list(range(2000, 2200, 2)) and sink.replayed == []
+        keeper.now = frozenset({0, 1})   # it takes partition 1 over: noticed at the next
+        exporter.offer([record(i) for i in range(2200, 2300)])   # message, replayed first
+        wait(lambda: len(sink.sports) == 300)
+        assert sink.sports[100:200] == sink.replayed == list(range(2001, 2200, 2))
+        assert sink.sports[200:] == list(range(2200, 2300))
+        keeper.now = frozenset({0})      # handed back; then taken again: replayed are only
+        exporter.offer([record(i) for i in range(2300, 2400)])   # those it left meanwhile
+        wait(lambda: len(sink.sports) == 350)
+        keeper.now = frozenset({0, 1})
+        exporter.offer([record(i) for i in range(2400, 2500)])
+        wait(lambda: len(sink.sports) == 500)
+        assert sink.sports[350:400] == list(range(2301, 2400, 2))
+        assert sink.replayed[100:] == list(range(2301, 2400, 2))
+        assert sorted(sink.sports) == list(range(2000, 2500))   # each record once
+        # three replays: at its first message (a process started again has lost its book;
+        # here the stream began after the consumer), and the two partitions taken
+        assert (stream.replays, stream.records_replayed, stream.replay_failures) == (3, 150, 0)
+    finally:
+        exporter.close()
+        stream.stop()
+
+
+def test_replay_takes_only_what_was_left_and_skips_a_refused_message():
+    keeper, sink = Parity(0), Sink()
+    stream = RecordStream("nats://127.0.0.1:1", "c", sink.take, KEYS.get, keep=keeper)
+    assert stream.handle(*message(batch(1, 2, 3), msg_id="p1.b.1"), 10) == "taken"
+    assert stream.newly_taken(10) == frozenset({0})   # the first message: nothing to replay
+    keeper.now = frozenset({1})
+    assert stream.newly_taken(11) == frozenset({1})   # partition 0 not taken from 11 on
+    assert stream.replay(*message(batch(4, 5), msg_id="p1.b.2"), 10, {1}, time.time()) == 1
+    assert stream.replay(*message(batch(7), msg_id="p1.b.3"), 11, {0}, time.time()) == 0
+    assert stream.replay(*message(batch(6, 8), msg_id="p1.b.4"), 11, {0}, time.time()) == 2
+    subject, headers, body = message(batch(9), msg_id="p1.b.5")
+    assert stream.replay(subject, headers, body + b"x", 12, {1}, time.time()) == 0
+    assert sink.sports == [2, 5, 6, 8] and sink.replayed == [5, 6, 8]
 
 
 def test_a_forged_batch_on_the_probes_subject_is_refused_and_counted(server):

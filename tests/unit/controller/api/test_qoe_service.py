@@ -8,12 +8,13 @@ import grpc
 import pytest
 from cems.v1 import probe_pb2, probe_pb2_grpc, qoe_pb2, qoe_pb2_grpc
 
+from controller.api.probe import take_records
 from controller.config import parse_config
 from controller.csm.model import ClassBounds, Customer, Role, ServiceClass, Sla
 from controller.csm.rules import initial_sls
 from controller.csm.store import CsmStore
 from controller.experience_loop import ExperienceLoop
-from controller.monitor.kpis import KpiStore
+from controller.monitor.kpis import KpiStore, ProbeHealth
 from controller.monitor.mirror_rules import MirrorRules
 from controller.runtime import build_experience
 from controller.state import PublishedState
@@ -41,6 +42,7 @@ def world():
     experience = build_experience(parse_config({}), kpis)
     mirror = MirrorRules(store, (), probe=(1, 3))
     served = Served(state, csm=csm, kpis=kpis, mirror=mirror, experience=experience)
+    served.kpis = kpis
     loop = ExperienceLoop(experience, state, parse_config({}), mirror)
     yield served, loop, mirror, state
     served.close()
@@ -115,6 +117,31 @@ def test_voice_records_become_quality_statuses_zooms_and_a_finding(world):
             own.ListFindings(qoe_pb2.ListFindingsRequest())
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     probe.close()
+
+
+def test_replayed_records_count_from_when_they_came_and_not_their_old_health(world):
+    """A partition just taken (controller.stream replays its last seconds): the samples are
+    placed when each batch was stored, so the first tick already judges the last 10 s; the
+    batches' probe health and dropped counts, taken when they came, are not taken again."""
+    served, loop, _mirror, state = world
+    experience, kpis = loop.experience, served.kpis
+    now = time.time()
+    kpis.set_health(ProbeHealth("core", now, frames=1000))
+    for second in range(29, -1, -1):   # the last thirty seconds, oldest first
+        request = probe_pb2.ExportRecordsRequest(
+            records=[voice("10.0.0.1", 0.10, now - second)], dropped_records=7,
+            health=probe_pb2.ProbeHealth(probe_id="core", time_unix_s=now - second, frames=1))
+        taken, problems = take_records(kpis, state.bus, experience.assessor.records, "core",
+                                       request, list(request.records), now - second)
+        assert (taken, problems) == (1, [])
+    assert kpis.probe_dropped_total == 0
+    assert [h.frames for h in kpis.probes()] == [1000]   # the health of now stays
+    loop.tick()
+    (service,) = qoe_pb2_grpc.QoeServiceStub(served.channel).GetExperience(
+        qoe_pb2.GetExperienceRequest(customer_id="alice")).services
+    assert service.status == "degraded"
+    counts = {w.window_s: w.count for w in service.windows}
+    assert (counts[10], counts[60]) == (10, 30)   # each in its second, not all at once now
 
 
 def test_sessions_reported_by_a_test_client_and_a_zoom_asked_for(world):
